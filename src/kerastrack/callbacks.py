@@ -1,0 +1,68 @@
+"""Keras callbacks that record training through a tracker (see kerastrack.tracking)."""
+
+import math
+import time
+
+import keras
+import numpy as np
+
+
+def current_learning_rate(optimizer):
+    """The optimizer's rate for its next step: the schedule's value or the set rate."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every Keras epoch log, the learning rate and the epoch's wall time.
+
+    Metrics go to the tracker at step = epoch index (0-based), validation metrics in the
+    same step as training ones. ``mlflow.keras.MlflowCallback`` logs no learning rate and
+    puts validation metrics at step 0, hence this callback.
+
+    Args:
+        tracker: Where to log (a kerastrack tracker).
+        log_every_n_steps: Also log batch logs as ``batch_<name>`` every N optimizer steps
+            (step = global step); 0 is off.
+
+    Attributes:
+        epochs: One dict per finished epoch of everything logged, kept for the end-of-run
+            summary even when training is interrupted.
+    """
+
+    def __init__(self, tracker, log_every_n_steps=0):
+        super().__init__()
+        self.tracker = tracker
+        self.log_every_n_steps = log_every_n_steps
+        self.epochs = []
+
+    def on_train_begin(self, logs=None):
+        self.epochs = []
+        self._step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Read before the first step: the rate this epoch started with (ReduceLROnPlateau
+        # changes it at the end of the previous epoch, a schedule at every step).
+        self._learning_rate = current_learning_rate(self.model.optimizer)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self._step += 1
+        if self.log_every_n_steps and self._step % self.log_every_n_steps == 0:
+            self.tracker.log_metrics({f"batch_{k}": float(v) for k, v in logs.items() if np.isscalar(v)}, step=self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+        record["learning_rate"] = self._learning_rate
+        record["epoch_time_s"] = time.perf_counter() - self._start
+        self.epochs.append(record)
+        self.tracker.log_metrics(record, step=epoch)
+
+    @property
+    def diverged_epoch(self):
+        """The first epoch whose loss was NaN or infinite, or None."""
+        for epoch, record in enumerate(self.epochs):
+            if not math.isfinite(record.get("loss", 0.0)):
+                return epoch
+        return None

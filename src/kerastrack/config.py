@@ -1,0 +1,195 @@
+"""Checks on the composed config that must pass before any run is recorded.
+
+Keras validates few constructor arguments (a negative learning rate trains happily into
+NaN), and a bad value found an hour into a sweep wastes the hour. So values are checked
+here by argument name, in every group: an option added later with the same Keras
+argument names gets the same checks without code.
+"""
+
+import math
+from numbers import Real
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from kerastrack.errors import ConfigError
+
+# Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
+# the optimizer's), which OmegaConf has no syntax for.
+for _name, _fn in {"mul": lambda a, b: float(a) * float(b), "sub": lambda a, b: a - b}.items():
+    if not OmegaConf.has_resolver(f"kt.{_name}"):
+        OmegaConf.register_new_resolver(f"kt.{_name}", _fn)
+
+
+def _between(lo, hi, lo_open=False, hi_open=False):
+    text = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+    def check(v):
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+    return check, f"in {text}"
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+
+# Allowed range of each numeric argument, by name, wherever it appears.
+RANGES = {
+    "learning_rate": _POSITIVE,
+    "momentum": _between(0, 1),
+    "beta_1": _between(0, 1, hi_open=True),
+    "beta_2": _between(0, 1, hi_open=True),
+    "rho": _between(0, 1, hi_open=True),
+    "epsilon": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "initial_accumulator_value": _NON_NEGATIVE,
+    "clipnorm": _POSITIVE,
+    "clipvalue": _POSITIVE,
+    "global_clipnorm": _POSITIVE,
+    "initial_learning_rate": _NON_NEGATIVE,
+    "warmup_target": _POSITIVE,
+    "end_learning_rate": _NON_NEGATIVE,
+    "decay_epochs": _POSITIVE,
+    "first_decay_epochs": _POSITIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "decay_rate": _POSITIVE,
+    "alpha": _between(0, 1),
+    "power": _POSITIVE,
+    "label_smoothing": _between(0, 1),
+    "delta": _POSITIVE,
+    "margin": _POSITIVE,
+    "dropout": _between(0, 1, hi_open=True),
+    "l1": _NON_NEGATIVE,
+    "l2": _NON_NEGATIVE,
+    "patience": _NON_NEGATIVE,
+    "min_delta": _NON_NEGATIVE,
+    "factor": _between(0, 1, lo_open=True, hi_open=True),
+    "min_lr": _NON_NEGATIVE,
+    "cooldown": _NON_NEGATIVE,
+}
+BOOLEANS = {
+    "nesterov", "amsgrad", "centered", "staircase", "cycle", "from_logits",
+    "restore_best_weights", "save_best_only", "save_weights_only",
+}
+CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks")
+MONITOR_MODES = ("auto", "min", "max")
+
+
+def _is_number(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _fail(key, value, allowed):
+    raise ConfigError(f"{key} must be {allowed}. Received: {key}={value}")
+
+
+def _check_value(key, name, value):
+    if name in BOOLEANS and not isinstance(value, bool):
+        _fail(key, value, "true or false")
+    if name not in RANGES or value is None:
+        return
+    check, allowed = RANGES[name]
+    values = list(value) if isinstance(value, (list, ListConfig)) else [value]
+    for v in values:
+        if not _is_number(v) or not math.isfinite(v) or not check(v):
+            _fail(key, value, f"a number {allowed}")
+
+
+def _walk(node, prefix):
+    for name, value in node.items():
+        key = f"{prefix}.{name}"
+        if isinstance(value, DictConfig):
+            yield from _walk(value, key)
+        else:
+            yield key, str(name), value
+
+
+def _select(cfg, path):
+    node = OmegaConf.select(cfg, path)
+    return node if isinstance(node, DictConfig) else OmegaConf.create({})
+
+
+def _check_trainer(cfg):
+    t = cfg.trainer
+    if not isinstance(t.epochs, int) or isinstance(t.epochs, bool) or t.epochs < 1:
+        _fail("trainer.epochs", t.epochs, "an integer >= 1")
+    bs = t.batch_size
+    if bs != "full" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        _fail("trainer.batch_size", bs, "an integer >= 1 or full")
+    vs = t.validation_split
+    if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
+        _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")
+    if t.verbose not in (0, 1, 2):
+        _fail("trainer.verbose", t.verbose, "0, 1 or 2")
+    if t.monitor_mode not in MONITOR_MODES:
+        _fail("trainer.monitor_mode", t.monitor_mode, f"one of {', '.join(MONITOR_MODES)}")
+    if t.metrics is not None and (
+        not isinstance(t.metrics, ListConfig) or not all(isinstance(m, str) for m in t.metrics)
+    ):
+        _fail("trainer.metrics", t.metrics, "null or a list of Keras metric names, e.g. [accuracy]")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        _fail("seed", cfg.seed, "an integer >= 0")
+    if not isinstance(cfg.deterministic, bool):
+        _fail("deterministic", cfg.deterministic, "true or false")
+
+
+def check_config(cfg):
+    """Checks every value that can be checked without data. Raises ConfigError."""
+    _check_trainer(cfg)
+    for group in CHECKED_GROUPS:
+        for key, name, value in _walk(_select(cfg, group), group):
+            _check_value(key, name, value)
+    plateau = [
+        name for name, cb in _select(cfg, "callbacks").items()
+        if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")
+    ]
+    if plateau and "_target_" in _select(cfg, "scheduler"):
+        raise ConfigError(
+            f"callbacks.{plateau[0]} (ReduceLROnPlateau) cannot change the learning rate of a "
+            f"schedule: the scheduler owns it. Use scheduler=constant with it, or drop "
+            f"{plateau[0]} from callbacks. Received: scheduler={_choice(cfg, 'scheduler')}"
+        )
+
+
+def check_monitors(cfg, logged):
+    """Checks that every monitored value is one the run logs.
+
+    Args:
+        cfg: The composed config.
+        logged: Names Keras will log each epoch, e.g. ``["loss", "accuracy", "val_loss"]``.
+    """
+    monitors = [("trainer.monitor", cfg.trainer.monitor)]
+    for name, cb in _select(cfg, "callbacks").items():
+        if isinstance(cb, DictConfig) and "monitor" in cb:
+            monitors.append((f"callbacks.{name}.monitor", cb.monitor))
+    for key, monitor in monitors:
+        if monitor not in logged:
+            raise ConfigError(
+                f"{key} is never logged by this run; it logs {', '.join(logged)}. Received: {key}={monitor}"
+            )
+
+
+def monitor_mode(monitor, mode="auto"):
+    """'max' or 'min': the direction in which the monitored value improves."""
+    if mode != "auto":
+        return mode
+    higher_is_better = ("acc", "auc", "precision", "recall", "f1")
+    return "max" if any(word in monitor for word in higher_is_better) else "min"
+
+
+def _choice(cfg, group):
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
+    return choices.get(group, "?") if choices else _hydra_choices().get(group, "?")
+
+
+def _hydra_choices():
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return dict(HydraConfig.get().runtime.choices)
+
+
+def group_choices(cfg):
+    """The option chosen in each kerastrack config group, e.g. {"optimizer": "adam"}."""
+    choices = dict(OmegaConf.select(cfg, "hydra.runtime.choices") or {}) or _hydra_choices()
+    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and v is not None}

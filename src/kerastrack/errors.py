@@ -1,0 +1,9 @@
+"""Errors that kerastrack reports to the user as one line, before any training."""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, found before training starts.
+
+    The message names the key, the received value and what is allowed, e.g.
+    ``optimizer.learning_rate must be > 0. Received: optimizer.learning_rate=-1``.
+    """

@@ -1,0 +1,40 @@
+"""Losses that Keras does not ship."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kerastrack")
+class MulticlassSVM(keras.losses.Loss):
+    """The cs231n multiclass SVM (Weston-Watkins) loss on raw class scores.
+
+    ``L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``, averaged over samples.
+    Keras' ``CategoricalHinge`` is the Crammer-Singer form (a max over j instead of the
+    sum), so this one is written here. With all scores equal the loss is
+    ``(num_classes - 1) * margin``; once every margin is met it is 0 and learning stops.
+
+    Args:
+        margin: The margin Delta by which the correct class score must beat the others.
+            Must be > 0.
+        reduction: Keras loss reduction, e.g. ``"sum_over_batch_size"`` (the mean).
+        name: Name of the loss.
+        dtype: Dtype of the loss computation.
+
+    Labels are integer class ids, shape ``(batch,)`` or ``(batch, 1)``.
+    """
+
+    def __init__(self, margin=1.0, reduction="sum_over_batch_size", name="multiclass_svm", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not margin > 0:
+            raise ValueError(f"`margin` must be > 0. Received: margin={margin}")
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        is_true = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        true_score = ops.sum(y_pred * is_true, axis=-1, keepdims=True)
+        margins = ops.maximum(0.0, y_pred - true_score + self.margin) * (1.0 - is_true)
+        return ops.sum(margins, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}

@@ -1,0 +1,92 @@
+"""Model builders. Each takes the data's input shape and the head derived from the loss.
+
+Model options in conf/model/ are ``_partial_`` calls to these functions: input_shape and
+head are known only once the data set and loss are.
+"""
+
+import keras
+
+from kerastrack.errors import ConfigError
+
+
+def _regularizer(l1, l2):
+    return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+
+def _output(x, head, regularizer):
+    return keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=regularizer, name="head")(x)
+
+
+def _flat_input(input_shape):
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
+    return inputs, x
+
+
+def linear(input_shape, head, l1=0.0, l2=0.0):
+    """A linear classifier/regressor: softmax, logistic, SVM or linear regression.
+
+    Args:
+        input_shape: Shape of one sample.
+        head: The output head (units, activation).
+        l1: L1 weight penalty on the weights.
+        l2: L2 weight penalty on the weights.
+    """
+    inputs, x = _flat_input(input_shape)
+    return keras.Model(inputs, _output(x, head, _regularizer(l1, l2)), name="linear")
+
+
+def mlp(input_shape, head, hidden_units=(128,), activation="relu", dropout=0.0, l1=0.0, l2=0.0):
+    """A multilayer perceptron.
+
+    Args:
+        input_shape: Shape of one sample (images are flattened).
+        head: The output head (units, activation).
+        hidden_units: Units of each hidden layer.
+        activation: Hidden activation, any Keras name (relu, sigmoid, tanh, ...).
+        dropout: Dropout rate after each hidden layer.
+        l1: L1 weight penalty on every kernel.
+        l2: L2 weight penalty on every kernel.
+    """
+    inputs, x = _flat_input(input_shape)
+    regularizer = _regularizer(l1, l2)
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation=activation, kernel_regularizer=regularizer, name=f"dense_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return keras.Model(inputs, _output(x, head, regularizer), name="mlp")
+
+
+def cnn(input_shape, head, filters=(32, 64), kernel_size=3, dense_units=128, activation="relu",
+        dropout=0.0, l1=0.0, l2=0.0):
+    """A small convolutional network: conv + max-pool blocks, then a dense layer.
+
+    Args:
+        input_shape: Shape of one image, (height, width, channels).
+        head: The output head (units, activation).
+        filters: Filters of each conv block.
+        kernel_size: Convolution kernel size.
+        dense_units: Units of the dense layer before the head.
+        activation: Hidden activation, any Keras name.
+        dropout: Dropout rate before the head.
+        l1: L1 weight penalty on every kernel.
+        l2: L2 weight penalty on every kernel.
+    """
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"model=cnn needs image data of shape (height, width, channels). "
+            f"Received: input shape {tuple(input_shape)}; use model=mlp or model=linear"
+        )
+    regularizer = _regularizer(l1, l2)
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = inputs
+    for i, n in enumerate(filters):
+        x = keras.layers.Conv2D(n, kernel_size, padding="same", activation=activation,
+                                kernel_regularizer=regularizer, name=f"conv_{i}")(x)
+        if min(x.shape[1:3]) >= 2:
+            x = keras.layers.MaxPooling2D(name=f"pool_{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, activation=activation, kernel_regularizer=regularizer, name="dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(inputs, _output(x, head, regularizer), name="cnn")

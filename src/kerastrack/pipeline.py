@@ -1,0 +1,201 @@
+"""The training pipeline: one plain function, ``train(cfg)``, that train.py and tests call."""
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from kerastrack import plots
+from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
+from kerastrack.errors import ConfigError
+from kerastrack.heads import resolve_head, resolve_metrics
+from kerastrack.schedules import build_schedule, steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run is recorded as FAILED with diverged=true."""
+
+
+def train(cfg):
+    """Trains and evaluates one model as the config says, recording it with the tracker.
+
+    Everything that can be checked is checked before a run is recorded; from the moment
+    the run opens, any failure closes it as FAILED and Ctrl-C/SIGTERM as KILLED.
+
+    Args:
+        cfg: The composed config (conf/train.yaml).
+
+    Returns:
+        The best value of ``trainer.monitor`` over the epochs (what a sweeper optimizes).
+
+    Raises:
+        ConfigError: A config value that cannot work (before any run is recorded).
+        DivergedError: The loss became NaN or infinite.
+    """
+    check_config(cfg)
+    choices = group_choices(cfg)
+    _seed(cfg.seed, cfg.deterministic)
+    data = _build("data", choices, lambda: instantiate(cfg.data))
+    head = resolve_head(cfg.loss, data.task, data.num_classes, choices.get("loss", "?"), choices.get("data", "?"))
+    metrics = resolve_metrics(cfg.trainer.metrics, head)
+    names = ["loss", *(m.name for m in metrics)]
+    check_monitors(cfg, names + [f"val_{n}" for n in names])
+
+    trainer = cfg.trainer
+    y_train = head.encode(data.y_train)
+    fit_size = math.floor(len(data.x_train) * (1 - (trainer.validation_split or 0)))
+    batch_size = fit_size if trainer.batch_size == "full" else trainer.batch_size
+    schedule = _build("scheduler", choices, lambda: build_schedule(cfg.scheduler, steps_per_epoch(fit_size, batch_size)))
+    rate = {"learning_rate": schedule} if schedule is not None else {}
+    optimizer = _build("optimizer", choices, lambda: instantiate(cfg.optimizer, **rate))
+    loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
+    callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
+    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
+    from kerastrack.callbacks import EpochLogger
+
+    epoch_logger = EpochLogger(tracker, tracker.log_every_n_steps)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
+
+    with _sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices)):
+        _log_setup(tracker, cfg, data, output_dir)
+        model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        tracker.log_params({"model.num_params": model.count_params()})
+        try:
+            model.fit(
+                data.x_train, y_train,
+                validation_data=None if trainer.validation_split else (data.x_val, head.encode(data.y_val)),
+                validation_split=trainer.validation_split or 0.0,
+                epochs=trainer.epochs, batch_size=batch_size, shuffle=trainer.shuffle,
+                callbacks=[*callbacks, epoch_logger], verbose=trainer.verbose,
+            )
+        finally:  # also when interrupted: what was reached so far is part of the record
+            best = _log_best(tracker, epoch_logger.epochs, monitor, mode)
+        if (epoch := epoch_logger.diverged_epoch) is not None:
+            tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
+            raise DivergedError(
+                f"the loss became {epoch_logger.epochs[epoch]['loss']} at epoch {epoch}: training diverged. "
+                f"Try a smaller optimizer.learning_rate. Received: optimizer.learning_rate={cfg.optimizer.learning_rate}"
+            )
+        _log_results(tracker, model, data, head, epoch_logger.epochs, [m.name for m in metrics], output_dir, batch_size)
+    return best
+
+
+def _build(key, choices, make):
+    """Runs a constructor, turning a library's complaint about a value into a ConfigError."""
+    try:
+        return make()
+    except ConfigError:
+        raise
+    except (InstantiationException, TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        group = key.split(".")[0]
+        raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
+
+
+def _seed(seed, deterministic):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf.config.experimental.disable_op_determinism()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, schedulers) ends the run like Ctrl-C: KILLED, not left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_name(choices):
+    name = "-".join(choices.get(g, "?") for g in ("data", "model", "loss", "optimizer"))
+    scheduler = choices.get("scheduler", "constant")
+    return name if scheduler == "constant" else f"{name}-{scheduler}"
+
+
+def _tags(choices):
+    """One tag per config-group choice (optimizer=adam, ...) and the library versions."""
+    from kerastrack.tracking import library_versions
+
+    tags = {group: choice for group, choice in choices.items() if group not in ("paths", "trainer")}
+    tags.update({f"version.{name}": v for name, v in library_versions().items()})
+    return tags
+
+
+def _plain_config(cfg):
+    return OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
+
+
+def _log_setup(tracker, cfg, data, output_dir):
+    from hydra.core.hydra_config import HydraConfig
+
+    from kerastrack.tracking import flatten_config, git_state, launch_dir
+
+    plain = _plain_config(cfg)
+    tracker.log_params(flatten_config(plain))
+    tracker.log_params({
+        "dataset.task": data.task, "dataset.num_classes": data.num_classes,
+        "dataset.input_shape": data.input_shape,
+        "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
+    })
+    tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    tracker.log_text(OmegaConf.to_yaml(overrides), "config/overrides.yaml")
+    git = git_state(launch_dir())
+    if git:
+        tracker.set_tags({"git.commit": git["commit"], "git.dirty": str(git["dirty"]).lower()})
+        if git["dirty"]:
+            tracker.log_text(git["diff"], "git/diff.patch")
+
+
+def _log_best(tracker, epochs, monitor, mode):
+    values = [e[monitor] for e in epochs if math.isfinite(e.get(monitor, math.nan))]
+    if not values:
+        return math.nan
+    best = max(values) if mode == "max" else min(values)
+    best_epoch = next(i for i, e in enumerate(epochs) if e.get(monitor) == best)
+    tracker.log_metrics({f"best_{monitor}": best, "best_epoch": best_epoch}, step=best_epoch)
+    return best
+
+
+def _log_results(tracker, model, data, head, epochs, metric_names, output_dir, batch_size):
+    """Test metrics, figures and the model, with the weights training ended with."""
+    y_test = head.encode(data.y_test)
+    results = model.evaluate(data.x_test, y_test, batch_size=batch_size, return_dict=True, verbose=0)
+    tracker.log_metrics({f"test_{k}": float(v) for k, v in results.items()}, step=len(epochs) - 1)
+    log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
+
+    figures = {"learning_curves.png": plots.learning_curves(epochs, metric_names)}
+    if data.task != "regression":
+        predicted = head.predict_classes(model.predict(data.x_test, batch_size=batch_size, verbose=0))
+        figures["confusion_matrix.png"] = plots.confusion_matrix(data.y_test, predicted, data.class_names)
+    for name, fig in figures.items():
+        fig.savefig(output_dir / name, dpi=100)
+        plots.close(fig)
+        tracker.log_artifact(output_dir / name, "plots")
+    if tracker.log_model:
+        tracker.log_keras_model(model, input_example=data.x_test[:5])

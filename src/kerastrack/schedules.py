@@ -1,0 +1,48 @@
+"""Learning-rate schedules given in epochs, built as Keras schedules counted in steps."""
+
+import math
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+# Users think in epochs, Keras schedules count optimizer steps, and steps per epoch are
+# known only once the data and batch size are. Schedule options therefore name their
+# lengths in epochs; each key here is turned into the Keras argument beside it.
+EPOCH_ARGS = {
+    "decay_epochs": "decay_steps",
+    "warmup_epochs": "warmup_steps",
+    "first_decay_epochs": "first_decay_steps",
+    "boundary_epochs": "boundaries",
+}
+
+
+def epochs_to_steps(epochs, steps_per_epoch):
+    """Rounds a length in epochs (a number or a list) to whole optimizer steps."""
+    if isinstance(epochs, (list, tuple)):
+        return [epochs_to_steps(e, steps_per_epoch) for e in epochs]
+    return int(round(float(epochs) * steps_per_epoch))
+
+
+def build_schedule(cfg, steps_per_epoch):
+    """Instantiates a scheduler option, or returns None for a constant rate.
+
+    Args:
+        cfg: The scheduler config: empty for a constant rate, else a ``_target_`` at a
+            ``keras.optimizers.schedules`` class with lengths in epochs (see EPOCH_ARGS).
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        A ``keras.optimizers.schedules.LearningRateSchedule`` or None.
+    """
+    if not cfg or "_target_" not in cfg:
+        return None
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    for epoch_key, step_key in EPOCH_ARGS.items():
+        if epoch_key in kwargs:
+            kwargs[step_key] = epochs_to_steps(kwargs.pop(epoch_key), steps_per_epoch)
+    return instantiate(kwargs)
+
+
+def steps_per_epoch(num_samples, batch_size):
+    """Optimizer steps in one pass over num_samples (Keras keeps the last partial batch)."""
+    return max(1, math.ceil(num_samples / batch_size))

@@ -1,0 +1,255 @@
+"""Experiment tracking. The only module that imports mlflow.
+
+The pipeline owns the run through a tracker's ``run()`` context: it is opened before the
+model is built and always closed in a true state, FINISHED only when the block completes,
+KILLED on Ctrl-C/SIGTERM, FAILED on any error (with the error recorded). Callbacks log
+through the tracker they are given.
+"""
+
+import contextlib
+import os
+import platform
+import subprocess
+import traceback
+from pathlib import Path
+from urllib.parse import urlparse
+
+from omegaconf import OmegaConf
+
+from kerastrack.errors import ConfigError
+
+DEFAULT_EXPERIMENT = "kerastrack"
+
+
+class NullTracker:
+    """Records nothing; the interface every tracker has (``tracking=none``)."""
+
+    log_every_n_steps = 0
+    log_model = False
+    run_id = None
+
+    @contextlib.contextmanager
+    def run(self, run_name, tags=None):
+        yield self
+
+    def log_params(self, params):
+        pass
+
+    def log_metrics(self, metrics, step):
+        pass
+
+    def set_tags(self, tags):
+        pass
+
+    def log_text(self, text, artifact_file):
+        pass
+
+    def log_artifact(self, local_path, artifact_path=None):
+        pass
+
+    def log_keras_model(self, model, input_example):
+        pass
+
+
+def launch_dir():
+    """The directory ``python train.py`` was started in, even under hydra.job.chdir=true."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.cwd)
+    return Path.cwd()
+
+
+def resolve_tracking_uri(uri=None, base_dir=None):
+    """The tracking URI to use: the config's, else $MLFLOW_TRACKING_URI, else mlflow.db.
+
+    Relative SQLite and file-store paths are made absolute against ``base_dir`` (the launch
+    directory), so that runs in changed working directories share one store.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    base_dir = Path(base_dir or launch_dir())
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:" and not os.path.isabs(path):
+            return f"sqlite:///{(base_dir / path).resolve()}"
+    elif "://" not in uri and ":" not in uri[:3]:  # a bare path means a file store
+        return str((base_dir / uri).resolve())
+    return uri
+
+
+def _check_scheme(uri):
+    from mlflow.tracking._tracking_service import utils as tracking_utils  # registry of stores
+
+    scheme = urlparse(uri).scheme
+    schemes = sorted(s for s in tracking_utils._tracking_store_registry._registry if s)
+    if len(scheme) > 1 and scheme not in schemes:
+        raise ConfigError(
+            f"tracking.tracking_uri has an unknown scheme '{scheme}'; MLflow knows "
+            f"{', '.join(schemes)} (e.g. sqlite:///mlflow.db, http://127.0.0.1:5000). "
+            f"Received: tracking.tracking_uri={uri}"
+        )
+
+
+def flatten_config(cfg, prefix=""):
+    """Flattens a config to dotted keys with string values, e.g. {"optimizer.beta_1": "0.9"}."""
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
+
+    flat = {}
+    node = cfg if isinstance(cfg, (dict, list)) else OmegaConf.to_container(cfg, resolve=True)
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        elif len(name) <= MAX_ENTITY_KEY_LENGTH:
+            flat[name] = str(value)[:MAX_PARAM_VAL_LENGTH]
+    return flat
+
+
+def git_state(directory):
+    """The git commit, dirtiness and diff of ``directory``'s repository, or {} if none."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        return {"commit": commit, "dirty": dirty, "diff": git("diff", "HEAD") if dirty else ""}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def library_versions():
+    """Versions of the libraries a run's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in ("tensorflow", "keras", "mlflow", "hydra-core", "numpy", "scikit-learn", "kerastrack"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[name] = version(name)
+    return versions
+
+
+class MlflowTracker(NullTracker):
+    """Logs runs to MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI. None: $MLFLOW_TRACKING_URI, else an SQLite file
+            ``mlflow.db`` in the launch directory.
+        experiment_name: None: $MLFLOW_EXPERIMENT_NAME, else "kerastrack".
+        run_name: None: the pipeline builds one from the config choices.
+        log_model: Log the trained model with ``mlflow.keras.log_model``.
+        log_every_n_steps: Also log batch metrics every N optimizer steps; 0 is off.
+    """
+
+    def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
+                 log_every_n_steps=0):
+        if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
+            raise ConfigError(
+                f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
+                f"Received: tracking.log_every_n_steps={log_every_n_steps}"
+            )
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        _check_scheme(self.tracking_uri)
+        self.experiment_name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.run_name = run_name
+        self.log_model = log_model
+        self.log_every_n_steps = log_every_n_steps
+        self.run_id = None
+
+    def _set_experiment(self):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        # A local store places new experiments' artifacts under ./mlruns of the current
+        # directory; keep them beside the store even when Hydra changed directory.
+        with contextlib.chdir(launch_dir()):
+            return mlflow.set_experiment(self.experiment_name)
+
+    @contextlib.contextmanager
+    def run(self, run_name, tags=None):
+        """Opens an MLflow run and closes it in the state that matches what happened."""
+        import mlflow
+
+        self._set_experiment()
+        active = mlflow.start_run(run_name=self.run_name or run_name, tags=tags)
+        self.run_id = active.info.run_id
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self._end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the run must never stay RUNNING
+            self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
+            raise
+        else:
+            mlflow.end_run("FINISHED")
+
+    def _end(self, status, error_type, message, trace=None):
+        import mlflow
+
+        # Best effort: if the store itself is what failed, still try to close the run.
+        with contextlib.suppress(Exception):
+            mlflow.set_tags({"error.type": error_type, "error.message": message[:5000]})
+            if trace:
+                mlflow.log_text(trace, "error/traceback.txt")
+        mlflow.end_run(status)
+
+    def log_params(self, params):
+        import mlflow
+
+        mlflow.log_params(params)
+
+    def log_metrics(self, metrics, step):
+        import mlflow
+
+        mlflow.log_metrics(metrics, step=step)
+
+    def set_tags(self, tags):
+        import mlflow
+
+        mlflow.set_tags(tags)
+
+    def log_text(self, text, artifact_file):
+        import mlflow
+
+        mlflow.log_text(text, artifact_file)
+
+    def log_artifact(self, local_path, artifact_path=None):
+        import mlflow
+
+        mlflow.log_artifact(str(local_path), artifact_path)
+
+    def log_keras_model(self, model, input_example):
+        """Logs the model with an input example and signature.
+
+        Requirements are given explicitly: left to MLflow, it infers them by loading the
+        model in a fresh Python process, which imports TensorFlow again (~5 s here).
+        """
+        from mlflow.models import Model, infer_signature
+
+        signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+        versions = library_versions()
+        requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
+        # What mlflow.keras.log_model does, through _KerasFlavor (see there).
+        Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
+                  input_example=input_example, signature=signature, pip_requirements=requirements)
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` that creates the model directory before saving into it.
+
+    With an input example, ``mlflow.keras.save_model`` writes the example before it creates
+    the directory and fails (mlflow issue #16183, open in 3.17).
+    """
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path, **kwargs):
+        import mlflow.keras
+
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
