@@ -85,6 +85,8 @@ def _fail(key, value, allowed):
 def _check_value(key, name, value):
     if name in BOOLEANS and not isinstance(value, bool):
         _fail(key, value, "true or false")
+    if name == "activation":
+        _check_activation(key, value)
     if name not in RANGES or value is None:
         return
     check, allowed = RANGES[name]
@@ -92,6 +94,16 @@ def _check_value(key, name, value):
     for v in values:
         if not _is_number(v) or not math.isfinite(v) or not check(v):
             _fail(key, value, f"a number {allowed}")
+
+
+def _check_activation(key, value):
+    import keras
+
+    try:
+        keras.activations.get(value)
+    except ValueError:
+        _fail(key, value, "a Keras activation such as relu, sigmoid, tanh, elu, gelu, softmax, linear "
+              "(https://keras.io/api/layers/activations/)")
 
 
 def _walk(node, prefix):

@@ -77,7 +77,9 @@ def train(cfg):
                 validation_data=None if trainer.validation_split else (data.x_val, head.encode(data.y_val)),
                 validation_split=trainer.validation_split or 0.0,
                 epochs=trainer.epochs, batch_size=batch_size, shuffle=trainer.shuffle,
-                callbacks=[*callbacks, epoch_logger], verbose=trainer.verbose,
+                # The logger goes first: a finished epoch is on record before any other
+                # callback can stop or break the run.
+                callbacks=[epoch_logger, *callbacks], verbose=trainer.verbose,
             )
         finally:  # also when interrupted: what was reached so far is part of the record
             best = _log_best(tracker, epoch_logger.epochs, monitor, mode)

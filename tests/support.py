@@ -1,0 +1,36 @@
+"""Callbacks that tests plug in through the config (`+callbacks.x._target_=tests.support.X`)."""
+
+import os
+import signal
+
+import keras
+
+
+class SignalAtEpoch(keras.callbacks.Callback):
+    """Sends this process a signal at the end of an epoch, as `kill` or a scheduler would.
+
+    Args:
+        epoch: The epoch (0-based) after which to send it.
+        signum: The signal number (SIGTERM by default).
+    """
+
+    def __init__(self, epoch=1, signum=int(signal.SIGTERM)):
+        super().__init__()
+        self.epoch = epoch
+        self.signum = signum
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            os.kill(os.getpid(), self.signum)
+
+
+class FailAtEpoch(keras.callbacks.Callback):
+    """Raises an error at the end of an epoch, like a bug in user code would."""
+
+    def __init__(self, epoch=0):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"boom at epoch {epoch}")

@@ -1,0 +1,138 @@
+"""The real config: every option of every group composes and builds; bad values are refused."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from kerastrack.config import check_config
+from kerastrack.errors import ConfigError
+from kerastrack.heads import resolve_head
+from kerastrack.pipeline import train
+from kerastrack.schedules import build_schedule
+from tests.conftest import CONF
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+ALL_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+NEEDS_DOWNLOAD = {"mnist", "cifar10"}  # keras.datasets download; their readers are tested on small files
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _build(group, cfg, tmp_path):
+    """Instantiates the option the way the pipeline does."""
+    if group == "optimizer":
+        return instantiate(cfg.optimizer)
+    if group == "scheduler":
+        return build_schedule(cfg.scheduler, steps_per_epoch=10)
+    if group == "loss":
+        task = cfg.loss.tasks[0]
+        return instantiate(cfg.loss.fn), resolve_head(cfg.loss, task, {"multiclass": 3, "binary": 2}.get(task))
+    if group == "model":
+        head = resolve_head(cfg.loss, "multiclass", 10)
+        return instantiate(cfg.model)(input_shape=(8, 8, 1), head=head)
+    if group == "data":
+        return instantiate(cfg.data)
+    if group == "callbacks":
+        return [instantiate(cb) for cb in cfg.callbacks.values()]
+    if group == "tracking":
+        return instantiate(cfg.tracking)
+    return cfg[group]
+
+
+@pytest.mark.parametrize("group, option", ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
+def test_every_option_composes_checks_and_builds(group, option, make_cfg, tmp_path):
+    overrides = [f"{group}={option}"]
+    if group == "data":
+        if option in NEEDS_DOWNLOAD or (option == "fashion_mnist" and not FASHION.is_dir()):
+            pytest.skip(f"data={option} downloads with keras.datasets (no network here); its reader is tested in test_data.py")
+        overrides.append("data.limit=60")
+        if option == "csv":
+            path = tmp_path / "toy.csv"
+            path.write_text("a,b,label\n" + "".join(f"{i},{i % 7},{'xy'[i % 2]}\n" for i in range(40)))
+            overrides += [f"data.path={path}", "data.target=label"]
+    if group == "scheduler":
+        overrides.append("trainer.epochs=5")  # warm-up schedules need more epochs than warm-up
+    if group == "callbacks" and option == "reduce_lr_on_plateau":
+        overrides = ["callbacks=[default,reduce_lr_on_plateau]"]
+    cfg = make_cfg(*overrides)
+    check_config(cfg)
+    assert _build(group, cfg, tmp_path) is not None or (group == "scheduler" and option == "constant")
+
+
+def test_every_option_file_says_where_its_docs_are():
+    for group, option in ALL_OPTIONS:
+        text = (CONF / group / f"{option}.yaml").read_text()
+        assert text.startswith("#"), f"{group}/{option}.yaml must start with a comment"
+        if group in ("optimizer", "scheduler", "loss", "callbacks", "data", "model") and option not in ("constant", "none", "default"):
+            assert "https://" in text, f"{group}/{option}.yaml must link its documentation"
+
+
+def test_every_optimizer_exposes_learning_rate(make_cfg):
+    for option in sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml")):
+        assert make_cfg(f"optimizer={option}").optimizer.learning_rate > 0
+
+
+def test_gd_is_full_batch_unless_overridden(make_cfg):
+    assert make_cfg("optimizer=gd").trainer.batch_size == "full"
+    assert make_cfg("optimizer=gd", "trainer.batch_size=64").trainer.batch_size == 64
+
+
+def test_schedule_lengths_are_in_epochs(make_cfg):
+    cfg = make_cfg("scheduler=cosine_warmup", "trainer.epochs=10", "optimizer.learning_rate=0.1")
+    schedule = build_schedule(cfg.scheduler, steps_per_epoch=7)
+    assert (schedule.warmup_steps, schedule.decay_steps) == (14, 56)
+    assert float(schedule(14)) == pytest.approx(0.1)
+    piecewise = build_schedule(make_cfg("scheduler=piecewise", "optimizer.learning_rate=0.5").scheduler, 3)
+    assert list(piecewise.boundaries) == [30, 45]
+    assert [float(piecewise(s)) for s in (0, 31, 46)] == pytest.approx([0.5, 0.05, 0.005])
+
+
+BAD = [
+    (["optimizer.learning_rate=-1"], "optimizer.learning_rate must be a number > 0. Received: optimizer.learning_rate=-1"),
+    (["optimizer.learning_rate=0"], "optimizer.learning_rate must be a number > 0"),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum must be a number in [0, 1]. Received: optimizer.momentum=1.5"),
+    (["optimizer.beta_1=1.0"], "optimizer.beta_1 must be a number in [0, 1)"),
+    (["optimizer=rmsprop", "optimizer.rho=-0.1"], "optimizer.rho must be a number in [0, 1)"),
+    (["optimizer.amsgrad=maybe"], "optimizer.amsgrad must be true or false"),
+    (["trainer.epochs=0"], "trainer.epochs must be an integer >= 1. Received: trainer.epochs=0"),
+    (["trainer.epochs=abc"], "trainer.epochs must be an integer >= 1. Received: trainer.epochs=abc"),
+    (["trainer.batch_size=0"], "trainer.batch_size must be an integer >= 1 or full"),
+    (["trainer.batch_size=half"], "trainer.batch_size must be an integer >= 1 or full. Received: trainer.batch_size=half"),
+    (["trainer.validation_split=1.5"], "trainer.validation_split must be"),
+    (["scheduler=exponential", "scheduler.decay_rate=0"], "scheduler.decay_rate must be a number > 0"),
+    (["scheduler=cosine", "scheduler.alpha=2"], "scheduler.alpha must be a number in [0, 1]"),
+    (["scheduler=step", "scheduler.decay_epochs=-3"], "scheduler.decay_epochs must be a number > 0"),
+    (["scheduler=piecewise", "scheduler.values=[0.1]"], "scheduler: "),
+    (["model.dropout=1"], "model.dropout must be a number in [0, 1)"),
+    (["model.activation=relux"], "model.activation must be a Keras activation such as relu"),
+    (["scheduler=cosine_warmup", "trainer.epochs=2"], "scheduler.decay_epochs must be a number > 0. Received: scheduler.decay_epochs=0"),
+    (["loss=huber", "loss.fn.delta=0"], "loss.fn.delta must be a number > 0"),
+    (["trainer.metrics=[acuracy]"], "trainer.metrics: unknown metric 'acuracy'"),
+    (["trainer.monitor=val_acc"], "trainer.monitor is never logged by this run; it logs loss, accuracy, val_loss, val_accuracy. Received: trainer.monitor=val_acc"),
+    (["callbacks.early_stopping.monitor=val_f1"], "callbacks.early_stopping.monitor is never logged"),
+    (["loss=binary_crossentropy"], "loss=binary_crossentropy does not fit data=digits, a multiclass task"),
+    (["data=diabetes"], "loss=categorical_crossentropy does not fit data=diabetes, a regression task"),
+    (["data=diabetes", "loss=mse", "trainer.metrics=[accuracy]"], "accuracy needs a classification data set"),
+    (["scheduler=cosine", "callbacks=[default,reduce_lr_on_plateau]"], "ReduceLROnPlateau) cannot change the learning rate of a schedule"),
+    (["data=csv", "data.path=/no/such.csv", "data.target=y"], "data.path: no such file. Received: data.path=/no/such.csv"),
+    (["tracking.tracking_uri=foo://bar"], "tracking.tracking_uri has an unknown scheme 'foo'"),
+    (["seed=-1"], "seed must be an integer >= 0"),
+    (["+optimizer.lr=0.1"], "optimizer: "),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_input_is_refused_before_any_run(overrides, message, make_cfg, runs):
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg(*overrides))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+    assert runs() == [], "bad input must not leave a run in the store"
+
+
+def test_csv_without_the_target_column_lists_the_columns(make_cfg, tmp_path, runs):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4,y\n")
+    with pytest.raises(ConfigError, match=r"data.target: no column 'y'.*a, b, label"):
+        train(make_cfg("data=csv", f"data.path={path}", "data.target=y"))
+    assert runs() == []

@@ -1,0 +1,208 @@
+"""Training runs in-process on the real config, and what they leave in MLflow."""
+
+import math
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from kerastrack.errors import ConfigError
+from kerastrack.pipeline import DivergedError, train
+from tests.conftest import CONF, options
+
+
+def history(client, run, key):
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+
+
+def artifacts(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def test_a_run_records_every_epoch_and_the_summary(make_cfg, runs, tmp_path):
+    best = train(make_cfg("trainer.epochs=3", "optimizer=momentum"))
+    (run,) = runs()
+    client = runs.client
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "digits-mlp-categorical_crossentropy-momentum"
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s"):
+        assert [s for s, _ in history(client, run, key)] == [0, 1, 2], key
+    assert all(v == pytest.approx(0.01) for _, v in history(client, run, "learning_rate"))
+    val_losses = [v for _, v in history(client, run, "val_loss")]
+    m = run.data.metrics
+    assert m["best_val_loss"] == min(val_losses) == best
+    assert m["best_epoch"] == val_losses.index(min(val_losses))
+    assert 0 < m["test_accuracy"] <= 1 and m["test_loss"] > 0
+    tags, params = run.data.tags, run.data.params
+    assert {tags[g] for g in ("data", "model", "loss", "optimizer", "scheduler")} == {
+        "digits", "mlp", "categorical_crossentropy", "momentum", "constant"}
+    assert tags["version.keras"].startswith("3.") and tags["version.tensorflow"]
+    assert params["optimizer.momentum"] == "0.9" and params["optimizer._target_"] == "keras.optimizers.SGD"
+    assert params["trainer.epochs"] == "3" and params["dataset.task"] == "multiclass"
+    assert int(params["model.num_params"]) > 0
+    files = artifacts(client, run.info.run_id)
+    assert {"config/config.yaml", "config/overrides.yaml", "plots/learning_curves.png",
+            "plots/confusion_matrix.png"} <= set(files)
+    config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path))))
+    assert config["optimizer"]["momentum"] == 0.9 and "hydra" not in config
+    overrides = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/overrides.yaml", str(tmp_path))))
+    assert "optimizer=momentum" in overrides
+    assert (tmp_path / "out" / "checkpoints" / "best.keras").is_file()
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_optimizer_trains_on_a_classification_set(optimizer, make_cfg, runs):
+    train(make_cfg(f"optimizer={optimizer}", "trainer.epochs=2", "callbacks=none"))
+    (run,) = runs()
+    assert run.info.status == "FINISHED" and run.data.tags["optimizer"] == optimizer
+    assert [s for s, _ in history(runs.client, run, "val_accuracy")] == [0, 1]
+    assert math.isfinite(run.data.metrics["test_loss"])
+
+
+DATA_FOR_TASK = {"multiclass": "iris", "binary": "breast_cancer", "regression": "diabetes"}
+LOSS_TASKS = [(loss, task) for loss in options("loss")
+              for task in yaml.safe_load((CONF / "loss" / f"{loss}.yaml").read_text())["tasks"]]
+
+
+@pytest.mark.parametrize("loss, task", LOSS_TASKS, ids=[f"{l}-{t}" for l, t in LOSS_TASKS])
+def test_every_loss_trains_on_every_task_it_fits(loss, task, make_cfg, runs):
+    data = DATA_FOR_TASK[task]
+    train(make_cfg(f"loss={loss}", f"data={data}", "trainer.epochs=2", "callbacks=none", "optimizer.learning_rate=0.01"))
+    (run,) = runs()
+    m = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.tags["loss"] == loss
+    assert math.isfinite(m["loss"]) and math.isfinite(m["test_loss"])
+    if task == "regression":
+        assert "val_mae" in m and "accuracy" not in m
+    else:
+        assert 0 <= m["val_accuracy"] <= 1 and "plots/confusion_matrix.png" in artifacts(runs.client, run.info.run_id)
+
+
+def test_classification_losses_learn_something(make_cfg, runs):
+    # Accuracy well above chance (10%) after a few epochs: the head and labels fit together.
+    for loss in ("sparse_categorical_crossentropy", "multiclass_svm", "hinge", "mse"):
+        train(make_cfg(f"loss={loss}", "trainer.epochs=4", "callbacks=none", "optimizer.learning_rate=0.01"))
+    assert all(r.data.metrics["val_accuracy"] > 0.6 for r in runs()), [r.data.metrics["val_accuracy"] for r in runs()]
+
+
+@pytest.mark.parametrize("scheduler", [s for s in options("scheduler") if s != "constant"])
+def test_logged_learning_rate_follows_the_schedule(scheduler, make_cfg, runs):
+    cfg = make_cfg(f"scheduler={scheduler}", "trainer.epochs=4", "callbacks=none", "optimizer.learning_rate=0.01",
+                   "scheduler.boundary_epochs=[1,2]" if scheduler == "piecewise" else "scheduler.decay_epochs=2")
+    train(cfg)
+    (run,) = runs()
+    from kerastrack.schedules import build_schedule, steps_per_epoch
+
+    steps = steps_per_epoch(int(run.data.params["dataset.sizes"].split()[0].split("=")[1]), cfg.trainer.batch_size)
+    schedule = build_schedule(cfg.scheduler, steps)
+    logged = [v for _, v in history(runs.client, run, "learning_rate")]
+    assert len(set(logged)) > 1, logged
+    assert logged == pytest.approx([float(schedule(e * steps)) for e in range(4)], rel=1e-5)
+
+
+def test_reduce_lr_on_plateau_lowers_the_logged_rate(make_cfg, runs):
+    train(make_cfg("callbacks=[default,reduce_lr_on_plateau]", "trainer.epochs=4", "optimizer.learning_rate=0.01",
+                   "callbacks.reduce_lr_on_plateau.patience=0", "callbacks.reduce_lr_on_plateau.min_delta=100"))
+    (run,) = runs()
+    logged = [v for _, v in history(runs.client, run, "learning_rate")]
+    # Epoch 0 sets the reference; every later epoch misses it by min_delta and halves the
+    # rate, which the next epoch starts with.
+    assert logged == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+
+
+def test_full_batch_gd_takes_one_step_per_epoch(make_cfg, runs):
+    train(make_cfg("optimizer=gd", "trainer.epochs=2", "callbacks=none", "tracking.log_every_n_steps=1"))
+    (run,) = runs()
+    assert run.data.params["trainer.batch_size"] == "full"
+    assert [s for s, _ in history(runs.client, run, "batch_loss")] == [1, 2]
+
+
+def test_batch_logging_every_n_steps(make_cfg, runs):
+    train(make_cfg("trainer.batch_size=100", "tracking.log_every_n_steps=5", "callbacks=none"))
+    (run,) = runs()
+    assert [s for s, _ in history(runs.client, run, "batch_loss")] == [5, 10]  # 1,078 samples: 11 steps
+
+
+def test_validation_split_from_keras(make_cfg, runs):
+    train(make_cfg("trainer.validation_split=0.25", "callbacks=none"))
+    assert "val_loss" in runs()[0].data.metrics
+
+
+def test_two_runs_with_the_same_seed_are_bit_identical(make_cfg, runs):
+    for _ in range(2):
+        train(make_cfg("trainer.epochs=2", "callbacks=none", "model.dropout=0.2"))
+    first, second = runs()
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert history(runs.client, first, key) == history(runs.client, second, key)
+    train(make_cfg("trainer.epochs=2", "callbacks=none", "model.dropout=0.2", "seed=7"))
+    assert history(runs.client, runs()[0], "loss") != history(runs.client, first, "loss")
+
+
+def test_divergence_fails_the_run_and_tags_it(make_cfg, runs):
+    with pytest.raises(DivergedError, match="training diverged"):
+        train(make_cfg("optimizer=sgd", "optimizer.learning_rate=1e30", "trainer.epochs=3"))
+    (run,) = runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["diverged"] == "true" and run.data.tags["diverged_epoch"] == "0"
+    assert run.data.tags["error.type"] == "DivergedError"
+    assert len(history(runs.client, run, "loss")) == 1  # TerminateOnNaN stopped it
+
+
+def test_an_error_during_training_fails_the_run_with_the_error(make_cfg, runs):
+    with pytest.raises(RuntimeError, match="boom"):
+        train(make_cfg("trainer.epochs=3", "+callbacks.fail._target_=tests.support.FailAtEpoch",
+                       "+callbacks.fail.epoch=1"))
+    (run,) = runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error.type"] == "RuntimeError" and "boom at epoch 1" in run.data.tags["error.message"]
+    assert "error/traceback.txt" in artifacts(runs.client, run.info.run_id)
+    assert [s for s, _ in history(runs.client, run, "loss")] == [0, 1]  # what was logged stays
+    assert "best_val_loss" in run.data.metrics
+
+
+def test_an_error_after_the_run_opened_fails_it(make_cfg, runs):
+    with pytest.raises(ConfigError, match="model=cnn needs image data"):
+        train(make_cfg("model=cnn", "data=iris"))
+    assert [r.info.status for r in runs()] == ["FAILED"]
+
+
+def test_sigterm_kills_the_run_and_keeps_what_was_logged(make_cfg, runs, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("trainer.epochs=5", "+callbacks.kill._target_=tests.support.SignalAtEpoch",
+                       "+callbacks.kill.epoch=1"))
+    (run,) = runs()
+    assert run.info.status == "KILLED"
+    assert [s for s, _ in history(runs.client, run, "val_loss")] == [0, 1]
+    assert (tmp_path / "out" / "checkpoints" / "best.keras").is_file()
+
+
+def test_logged_model_loads_and_predicts(make_cfg, runs):
+    train(make_cfg("tracking.log_model=true", "callbacks=none"))
+    (run,) = runs()
+    mlflow.set_tracking_uri(runs.client.tracking_uri)
+    (model_info,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    loaded = mlflow.pyfunc.load_model(f"models:/{model_info.model_id}")
+    x = np.zeros((2, 8, 8, 1), "float32")
+    assert np.asarray(loaded.predict(x)).shape == (2, 10)
+    assert loaded.metadata.signature is not None and loaded.metadata.get_input_schema() is not None
+
+
+def test_tracking_none_trains_without_a_store(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert math.isfinite(train(make_cfg("tracking=none", "callbacks=none")))
+    assert not (tmp_path / "mlflow.db").exists()
+    assert (tmp_path / "out" / "learning_curves.png").is_file()
+
+
+def test_mlflow_environment_variables_are_honoured(make_cfg, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    train(make_cfg("tracking.tracking_uri=null", "tracking.experiment_name=null", "callbacks=none"))
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("from-env")
+    assert [r.info.status for r in client.search_runs([exp.experiment_id])] == ["FINISHED"]
