@@ -1,6 +1,5 @@
 """Shared fixtures: the real config, composed and shrunk, and a throwaway MLflow store."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,6 @@ from hydra.core.hydra_config import HydraConfig
 
 import kerastrack  # noqa: F401  (registers the kt.* resolvers)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
