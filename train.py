@@ -1,12 +1,18 @@
 """kerastrack's command line: `python train.py optimizer=adam`, `python train.py -m ...`."""
 
+import logging
+import math
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import DivergedError, train
+
+log = logging.getLogger("kerastrack")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -14,10 +20,17 @@ def main(cfg: DictConfig) -> float:
     """Trains once and returns the best monitored value, for sweepers to optimize."""
     try:
         return train(cfg)
-    except (ConfigError, DivergedError) as exc:
-        # One clear line instead of a traceback: the message names the key, the value
-        # and what would work. Exits non-zero.
-        sys.exit(f"Error: {exc}")
+    except Exception as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # One failed job must not abort the sweep: its run is already recorded as
+            # FAILED, the sweep callback counts it and the sweep exits non-zero at the end.
+            log.error("job failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, (ConfigError, DivergedError)))
+            return math.nan
+        if isinstance(exc, (ConfigError, DivergedError)):
+            # One clear line instead of a traceback: the message names the key, the value
+            # and what would work. Exits non-zero.
+            sys.exit(f"Error: {exc}")
+        raise
 
 
 if __name__ == "__main__":

@@ -142,6 +142,9 @@ def _check_trainer(cfg):
         _fail("seed", cfg.seed, "an integer >= 0")
     if not isinstance(cfg.deterministic, bool):
         _fail("deterministic", cfg.deterministic, "true or false")
+    threads = cfg.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        _fail("threads", threads, "null (TensorFlow's default) or an integer >= 1")
 
 
 def check_config(cfg):

@@ -42,7 +42,7 @@ def train(cfg):
     """
     check_config(cfg)
     choices = group_choices(cfg)
-    _seed(cfg.seed, cfg.deterministic)
+    _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"))
     data = _build("data", choices, lambda: instantiate(cfg.data))
     head = resolve_head(cfg.loss, data.task, data.num_classes, choices.get("loss", "?"), choices.get("data", "?"))
     metrics = resolve_metrics(cfg.trainer.metrics, head)
@@ -105,10 +105,16 @@ def _build(key, choices, make):
         raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
 
 
-def _seed(seed, deterministic):
+def _configure_tensorflow(seed, deterministic, threads=None):
     import keras
     import tensorflow as tf
 
+    if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already started in this process: keep its pools
+            log.warning("threads=%s ignored: TensorFlow is already initialized in this process", threads)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -1,4 +1,4 @@
-"""Experiment tracking. The only module that imports mlflow.
+"""Experiment tracking. The only package that imports mlflow.
 
 The pipeline owns the run through a tracker's ``run()`` context: it is opened before the
 model is built and always closed in a true state, FINISHED only when the block completes,
@@ -7,6 +7,7 @@ through the tracker they are given.
 """
 
 import contextlib
+import json
 import os
 import platform
 import subprocess
@@ -173,8 +174,9 @@ class MlflowTracker(NullTracker):
         """Opens an MLflow run and closes it in the state that matches what happened."""
         import mlflow
 
-        self._set_experiment()
-        active = mlflow.start_run(run_name=self.run_name or run_name, tags=tags)
+        experiment = self._set_experiment()
+        sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
+        active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name, tags={**(tags or {}), **sweep_tags})
         self.run_id = active.info.run_id
         try:
             yield self
@@ -186,6 +188,31 @@ class MlflowTracker(NullTracker):
             raise
         else:
             mlflow.end_run("FINISHED")
+
+    def _sweep_child(self, experiment_id):
+        """Tags that make this run a child of its sweep's parent run, and a name from the
+        swept values (``optimizer=adam,seed=1``); nothing outside a multirun."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from kerastrack.tracking.sweep import parse_overrides, sweep_dir
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return {}, None
+        import mlflow
+
+        hydra = HydraConfig.get()
+        parents = mlflow.MlflowClient(self.tracking_uri).search_runs(
+            [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`sweep.dir` = '{sweep_dir(hydra)}' and tags.`sweep.role` = 'parent'",
+        )
+        if not parents:
+            return {}, None
+        keys = json.loads(parents[0].data.tags.get("sweep.keys", "[]"))
+        values = {k: o.get_value_element_as_str() for k, o in parse_overrides(hydra.overrides.task) if k in keys}
+        tags = {"mlflow.parentRunId": parents[0].info.run_id, "sweep.role": "child",
+                "sweep.job": str(hydra.job.num), "sweep.values": json.dumps(values)}
+        return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
     def _end(self, status, error_type, message, trace=None):
         import mlflow

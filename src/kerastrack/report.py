@@ -1,0 +1,470 @@
+"""Compares the runs of a sweep (or of an experiment) without the MLflow UI.
+
+``python -m kerastrack.report`` reads the children of the latest sweep, ranks them by the
+monitored value, summarizes each configuration across seeds, and writes a table, CSVs and
+a figure of the mean learning curves (± std across seeds) to ``report/<parent id>/``.
+
+Groups are the swept values other than ``seed``, so that ``-m optimizer=sgd,adam
+seed=0,1,2`` compares two optimizers, each averaged over three seeds. Standard deviations
+are sample standard deviations (ddof=1): a group of one run has none.
+"""
+
+import argparse
+import base64
+import html
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from kerastrack.config import monitor_mode
+from kerastrack.errors import ConfigError
+
+MODES = ("auto", "min", "max")
+DDOF = 1
+FINISHED = "FINISHED"
+# Keys that are logged every epoch but are not a model metric.
+NOT_METRICS = ("loss", "learning_rate", "epoch_time_s")
+
+
+@dataclass
+class Report:
+    """A comparison of runs.
+
+    Attributes:
+        table: One row per run, best first (finished runs before the others).
+        groups: One row per group of swept values other than seed: mean and std of the
+            best monitored value over the group's finished runs, and run counts.
+        best_run_id: The best finished run (the best run if none finished), or None when
+            no run logged the monitor.
+        best_value: Its best monitored value.
+        monitor: The value runs are ranked by, e.g. "val_loss".
+        mode: "min" or "max": the direction in which ``monitor`` improves.
+        figure: Mean learning curves per group, a matplotlib Figure.
+    """
+
+    table: pd.DataFrame
+    groups: pd.DataFrame
+    best_run_id: str | None
+    best_value: float
+    monitor: str
+    mode: str
+    figure: Figure
+
+
+def build_report(records, group_keys=None, monitor=None, mode=None):
+    """Ranks runs by their best monitored value and averages each group across seeds.
+
+    Args:
+        records: RunRecords with history (``kerastrack.tracking.query.fetch_runs``).
+        group_keys: Swept keys (or params, or tags) that define a group. None: the
+            ``sweep.values`` keys except "seed"; the run name for runs of no sweep.
+        monitor: The metric to rank by. None: the runs' ``trainer.monitor``.
+        mode: "min", "max" or "auto". None: the runs' ``trainer.monitor_mode`` when
+            ``monitor`` is theirs, else "auto".
+
+    Returns:
+        A Report.
+
+    Raises:
+        ConfigError: No runs, a mode or group key that does not exist, or a monitor that
+            no run logged.
+    """
+    if not records:
+        raise ConfigError("There are no runs to report on (check the sweep or the filter). Received: records=[]")
+    records = sorted(records, key=_job_order)
+    monitor, mode = _monitor_and_mode(records, monitor, mode)
+    swept = _swept_keys(records)
+    group_keys = _group_keys(records, swept, group_keys)
+    table = _run_table(records, swept, monitor, mode)
+    labels = {r.run_id: _group_label(r, group_keys) for r in records}
+    best = table.iloc[0]
+    found = not math.isnan(best[f"best_{monitor}"])
+    return Report(
+        table=table,
+        groups=_group_table(records, table, group_keys, labels, monitor, mode),
+        best_run_id=best["run_id"] if found else None,
+        best_value=float(best[f"best_{monitor}"]),
+        monitor=monitor,
+        mode=mode,
+        figure=_figure(records, labels, _main_metric(records)),
+    )
+
+
+def write_report(report, out_dir, title="kerastrack report"):
+    """Writes the figure, an HTML page and the tables as CSV.
+
+    Args:
+        report: A Report from ``build_report``.
+        out_dir: The directory to write to; created if missing.
+        title: The HTML page's title.
+
+    Returns:
+        File name -> path: report.png, report.html, runs.csv, groups.csv.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("report.png", "report.html", "runs.csv", "groups.csv")}
+    report.figure.savefig(paths["report.png"], dpi=110, bbox_inches="tight")
+    paths["report.html"].write_text(_html(report, title, paths["report.png"].read_bytes()), encoding="utf-8")
+    report.table.to_csv(paths["runs.csv"], index=False)
+    report.groups.to_csv(paths["groups.csv"], index=False)
+    return paths
+
+
+def format_table(report):
+    """The per-run table as plain text, best first, the best run marked with '*'."""
+    return _marked(report).drop(columns="run_id").to_string(index=False, float_format=_number, na_rep="-")
+
+
+def main(argv=None):
+    """``python -m kerastrack.report``: writes a report and prints the ranking.
+
+    Args:
+        argv: Command-line arguments; None: ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0, or 2 for bad input (one ``Error:`` line on stderr).
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- the per-run table ------------------------------------------------------------------
+
+
+def _job_order(record):
+    job = record.tags.get("sweep.job", "")
+    return (int(job) if job.isdigit() else math.inf, record.start_time or 0)
+
+
+def _monitor_and_mode(records, monitor, mode):
+    logged = {r.params.get("trainer.monitor") for r in records} - {None}
+    if monitor is None:
+        if len(logged) > 1:
+            raise ConfigError(
+                f"The runs follow different monitors ({', '.join(sorted(logged))}); pass one to "
+                f"rank them by (--monitor). Received: monitor=None"
+            )
+        monitor = logged.pop() if logged else "val_loss"
+    if mode is None:
+        modes = {r.params.get("trainer.monitor_mode", "auto") for r in records}
+        # A logged mode belongs to the logged monitor; for another monitor infer it.
+        mode = modes.pop() if logged == {monitor} and len(modes) == 1 else "auto"
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode}")
+    available = sorted({k for r in records for k in r.history})
+    if monitor not in available:
+        raise ConfigError(
+            f"No run logged '{monitor}' per epoch; the runs have: {', '.join(available) or 'nothing'}. "
+            f"Received: monitor={monitor}"
+        )
+    return monitor, monitor_mode(monitor, mode)
+
+
+def _swept_keys(records):
+    keys = {}  # a dict keeps the sweep's order across runs
+    for record in records:
+        keys.update(dict.fromkeys(_swept_values(record)))
+    return list(keys)
+
+
+def _swept_values(record):
+    try:
+        values = json.loads(record.tags.get("sweep.values", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+
+
+def _group_keys(records, swept, group_keys):
+    if group_keys is None:
+        return [k for k in swept if k != "seed"] if swept else ["name"]
+    known = set(swept) | {"name"} | {k for r in records for k in (*r.params, *r.tags)}
+    for key in group_keys:
+        if key not in known:
+            raise ConfigError(
+                f"group key '{key}' is neither a swept key, a param nor a tag of these runs; "
+                f"swept keys: {', '.join(swept) or 'none'}. Received: group_keys={list(group_keys)}"
+            )
+    return list(group_keys)
+
+
+def _value_of(record, key):
+    if key == "name":
+        return record.name
+    for source in (_swept_values(record), record.params, record.tags):
+        if key in source:
+            return source[key]
+    return ""
+
+
+def _group_label(record, group_keys):
+    if group_keys == ["name"]:
+        return record.name
+    return ",".join(f"{k}={_value_of(record, k)}" for k in group_keys) or "all runs"
+
+
+def _finite_series(record, key):
+    """A run's values of ``key`` by epoch, with NaN where a value is NaN or infinite."""
+    points = record.history.get(key, [])
+    values = pd.Series([v for _, v in points], index=[s for s, _ in points], dtype=float)
+    return values.where(np.isfinite(values)).groupby(level=0).last()
+
+
+def _best(record, monitor, mode):
+    values = _finite_series(record, monitor).dropna()
+    if values.empty:
+        return math.nan, pd.NA
+    epoch = values.idxmax() if mode == "max" else values.idxmin()  # the first of ties
+    return float(values[epoch]), int(epoch)
+
+
+def _run_row(record, swept, monitor, mode):
+    history = record.history.get(monitor, [])
+    best, best_epoch = _best(record, monitor, mode)
+    epochs = {s for key in ("loss", monitor) for s, _ in record.history.get(key, [])}
+    return {
+        "name": record.name,
+        **{k: _swept_values(record).get(k, "") for k in swept},
+        "status": record.status,
+        f"best_{monitor}": best,
+        "best_epoch": best_epoch,
+        f"last_{monitor}": history[-1][1] if history else math.nan,
+        "epochs": len(epochs),
+        "wall_time_s": math.nan if record.wall_time_s is None else record.wall_time_s,
+        **{k: v for k, v in sorted(record.metrics.items()) if k.startswith("test_")},
+        "run_id": record.run_id,
+    }
+
+
+def _run_table(records, swept, monitor, mode):
+    table = pd.DataFrame([_run_row(r, swept, monitor, mode) for r in records])
+    table["best_epoch"] = table["best_epoch"].astype("Int64")
+    # Finished runs first: a run that failed after a good epoch is no candidate for "best".
+    unfinished = table["status"] != FINISHED
+    order = np.lexsort((_rank_key(table[f"best_{monitor}"], mode), unfinished.to_numpy()))
+    test_columns = sorted(c for c in table.columns if c.startswith("test_"))
+    columns = [c for c in table.columns if c not in (*test_columns, "run_id")] + test_columns + ["run_id"]
+    return table.iloc[order][columns].reset_index(drop=True)
+
+
+def _rank_key(values, mode):
+    # Ascending sort key: best first, NaN (never logged a finite value) last.
+    key = -values.to_numpy(dtype=float) if mode == "max" else values.to_numpy(dtype=float)
+    return np.where(np.isnan(key), np.inf, key)
+
+
+# -- groups -----------------------------------------------------------------------------
+
+
+def _group_table(records, table, group_keys, labels, monitor, mode):
+    best = table.set_index("run_id")[f"best_{monitor}"]
+    rows = {}
+    for record in records:
+        row = rows.setdefault(labels[record.run_id], {
+            "group": labels[record.run_id],
+            **({} if group_keys == ["name"] else {k: _value_of(record, k) for k in group_keys}),
+            "n_runs": 0, "n_finished": 0, "n_failed": 0, "bests": [],
+        })
+        row["n_runs"] += 1
+        row["n_failed"] += record.status == "FAILED"
+        if record.status == FINISHED:
+            row["n_finished"] += 1
+            row["bests"].append(best[record.run_id])
+    for row in rows.values():
+        bests = np.array([b for b in row.pop("bests") if not math.isnan(b)])
+        row[f"mean_best_{monitor}"] = bests.mean() if len(bests) else math.nan
+        row[f"std_best_{monitor}"] = bests.std(ddof=DDOF) if len(bests) > DDOF else math.nan
+    groups = pd.DataFrame(list(rows.values()))
+    order = np.argsort(_rank_key(groups[f"mean_best_{monitor}"], mode), kind="stable")
+    return groups.iloc[order].reset_index(drop=True)
+
+
+# -- the figure -------------------------------------------------------------------------
+
+
+def _main_metric(records):
+    """The validation key of the runs' first metric, e.g. "val_accuracy", or None."""
+    logged = {k for r in records for k in r.history}
+    for record in records:
+        for name in _param_list(record.params.get("trainer.metrics")):
+            if f"val_{name}" in logged:
+                return f"val_{name}"
+    candidates = sorted(k for k in logged if k.startswith("val_") and k[4:] not in NOT_METRICS)
+    return candidates[0] if candidates else None
+
+
+def _param_list(value):
+    # Params are str(list) of the config, e.g. "['accuracy', 'auc']"; "None" means default.
+    return re.findall(r"[\w.-]+", value or "") if value and value.startswith("[") else []
+
+
+def _panels(records, main_metric):
+    panels = [("loss", "train loss"), ("val_loss", "validation loss")]
+    if main_metric:
+        panels.append((main_metric, main_metric.replace("val_", "validation ", 1)))
+    panels.append(("learning_rate", "learning rate"))
+    return [(key, title) for key, title in panels if any(r.history.get(key) for r in records)]
+
+
+def _figure(records, labels, main_metric):
+    panels = _panels(records, main_metric)
+    columns = 2 if len(panels) > 1 else 1
+    rows = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(5.2 * columns, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    order = list(dict.fromkeys(labels[r.run_id] for r in records))
+    colours = _colours(len(order))
+    for ax, (key, title) in zip(axes, panels):
+        for i, label in enumerate(order):
+            group = [r for r in records if labels[r.run_id] == label]
+            _plot_group(ax, group, key, colours[i], f"{label} (n={len(group)})")
+        _style(ax, key, title)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, legend_labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)")
+    return fig
+
+
+def _colours(n):
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _plot_group(ax, group, key, colour, label):
+    curves = pd.concat([_finite_series(r, key) for r in group], axis=1) if group else pd.DataFrame()
+    if curves.empty:
+        # Keep the group in this panel's legend even when it logged nothing here.
+        ax.plot([], [], color=colour, marker=".", label=label)
+        return
+    curves = curves.sort_index()
+    # Each epoch averages the runs that reached it (early stopping) with a finite value.
+    mean, std = curves.mean(axis=1), curves.std(axis=1, ddof=DDOF)
+    ax.plot(curves.index, mean, color=colour, marker=".", markersize=4, label=label)
+    band = std.notna().to_numpy()
+    if band.any():
+        ax.fill_between(curves.index, mean - std, mean + std, where=band, color=colour, alpha=0.18,
+                        linewidth=0)
+
+
+def _style(ax, key, title):
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    lows = [line.get_ydata() for line in ax.lines if len(line.get_ydata())]
+    if key == "learning_rate" and lows and np.nanmin(np.concatenate(lows)) > 0:
+        ax.set_yscale("log")  # rates of different optimizers differ by orders of magnitude
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def _number(value):
+    return f"{value:.4g}"
+
+
+def _marked(report):
+    table = report.table.copy()
+    table.insert(0, "best", np.where(table["run_id"] == report.best_run_id, "*", ""))
+    return table
+
+
+def _html(report, title, png):
+    def frame(df):
+        return df.to_html(index=False, float_format=_number, na_rep="-", border=0, classes="table")
+
+    image = base64.b64encode(png).decode("ascii")
+    best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
+    summary = (f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
+               f"{report.monitor} = {_number(report.best_value)}" if len(best) else "No run logged the monitor.")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table.table {{ border-collapse: collapse; font-size: 0.9em; margin-bottom: 2em; }}
+table.table th, table.table td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
+table.table th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Ranked by {html.escape(report.monitor)} ({report.mode}; the best epoch of each run). {summary}</p>
+<h2>Groups</h2>
+<p>Mean and sample standard deviation (ddof={DDOF}) of the best value over each group's finished runs.</p>
+{frame(report.groups)}
+<h2>Runs</h2>
+{frame(_marked(report))}
+<h2>Learning curves</h2>
+<p>Mean per epoch over the runs of a group that reached it; the band is ± one standard deviation.</p>
+<img alt="learning curves" src="data:image/png;base64,{image}">
+</body></html>
+"""
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m kerastrack.report",
+        description="Compare the runs of a sweep (or an experiment): a ranked table, a summary per "
+                    "configuration across seeds, and mean learning curves, written as PNG, HTML and CSV.",
+    )
+    parser.add_argument("parent", nargs="?", help="the sweep's parent run id, or 'latest' (the default "
+                        "unless --experiment is given)")
+    parser.add_argument("--experiment", metavar="NAME", help="without parent: report on this experiment's "
+                        "runs; with 'latest': the latest sweep in it")
+    parser.add_argument("--filter", default="", metavar="EXPR",
+                        help="MLflow search filter, e.g. \"metrics.val_accuracy > 0.9\"")
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory")
+    parser.add_argument("--out", metavar="DIR", help="default: report/<parent run id or experiment>")
+    parser.add_argument("--monitor", help="the metric to rank by; default: the runs' trainer.monitor")
+    parser.add_argument("--mode", metavar="{auto,min,max}", help="default: the runs' trainer.monitor_mode")
+    return parser
+
+
+def _run(args):
+    from kerastrack.tracking import resolve_tracking_uri
+    from kerastrack.tracking.query import fetch_parent, fetch_runs
+
+    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    if args.parent is None and args.experiment is not None:
+        source, title = args.experiment, f"Experiment {args.experiment}"
+        records = fetch_runs(uri, experiment=args.experiment, filter_string=args.filter)
+    else:
+        parent = fetch_parent(uri, args.parent or "latest", experiment=args.experiment)
+        source, title = parent.run_id, f"Sweep {parent.name} ({parent.run_id})"
+        records = fetch_runs(uri, parent=parent.run_id, filter_string=args.filter)
+    if not records:
+        raise ConfigError(f"{title} has no runs that match. Received: filter={args.filter or None}")
+    report = build_report(records, monitor=args.monitor, mode=args.mode)
+    out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
+    paths = write_report(report, out, title=title)
+    print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best\n")
+    print(format_table(report))
+    print("\nGroups (mean ± std over finished runs):\n")
+    print(report.groups.to_string(index=False, float_format=_number, na_rep="-"))
+    print("\nWrote:")
+    for path in paths.values():
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

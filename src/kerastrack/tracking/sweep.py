@@ -1,0 +1,138 @@
+"""Sweeps in MLflow: one parent run per multirun, every job a child run of it.
+
+Sweep-level work belongs to the launching process, so it lives in a Hydra Callback
+(registered in conf/train.yaml, always on). It creates the store and the experiment once
+before any job starts (mlflow creates SQLite tables without a lock: jobs creating a fresh
+mlflow.db at once corrupt it), opens the parent, and at the end records how many jobs
+failed, logs the comparison report on the parent and closes it in a true state. Jobs find
+their parent through the ``sweep.dir`` tag (see ``MlflowTracker``), which works with any
+launcher whose jobs reach the same tracking server.
+"""
+
+import atexit
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def sweep_dir(hydra_cfg):
+    """The sweep dir as an absolute path (Hydra's is relative to the launch dir)."""
+    cwd = OmegaConf.select(hydra_cfg, "runtime.cwd", default=None) or Path.cwd()
+    return str((Path(cwd) / str(hydra_cfg.sweep.dir)).resolve())
+
+
+def parse_overrides(overrides):
+    """(key, value) pairs of Hydra override strings, sweeps included (value as written)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [(o.get_key_element(), o) for o in parsed]
+
+
+class MlflowSweepCallback(Callback):
+    """Opens a parent MLflow run for each multirun and closes it in a true state.
+
+    The parent ends FINISHED with ``n_jobs``/``n_failed`` metrics when the sweep completes
+    (the exit code is then 1 if any job failed), KILLED on Ctrl-C/SIGTERM and FAILED if
+    the sweep itself dies. Single runs get no parent.
+
+    Args:
+        report: Write the comparison report (plots, tables) onto the parent at the end.
+    """
+
+    def __init__(self, report=True):
+        self.report = report
+        self.parent_id = None
+
+    def on_multirun_start(self, config, **kwargs):
+        from hydra.utils import instantiate
+
+        from kerastrack.tracking import MlflowTracker
+
+        tracker = instantiate(config.tracking)
+        if not isinstance(tracker, MlflowTracker):
+            return
+        import mlflow
+
+        experiment = tracker._set_experiment()  # store + experiment, created once, here
+        self.client = mlflow.MlflowClient(tracker.tracking_uri)
+        self.sweep_dir = sweep_dir(config.hydra)
+        overrides = list(config.hydra.overrides.task)
+        keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
+        run = self.client.create_run(
+            experiment.experiment_id,
+            run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
+            tags={"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": self.sweep_dir,
+                  "sweep.overrides": " ".join(overrides)[:5000]},
+        )
+        self.parent_id = run.info.run_id
+        self.experiment_id = experiment.experiment_id
+        log.info("MLflow parent run %s (%s)", self.parent_id, tracker.tracking_uri)
+        atexit.register(self._close_if_open)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)
+
+    def on_multirun_end(self, config, **kwargs):
+        if self.parent_id is None:
+            return
+        children = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=10000)
+        # Jobs that failed before their run opened (a bad value) have no child run, but
+        # every job has a Hydra output dir.
+        n_jobs = max(len(children), len(list(Path(self.sweep_dir).glob("*/.hydra"))))
+        n_finished = sum(r.info.status == "FINISHED" for r in children)
+        n_failed = n_jobs - n_finished
+        try:
+            self.client.log_batch(self.parent_id, metrics=_metrics({"n_jobs": n_jobs, "n_failed": n_failed}))
+            if self.report and children:
+                self._log_report()
+        finally:
+            self.client.set_terminated(self.parent_id, "FINISHED")
+            self.parent_id = None
+        if n_failed:
+            sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed; their runs are FAILED in MLflow "
+                     f"(error.message tag) and their logs are in {self.sweep_dir}")
+
+    def _log_report(self):
+        from kerastrack import report
+        from kerastrack.tracking.query import fetch_runs
+
+        records = fetch_runs(self.client.tracking_uri, parent=self.parent_id)
+        result = report.build_report(records)
+        paths = report.write_report(result, Path(self.sweep_dir) / "report")
+        for path in paths.values():
+            self.client.log_artifact(self.parent_id, str(path), "report")
+        print(report.format_table(result))
+        if result.best_run_id:
+            self.client.set_tag(self.parent_id, "best_run_id", result.best_run_id)
+            self.client.log_batch(self.parent_id, metrics=_metrics({f"best_{result.monitor}": result.best_value}))
+
+    def _close_if_open(self):
+        # Runs at interpreter exit: the sweep died before on_multirun_end (Hydra skips it
+        # when a job raises), so the parent must not stay RUNNING.
+        if self.parent_id is None:
+            return
+        interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FAILED")
+        self.parent_id = None
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _metrics(values):
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, 0) for key, value in values.items()]

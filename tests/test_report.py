@@ -1,0 +1,235 @@
+"""The sweep report, on a real MLflow store filled with synthetic runs (no training)."""
+
+import ast
+import json
+import math
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+
+from kerastrack.errors import ConfigError
+from kerastrack.report import build_report, format_table, main, write_report
+from kerastrack.tracking.query import fetch_parent, fetch_runs
+
+DDOF = 1  # sample std across seeds, as the report documents
+T0 = int(time.time() * 1000) - 3_600_000
+NAN = math.nan
+
+# (optimizer, seed) -> val_accuracy per epoch. Different lengths, as early stopping leaves
+# them; adam seed=2 diverges at epoch 3 (NaN) after a better epoch than any finished run.
+VAL_ACCURACY = {
+    ("sgd", "0"): [0.50, 0.62, 0.70, 0.74, 0.73, 0.71],
+    ("sgd", "1"): [0.48, 0.60, 0.72, 0.71],
+    ("sgd", "2"): [0.52, 0.66, 0.69, 0.75, 0.75],
+    ("adam", "0"): [0.80, 0.88, 0.91, 0.90],
+    ("adam", "1"): [0.78, 0.90, 0.93, 0.92, 0.91, 0.90],
+    ("adam", "2"): [0.85, 0.97, 0.95, NAN],
+}
+FAILED = ("adam", "2")
+LEARNING_RATE = {"sgd": 0.01, "adam": 0.001}
+
+
+def expected_best(key):
+    values = VAL_ACCURACY[key]
+    finite = [v for v in values if not math.isnan(v)]
+    return max(finite), values.index(max(finite))
+
+
+def child_metrics(key):
+    metrics = []
+    for epoch, acc in enumerate(VAL_ACCURACY[key]):
+        loss = NAN if math.isnan(acc) else 2.0 * (1 - acc) + 0.05
+        values = {"loss": loss, "val_loss": loss + 0.1, "accuracy": acc, "val_accuracy": acc,
+                  "learning_rate": LEARNING_RATE[key[0]], "epoch_time_s": 0.5}
+        metrics += [Metric(k, v, T0 + epoch, epoch) for k, v in values.items()]
+    if key != FAILED:
+        best, epoch = expected_best(key)
+        summary = {"best_val_accuracy": best, "best_epoch": epoch, "test_accuracy": best - 0.01, "test_loss": 0.3}
+        metrics += [Metric(k, v, T0, epoch) for k, v in summary.items()]
+    return metrics
+
+
+def add_sweep(client, experiment_id, start, grid):
+    parent = client.create_run(experiment_id, start_time=start, run_name="sweep", tags={
+        "sweep.role": "parent", "sweep.keys": json.dumps(["optimizer", "seed"]), "sweep.dir": "multirun/x"})
+    children = {}
+    for job, key in enumerate(grid):
+        values = {"optimizer": key[0], "seed": key[1]}
+        run = client.create_run(experiment_id, start_time=start + 1000 * (job + 1),
+                                run_name=f"optimizer={key[0]},seed={key[1]}", tags={
+                                    "mlflow.parentRunId": parent.info.run_id, "sweep.role": "child",
+                                    "sweep.job": str(job), "sweep.values": json.dumps(values),
+                                    "optimizer": key[0]})
+        params = {"trainer.monitor": "val_accuracy", "trainer.monitor_mode": "auto", "trainer.metrics": "None",
+                  "seed": key[1]}
+        tags = [RunTag("diverged", "true")] if key == FAILED else []
+        client.log_batch(run.info.run_id, metrics=child_metrics(key), tags=tags,
+                         params=[Param(k, v) for k, v in params.items()])
+        client.set_terminated(run.info.run_id, "FAILED" if key == FAILED else "FINISHED",
+                              end_time=start + 1000 * (job + 1) + 10_000 * (job + 1))
+        children[key] = run.info.run_id
+    client.set_terminated(parent.info.run_id, "FINISHED", end_time=start + 100_000)
+    return parent.info.run_id, children
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A store with an old sweep, the sweep under test, and a single run in another experiment."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('report') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("sweeps")
+    old_parent, _ = add_sweep(client, experiment_id, T0, [("sgd", "0")])
+    parent, children = add_sweep(client, experiment_id, T0 + 200_000, list(VAL_ACCURACY))
+    other = client.create_experiment("other")
+    single = client.create_run(other, start_time=T0 + 900_000, run_name="single")
+    client.log_metric(single.info.run_id, "val_accuracy", 0.99, step=0)
+    client.set_terminated(single.info.run_id, "FINISHED")
+    return {"uri": uri, "parent": parent, "children": children, "old_parent": old_parent,
+            "single": single.info.run_id}
+
+
+@pytest.fixture(scope="module")
+def report(sweep):
+    return build_report(fetch_runs(sweep["uri"], parent=sweep["parent"]))
+
+
+def test_fetch_runs_by_parent_and_latest_returns_exactly_the_children(sweep):
+    by_id = fetch_runs(sweep["uri"], parent=sweep["parent"])
+    latest = fetch_runs(sweep["uri"], parent="latest")
+    assert [r.run_id for r in by_id] == [r.run_id for r in latest] == list(sweep["children"].values())
+    record = by_id[0]
+    assert record.status == "FINISHED" and record.params["trainer.monitor"] == "val_accuracy"
+    assert record.history["val_accuracy"] == list(enumerate(VAL_ACCURACY[("sgd", "0")]))
+    assert set(record.history) == {"loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s"}
+    assert record.wall_time_s == 10.0
+    assert fetch_parent(sweep["uri"], "latest").run_id == sweep["parent"]
+    assert fetch_parent(sweep["uri"], "latest", experiment="sweeps").tags["sweep.role"] == "parent"
+
+
+def test_fetch_runs_by_experiment_and_filter_excludes_parents(sweep):
+    everything = fetch_runs(sweep["uri"], experiment="sweeps", history_keys=())
+    assert len(everything) == 1 + len(VAL_ACCURACY)
+    assert all(r.tags["sweep.role"] == "child" and r.history == {} for r in everything)
+    good = fetch_runs(sweep["uri"], experiment="sweeps", filter_string="metrics.best_val_accuracy > 0.9")
+    expected = {run_id for key, run_id in sweep["children"].items() if key != FAILED and expected_best(key)[0] > 0.9}
+    assert {r.run_id for r in good} == expected and len(expected) == 2
+    (single,) = fetch_runs(sweep["uri"], experiment="other")
+    assert single.run_id == sweep["single"]
+
+
+@pytest.mark.parametrize("kwargs, received", [
+    ({"parent": "0123abc"}, "parent=0123abc"),
+    ({"experiment": "nope"}, "experiment=nope"),
+    ({"parent": "latest", "experiment": "other"}, "parent=latest"),
+    ({"experiment": "sweeps", "filter_string": "metrics.x >> 1"}, "filter=metrics.x >> 1"),
+])
+def test_bad_queries_name_what_was_received(sweep, kwargs, received):
+    with pytest.raises(ConfigError, match="Received: " + received.replace(".", r"\.")) as error:
+        fetch_runs(sweep["uri"], **kwargs)
+    if "experiment" in kwargs and "parent" not in kwargs and "filter_string" not in kwargs:
+        assert "other" in str(error.value) and "sweeps" in str(error.value)  # the names that exist
+    if kwargs.get("parent") == "0123abc":
+        assert sweep["parent"] in str(error.value)  # the latest sweeps are listed
+
+
+def test_a_missing_store_is_an_error_not_a_new_empty_one(tmp_path):
+    with pytest.raises(ConfigError, match="Received: tracking_uri="):
+        fetch_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", parent="latest")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_table_ranks_runs_by_their_best_epoch_finished_first(sweep, report):
+    assert report.monitor == "val_accuracy" and report.mode == "max"
+    table = report.table.set_index("run_id")
+    for key, run_id in sweep["children"].items():
+        best, epoch = expected_best(key)
+        row = table.loc[run_id]
+        assert row["best_val_accuracy"] == pytest.approx(best) and row["best_epoch"] == epoch, key
+        assert row["epochs"] == len(VAL_ACCURACY[key]) and (row["optimizer"], row["seed"]) == key
+        assert row["status"] == ("FAILED" if key == FAILED else "FINISHED")
+    finished = sorted((k for k in VAL_ACCURACY if k != FAILED), key=lambda k: -expected_best(k)[0])
+    assert list(report.table["run_id"]) == [sweep["children"][k] for k in [*finished, FAILED]]
+    assert math.isnan(table.loc[sweep["children"][FAILED], "last_val_accuracy"])
+    assert math.isnan(table.loc[sweep["children"][FAILED], "test_accuracy"])
+    assert report.best_run_id == sweep["children"][finished[0]] == sweep["children"][("adam", "1")]
+    assert report.best_value == pytest.approx(0.93)
+
+
+def test_groups_average_the_best_over_finished_seeds(report):
+    groups = report.groups.set_index("optimizer")
+    for optimizer in ("sgd", "adam"):
+        bests = [expected_best(k)[0] for k in VAL_ACCURACY if k[0] == optimizer and k != FAILED]
+        row = groups.loc[optimizer]
+        assert row["mean_best_val_accuracy"] == pytest.approx(np.mean(bests))
+        assert row["std_best_val_accuracy"] == pytest.approx(np.std(bests, ddof=DDOF))
+        assert row["n_runs"] == 3 and row["n_failed"] == (optimizer == "adam")
+        assert row["group"] == f"optimizer={optimizer}"
+    assert list(report.groups["optimizer"]) == ["adam", "sgd"]
+
+
+def test_monitor_and_mode_can_be_overridden(sweep):
+    records = fetch_runs(sweep["uri"], parent=sweep["parent"])
+    by_loss = build_report(records, monitor="val_loss")
+    assert by_loss.mode == "min" and by_loss.best_run_id == sweep["children"][("adam", "1")]
+    by_name = build_report(records, group_keys=["seed"])
+    assert set(by_name.groups["group"]) == {"seed=0", "seed=1", "seed=2"}
+    with pytest.raises(ConfigError, match="Received: monitor=val_f1"):
+        build_report(records, monitor="val_f1")
+    with pytest.raises(ConfigError, match="Received: mode=maximum"):
+        build_report(records, mode="maximum")
+    with pytest.raises(ConfigError, match=r"Received: records=\[\]"):
+        build_report([])
+
+
+def test_write_report_writes_a_self_contained_page(report, tmp_path):
+    paths = write_report(report, tmp_path / "out")
+    assert set(paths) == {"report.png", "report.html", "runs.csv", "groups.csv"}
+    assert all(Path(p).stat().st_size > 0 for p in paths.values())
+    assert Path(paths["report.png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = Path(paths["report.html"]).read_text()
+    assert "data:image/png;base64," in page and "<h1>" in page
+    assert all(name in page for name in report.table["name"])
+    assert len(Path(paths["runs.csv"]).read_text().splitlines()) == 1 + len(VAL_ACCURACY)
+
+
+def test_format_table_marks_the_best_run_first(report):
+    lines = format_table(report).splitlines()
+    assert lines[1].lstrip().startswith("*") and "optimizer=adam,seed=1" in lines[1]
+    assert sum("*" in line for line in lines) == 1
+
+
+def test_cli_prints_the_table_and_writes_the_report(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["latest", "--tracking-uri", sweep["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert all(f"optimizer={o},seed={s}" in out for o, s in VAL_ACCURACY)
+    assert (tmp_path / "report" / sweep["parent"] / "report.html").is_file()
+    assert main(["--experiment", "sweeps", "--tracking-uri", sweep["uri"], "--out", "x",
+                 "--filter", "metrics.best_val_accuracy > 0.9"]) == 0
+    assert (tmp_path / "x" / "runs.csv").is_file()
+
+
+@pytest.mark.parametrize("argv, received", [
+    (["0123abc"], "parent=0123abc"),
+    (["--experiment", "nope"], "experiment=nope"),
+    (["--mode", "up"], "mode=up"),
+])
+def test_cli_bad_input_is_one_error_line_and_exit_code_2(sweep, argv, received, capsys):
+    assert main([*argv, "--tracking-uri", sweep["uri"]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and received in err and len(err.splitlines()) == 1
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    source = Path(__file__).parents[1] / "src" / "kerastrack" / "report.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert "mlflow" not in imported
