@@ -1,18 +1,12 @@
 """What kerastrack's tracking costs, against plain Keras and ``mlflow.keras.autolog``.
 
-In one process, on the same data and model (digits, the default config's MLP), with the
-variants interleaved (A B C A B C ...) so that machine noise hits them alike:
+One process, one data set and model (digits, the default config's MLP), variants interleaved
+(A B C A B C ...) so that machine noise hits them alike. Measures: 1. per-epoch time of a plain
+fit (A), fit with kerastrack's EpochLogger logging to an MLflow run (B) and fit under autolog
+(C); 2. kerastrack's end-of-run cost without the model; 3. model logging, kerastrack's against
+autolog's; 4. ``python train.py``'s time to its first epoch against a bare ``import tensorflow``.
 
-1. per-epoch time of (A) a plain ``fit``, (B) ``fit`` with kerastrack's EpochLogger logging
-   to an MLflow run in an SQLite store and (C) ``fit`` under ``mlflow.keras.autolog``;
-2. kerastrack's end-of-run cost without the model (``_log_best``, ``_log_results`` with
-   ``log_model=False``: test metrics, plots, artifacts; and closing the run);
-3. model logging: ``MlflowTracker.log_keras_model`` against autolog's, and the share of
-   autolog's spent in MLflow's pip-requirement inference subprocess;
-4. ``python train.py``'s time to its first epoch against a bare ``import tensorflow``.
-
-Usage:
-    python benchmarks/overhead.py [--rounds 6] [--epochs 12] [--model-rounds 3] [--startup-rounds 3]
+Usage: python benchmarks/overhead.py [--rounds 6] [--epochs 12] [--model-rounds 3] [--startup-rounds 3]
 """
 
 import argparse
@@ -65,10 +59,9 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Epoch times from one epoch's start to the next one's (the last: to the end of training).
+    """Epoch times from one epoch's start to the next one's (the last one's: to the end of training).
 
-    Start to start counts every callback's on_epoch_end work wherever it sits in the list
-    (autolog appends its callback after this one).
+    Start to start counts every callback's on_epoch_end work, wherever it sits in the list.
     """
 
     def on_train_begin(self, logs=None):
@@ -86,7 +79,7 @@ class EpochClock(keras.callbacks.Callback):
 
 
 class TimedEpochLogger(EpochLogger):
-    """kerastrack's EpochLogger, also summing the time spent in its own hooks, per epoch."""
+    """kerastrack's EpochLogger, also summing per epoch the time spent in its own hooks."""
 
     def _timed(self, hook, *args):
         start = time.perf_counter()
@@ -105,7 +98,7 @@ class TimedEpochLogger(EpochLogger):
 
 
 def setup(seed, workdir):
-    """The default config (digits, mlp, adam) composed as train.py would, and the data."""
+    """The default config (digits, mlp, adam) composed as train.py does, and what fit needs."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"seed={seed}", "data=digits"])
     data = instantiate(cfg.data)  # kerastrack.data.digits(seed=seed)
@@ -114,10 +107,9 @@ def setup(seed, workdir):
     (Path(workdir) / "outputs").mkdir()  # train() creates its output dir before the run
     return SimpleNamespace(
         cfg=cfg, data=data, head=head, y_train=head.encode(data.y_train), y_val=head.encode(data.y_val),
-        batch_size=cfg.trainer.batch_size, monitor=cfg.trainer.monitor,
-        mode=monitor_mode(cfg.trainer.monitor, cfg.trainer.monitor_mode),
-        metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)],
-        uri=f"sqlite:///{workdir}/mlflow.db", outdir=Path(workdir) / "outputs")
+        batch_size=cfg.trainer.batch_size, monitor=cfg.trainer.monitor, outdir=Path(workdir) / "outputs",
+        mode=monitor_mode(cfg.trainer.monitor, cfg.trainer.monitor_mode), uri=f"sqlite:///{workdir}/mlflow.db",
+        metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)])
 
 
 def build(s):
@@ -134,36 +126,40 @@ def fit(s, model, epochs, callbacks):
               batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
 
 
+def fit_b(s, model, epochs, clock):
+    """B, then what train() does after fit minus the model; returns (hook times, end-of-run s)."""
+    tracker = MlflowTracker(tracking_uri=s.uri, experiment_name="overhead", log_model=False)
+    logger = TimedEpochLogger(tracker)
+    with tracker.run("B-epoch-logger"):
+        fit(s, model, epochs, [clock, logger])
+        start = time.perf_counter()
+        pipeline._log_best(tracker, logger.epochs, s.monitor, s.mode)
+        pipeline._log_results(tracker, model, s.data, s.head, logger.epochs, s.metric_names, s.outdir, s.batch_size)
+    return logger.spent[1:], time.perf_counter() - start  # the latter includes closing the run
+
+
 def per_epoch(s, rounds, warmup, epochs):
-    """Parts 1 and 2: epoch times of A, B and C, B's own hook time and B's end-of-run costs."""
+    """Parts 1 and 2: A, B, C's epoch times per round, B's hook times and end-of-run costs."""
     times, hooks, end_of_run = {"A": [], "B": [], "C": []}, [], []
     for r in range(warmup + rounds):
         for variant in "ABC":
+            # Autolog for C only (it opens and closes a run per fit); log_models=False: epochs only.
+            mlflow.keras.autolog(disable=variant != "C", log_models=False, silent=True)
             model, clock = build(s), EpochClock()
-            if variant == "A":
-                fit(s, model, epochs, [clock])
-            elif variant == "B":  # then what train() does after fit, minus logging the model
-                tracker = MlflowTracker(tracking_uri=s.uri, experiment_name="overhead", log_model=False)
-                logger = TimedEpochLogger(tracker)
-                with tracker.run("B-epoch-logger"):
-                    fit(s, model, epochs, [clock, logger])
-                    start = time.perf_counter()
-                    pipeline._log_best(tracker, logger.epochs, s.monitor, s.mode)
-                    pipeline._log_results(tracker, model, s.data, s.head, logger.epochs, s.metric_names,
-                                          s.outdir, s.batch_size)
-                end_of_run.append(time.perf_counter() - start)  # includes closing the run
-                hooks += logger.spent[1:] if r >= warmup else []
+            if variant == "B":
+                spent, seconds = fit_b(s, model, epochs, clock)
+                hooks += spent if r >= warmup else []
+                end_of_run.append(seconds)
             else:
-                mlflow.keras.autolog(log_models=False, silent=True)  # opens and closes its own run
                 fit(s, model, epochs, [clock])
-                mlflow.keras.autolog(disable=True)
-            if r >= warmup:  # the first fits in a process are slower for all variants
-                times[variant] += clock.epoch_times()
-    return {k: median(v) for k, v in times.items()}, median(hooks), end_of_run
+            if r >= warmup:  # the first fits in a process are slower, whatever the variant
+                times[variant].append(clock.epoch_times())
+    mlflow.keras.autolog(disable=True)
+    return times, median(hooks), end_of_run
 
 
 def model_logging(s, rounds):
-    """Part 3: seconds to log the model (and in MLflow's subprocess), median per way."""
+    """Part 3: median seconds to log the model, and of those in MLflow's subprocess, per way."""
     in_subprocess, run_command = [], requirements_utils._run_command  # runs _capture_modules.py
 
     def timed_run_command(*args, **kwargs):
@@ -204,12 +200,12 @@ def model_logging(s, rounds):
 
 
 def startup(rounds, uri):
-    """Part 4: seconds to a bare ``import tensorflow``, and to train.py's first epoch start and end.
+    """Part 4: median seconds to a bare ``import tensorflow``; to train.py's epoch 1 start, end, exit.
 
     Runs ``epochs=2``: Keras prints "Epoch 1/N" as an epoch begins only when N > 1.
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0",
-           "MLFLOW_TRACKING_URI": uri}  # an existing store: creating one is a one-off ~1 s
+           "MLFLOW_TRACKING_URI": uri}  # an existing store: creating one is a one-off cost
     command = [sys.executable, str(ROOT / "train.py"), "trainer.epochs=2", "tracking.log_model=false",
                "trainer.verbose=2"]
     found = []
@@ -218,8 +214,7 @@ def startup(rounds, uri):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, cwd=cwd, check=True,
                            capture_output=True)
-            marks = [time.perf_counter() - start]
-            start = time.perf_counter()
+            marks, start = [time.perf_counter() - start], time.perf_counter()
             with subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) as proc:
                 for line in proc.stdout:  # "Epoch 1/2" as epoch 1 begins, "34/34 - 1s - ..." as it ends
@@ -236,50 +231,51 @@ def main():
     parser.add_argument("--rounds", type=int, default=6, help="timed A B C rounds (parts 1, 2)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed A B C rounds before them")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per fit; the first is not counted")
-    parser.add_argument("--model-rounds", type=int, default=3, help="rounds of model logging (part 3)")
+    parser.add_argument("--model-rounds", type=int, default=3, help="model logging rounds (part 3)")
     parser.add_argument("--startup-rounds", type=int, default=3, help="subprocess pairs (part 4)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as workdir:
         s = setup(args.seed, workdir)
-        mlflow.keras.autolog(disable=True)
         MlflowTracker(tracking_uri=s.uri, experiment_name="overhead")._set_experiment()  # the store, once
-        epoch, hooks, end_of_run = per_epoch(s, args.rounds, args.warmup, args.epochs)
+        times, hooks, end_of_run = per_epoch(s, args.rounds, args.warmup, args.epochs)
         logged = model_logging(s, args.model_rounds)
         bare, begun, ended, total = startup(args.startup_rounds, s.uri)
 
-    a, b, c, hooks = epoch["A"] * 1e3, epoch["B"] * 1e3, epoch["C"] * 1e3, hooks * 1e3
+    ms = {k: 1e3 * median(t for fit_times in v for t in fit_times) for k, v in times.items()}
+    # Ratios are paired by round (median of B_r/A_r): drifts in machine load cancel out.
+    ratio = {k: median(median(x) / median(a) for x, a in zip(times[k], times["A"])) for k in "BC"}
     cold, warm = end_of_run[0], median(end_of_run[args.warmup:] or end_of_run)
-    kt, auto, sub = logged["kerastrack"][0], *logged["autolog"]
-    verdict = {True: "PASS", False: "FAIL"}
+    kt, (auto, sub) = logged["kerastrack"][0], logged["autolog"]
+    ok = {True: "PASS", False: "FAIL"}
     print(f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "
           f"batch {s.batch_size}, {os.cpu_count()} CPUs; medians")
-    print(f"1. per epoch, {args.rounds} interleaved rounds x {args.epochs - 1} epochs (after a first one)")
-    print(f"   A plain model.fit                       {a:7.1f} ms")
-    print(f"   B + EpochLogger -> MlflowTracker        {b:7.1f} ms   B/A {b / a:.3f}  target <= 1.01  "
-          f"{verdict[b / a <= 1.01]}")
-    print(f"     time inside EpochLogger's own hooks   {hooks:7.1f} ms   {hooks / a:.1%} of A")
-    print(f"   C mlflow.keras.autolog(log_models=False) {c:6.1f} ms   C/A {c / a:.3f}")
+    print(f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted)")
+    print(f"   A plain model.fit                         {ms['A']:6.1f} ms")
+    print(f"   B + EpochLogger -> MlflowTracker (SQLite) {ms['B']:6.1f} ms   B/A {ratio['B']:.3f}   "
+          f"target <= 1.01  {ok[ratio['B'] <= 1.01]}")
+    print(f"     of which in EpochLogger's own hooks     {hooks * 1e3:6.1f} ms   {hooks * 1e3 / ms['A']:.1%} of A")
+    print(f"   C mlflow.keras.autolog(log_models=False)  {ms['C']:6.1f} ms   C/A {ratio['C']:.3f}")
     print("2. end of run without the model (_log_best, _log_results, closing the run)")
-    print(f"   first in the process (as in train.py) {cold:6.2f} s   later {warm:.2f} s   target <= 1 s  "
-          f"{verdict[cold <= 1]}")
-    print(f"3. model logging, {args.model_rounds} rounds")
-    print(f"   kerastrack log_keras_model            {kt:6.2f} s   {kt / auto:.0%} of autolog's  "
-          f"target < 25%  {verdict[kt < auto / 4]}")
-    print(f"   autolog, end of fit -> fit returns    {auto:6.2f} s   in requirement-inference subprocess {sub:.2f} s")
-    print(f"   mlflow.keras.log_model as autolog calls it {logged['inferred'][0]:.2f} s "
-          f"(subprocess {logged['inferred'][1]:.2f} s); with pip_requirements {logged['explicit'][0]:.2f} s")
-    print(f"   why: with no pip_requirements MLflow infers them by loading the saved model in a fresh Python "
+    print(f"   first in the process, as in train.py      {cold:6.2f} s    later ones {warm:.2f} s   "
+          f"target <= 1 s  {ok[cold <= 1]}")
+    print(f"3. model logging: {args.model_rounds} rounds")
+    print(f"   kerastrack log_keras_model                {kt:6.2f} s    {kt / auto:.0%} of autolog's   "
+          f"target < 25%  {ok[kt < auto / 4]}")
+    print(f"   autolog: end of training -> fit returns   {auto:6.2f} s    requirement-inference subprocess {sub:.2f} s")
+    print(f"   mlflow.keras.log_model as autolog calls it {logged['inferred'][0]:5.2f} s "
+          f"(subprocess {logged['inferred'][1]:.2f} s); with explicit pip_requirements {logged['explicit'][0]:.2f} s")
+    print(f"   why: given no pip_requirements, MLflow infers them by loading the saved model in a fresh Python "
           f"(mlflow/utils/_capture_modules.py) that imports TensorFlow again: {sub / auto:.0%} of autolog's "
-          f"cost; a bare import tensorflow takes {bare:.2f} s")
-    print(f"4. start-up, {args.startup_rounds} interleaved pairs of subprocesses")
-    print(f"   python -c 'import tensorflow'         {bare:6.2f} s")
-    print(f"   python train.py to 'Epoch 1/2'        {begun:6.2f} s   +{begun - bare:.2f} s, x{begun / bare:.2f}; "
-          f"epoch 1 ends {ended:.2f} s; whole run {total:.2f} s")
+          f"model logging; a bare import tensorflow takes {bare:.2f} s")
+    print(f"4. start-up: {args.startup_rounds} interleaved pairs of subprocesses")
+    print(f"   python -c 'import tensorflow'             {bare:6.2f} s")
+    print(f"   python train.py to 'Epoch 1/2'            {begun:6.2f} s    +{begun - bare:.2f} s, "
+          f"x{begun / bare:.2f}; epoch 1 ends {ended:.2f} s; whole run {total:.2f} s")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def _build(group, cfg, tmp_path):
         return [instantiate(cb) for cb in cfg.callbacks.values()]
     if group == "tracking":
         return instantiate(cfg.tracking)
+    if group == "launcher":  # a global preset: it picks Hydra's launcher
+        return cfg.hydra.launcher._target_
     return cfg[group]
 
 
@@ -75,6 +77,12 @@ def test_every_optimizer_exposes_learning_rate(make_cfg):
 def test_gd_is_full_batch_unless_overridden(make_cfg):
     assert make_cfg("optimizer=gd").trainer.batch_size == "full"
     assert make_cfg("optimizer=gd", "trainer.batch_size=64").trainer.batch_size == 64
+
+
+def test_parallel_launcher_preset_limits_threads(make_cfg):
+    cfg = make_cfg("launcher=parallel")
+    assert "joblib" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.n_jobs == 2 and cfg.threads == 1
+    assert make_cfg().threads is None
 
 
 def test_schedule_lengths_are_in_epochs(make_cfg):

@@ -33,6 +33,10 @@ DDOF = 1
 FINISHED = "FINISHED"
 # Keys that are logged every epoch but are not a model metric.
 NOT_METRICS = ("loss", "learning_rate", "epoch_time_s")
+# Panels switch to a log y axis when max / min of their curves exceeds this: rates of
+# different optimizers and schedules differ by decades, and a loss on its way to diverging
+# would otherwise flatten every other curve to a line at the bottom.
+LOG_SPREAD, LR_LOG_SPREAD = 100, 9.9
 
 
 @dataclass
@@ -367,9 +371,15 @@ def _style(ax, key, title):
     ax.set_ylabel(key)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    lows = [line.get_ydata() for line in ax.lines if len(line.get_ydata())]
-    if key == "learning_rate" and lows and np.nanmin(np.concatenate(lows)) > 0:
-        ax.set_yscale("log")  # rates of different optimizers differ by orders of magnitude
+    if _spread(ax) > (LR_LOG_SPREAD if key == "learning_rate" else LOG_SPREAD):
+        ax.set_yscale("log")
+
+
+def _spread(ax):
+    """max / min of the plotted curves; 0 when they are not all positive."""
+    values = np.concatenate([line.get_ydata() for line in ax.lines] or [[]]).astype(float)
+    values = values[np.isfinite(values)]
+    return values.max() / values.min() if len(values) and values.min() > 0 else 0.0
 
 
 # -- output -----------------------------------------------------------------------------
