@@ -224,7 +224,8 @@ def _group_label(record, group_keys):
 def _finite_series(record, key):
     """A run's values of ``key`` by epoch, with NaN where a value is NaN or infinite."""
     points = record.history.get(key, [])
-    values = pd.Series([v for _, v in points], index=[s for s, _ in points], dtype=float)
+    steps = pd.Index([s for s, _ in points], dtype="int64")
+    values = pd.Series([v for _, v in points], index=steps, dtype=float)
     return values.where(np.isfinite(values)).groupby(level=0).last()
 
 
@@ -356,13 +357,14 @@ def _plot_group(ax, group, key, colour, label):
         ax.plot([], [], color=colour, marker=".", label=label)
         return
     curves = curves.sort_index()
+    epochs = curves.index.to_numpy(dtype=float)
     # Each epoch averages the runs that reached it (early stopping) with a finite value.
-    mean, std = curves.mean(axis=1), curves.std(axis=1, ddof=DDOF)
-    ax.plot(curves.index, mean, color=colour, marker=".", markersize=4, label=label)
-    band = std.notna().to_numpy()
+    mean = curves.mean(axis=1).to_numpy(dtype=float)
+    std = curves.std(axis=1, ddof=DDOF).to_numpy(dtype=float)
+    ax.plot(epochs, mean, color=colour, marker=".", markersize=4, label=label)
+    band = np.isfinite(std)
     if band.any():
-        ax.fill_between(curves.index, mean - std, mean + std, where=band, color=colour, alpha=0.18,
-                        linewidth=0)
+        ax.fill_between(epochs, mean - std, mean + std, where=band, color=colour, alpha=0.18, linewidth=0)
 
 
 def _style(ax, key, title):
@@ -461,8 +463,10 @@ def _run(args):
         parent = fetch_parent(uri, args.parent or "latest", experiment=args.experiment)
         source, title = parent.run_id, f"Sweep {parent.name} ({parent.run_id})"
         records = fetch_runs(uri, parent=parent.run_id, filter_string=args.filter)
+    if not records and args.filter:
+        raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
     if not records:
-        raise ConfigError(f"{title} has no runs that match. Received: filter={args.filter or None}")
+        raise ConfigError(f"{title} has no runs yet. Received: parent={args.parent}, experiment={args.experiment}")
     report = build_report(records, monitor=args.monitor, mode=args.mode)
     out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
     paths = write_report(report, out, title=title)

@@ -183,7 +183,15 @@ class MlflowTracker(NullTracker):
         except KeyboardInterrupt:
             self._end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
             raise
-        except BaseException as exc:  # noqa: BLE001 - the run must never stay RUNNING
+        except Exception as exc:
+            if type(exc).__name__ != "TrialPruned":  # optuna's, raised by its pruning callbacks
+                self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
+                raise
+            # A search stopped this trial on purpose: not a failure, not finished either.
+            mlflow.set_tag("pruned", "true")
+            self._end("KILLED", type(exc).__name__, str(exc) or "pruned by the search")
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and the like: never RUNNING
             self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
             raise
         else:

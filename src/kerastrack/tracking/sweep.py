@@ -67,6 +67,9 @@ class MlflowSweepCallback(Callback):
         self.sweep_dir = sweep_dir(config.hydra)
         overrides = list(config.hydra.overrides.task)
         keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
+        # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        keys += [str(k) for k in params if str(k) not in keys]
         run = self.client.create_run(
             experiment.experiment_id,
             run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
@@ -88,8 +91,8 @@ class MlflowSweepCallback(Callback):
         # Jobs that failed before their run opened (a bad value) have no child run, but
         # every job has a Hydra output dir.
         n_jobs = max(len(children), len(list(Path(self.sweep_dir).glob("*/.hydra"))))
-        n_finished = sum(r.info.status == "FINISHED" for r in children)
-        n_failed = n_jobs - n_finished
+        n_done = sum(r.info.status == "FINISHED" or r.data.tags.get("pruned") == "true" for r in children)
+        n_failed = n_jobs - n_done
         try:
             self.client.log_batch(self.parent_id, metrics=_metrics({"n_jobs": n_jobs, "n_failed": n_failed}))
             if self.report and children:

@@ -1,0 +1,60 @@
+"""Sweeps as a user runs them: `python train.py -m ...`, parent and child runs in MLflow."""
+
+import json
+
+import mlflow
+import pytest
+
+from tests.test_cli import run_train
+
+pytestmark = pytest.mark.slow
+QUICK = ["trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0"]
+
+
+def sweep_runs(tmp_path):
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("kerastrack")
+    found = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in found if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in found if r is not parent]
+    return client, parent, children
+
+
+def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
+    result = run_train(tmp_path, "-m", "optimizer=sgd,adam", "seed=0,1", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert json.loads(parent.data.tags["sweep.keys"]) == ["optimizer", "seed"]
+    assert parent.data.metrics["n_jobs"] == 4 and parent.data.metrics["n_failed"] == 0
+    assert sorted(r.info.run_name for r in children) == [
+        "optimizer=adam,seed=0", "optimizer=adam,seed=1", "optimizer=sgd,seed=0", "optimizer=sgd,seed=1"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert json.loads(child.data.tags["sweep.values"])["optimizer"] == child.data.tags["optimizer"]
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [0, 1]
+    # The comparison report sits on the parent, and the best child is named.
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.png", "report/report.html", "report/runs.csv", "report/groups.csv"} <= report
+    best = min(children, key=lambda r: r.data.metrics["best_val_loss"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(best.data.metrics["best_val_loss"])
+    assert "optimizer=adam,seed=" in result.stdout  # the table is printed in the terminal
+
+
+def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
+    # Four parallel writers on a fresh SQLite store; one job diverges, one has a bad value.
+    result = run_train(tmp_path, "-m", "launcher=parallel", "hydra.launcher.n_jobs=4", "optimizer=sgd",
+                       "optimizer.learning_rate=0.01,0.05,1e30,-1", "hydra.callbacks.mlflow_sweep.report=false", *QUICK)
+    assert result.returncode == 1
+    assert "Error: 2 of 4 jobs failed" in result.stderr
+    _, parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["n_jobs"] == 4 and parent.data.metrics["n_failed"] == 2
+    status = {r.info.run_name: r.info.status for r in children}
+    assert status == {"optimizer.learning_rate=0.01": "FINISHED", "optimizer.learning_rate=0.05": "FINISHED",
+                      "optimizer.learning_rate=1e+30": "FAILED"}  # the bad value never opened a run
+    (diverged,) = [r for r in children if r.info.status == "FAILED"]
+    assert diverged.data.tags["diverged"] == "true"
+    assert "optimizer.learning_rate must be a number > 0" in result.stderr
