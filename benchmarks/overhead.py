@@ -59,10 +59,8 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Epoch times from one epoch's start to the next one's (the last one's: to the end of training).
-
-    Start to start counts every callback's on_epoch_end work, wherever it sits in the list.
-    """
+    """Epoch times, start to next start (last: to the end of training), so that every
+    callback's on_epoch_end work counts, wherever it sits in the list."""
 
     def on_train_begin(self, logs=None):
         self.marks = []
@@ -71,8 +69,7 @@ class EpochClock(keras.callbacks.Callback):
         self.marks.append(time.perf_counter())
 
     def on_train_end(self, logs=None):
-        self.end = time.perf_counter()
-        self.marks.append(self.end)
+        self.marks.append(time.perf_counter())
 
     def epoch_times(self):
         return [b - a for a, b in zip(self.marks, self.marks[1:])][1:]  # epoch 0 also traces graphs
@@ -112,26 +109,24 @@ def setup(seed, workdir):
         metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)])
 
 
-def build(s):
-    """A fresh compiled model, with the same initial weights and shuffles every time."""
-    keras.utils.set_random_seed(s.cfg.seed)
-    model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
-    model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
-                  metrics=resolve_metrics(s.cfg.trainer.metrics, s.head))
+def fit(s, epochs, callbacks, model=None):
+    """Fits ``model``, else a fresh one with the same initial weights and shuffles every time."""
+    if model is None:
+        keras.utils.set_random_seed(s.cfg.seed)
+        model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
+        model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
+                      metrics=resolve_metrics(s.cfg.trainer.metrics, s.head))
+    model.fit(s.data.x_train, s.y_train, validation_data=(s.data.x_val, s.y_val), epochs=epochs,
+              batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
     return model
 
 
-def fit(s, model, epochs, callbacks):
-    model.fit(s.data.x_train, s.y_train, validation_data=(s.data.x_val, s.y_val), epochs=epochs,
-              batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
-
-
-def fit_b(s, model, epochs, clock):
+def fit_b(s, epochs, clock):
     """B, then what train() does after fit minus the model; returns (hook times, end-of-run s)."""
     tracker = MlflowTracker(tracking_uri=s.uri, experiment_name="overhead", log_model=False)
     logger = TimedEpochLogger(tracker)
     with tracker.run("B-epoch-logger"):
-        fit(s, model, epochs, [clock, logger])
+        model = fit(s, epochs, [clock, logger])
         start = time.perf_counter()
         pipeline._log_best(tracker, logger.epochs, s.monitor, s.mode)
         pipeline._log_results(tracker, model, s.data, s.head, logger.epochs, s.metric_names, s.outdir, s.batch_size)
@@ -139,19 +134,19 @@ def fit_b(s, model, epochs, clock):
 
 
 def per_epoch(s, rounds, warmup, epochs):
-    """Parts 1 and 2: A, B, C's epoch times per round, B's hook times and end-of-run costs."""
+    """Parts 1 and 2: A, B and C's epoch times per fit, B's hook times and end-of-run costs."""
     times, hooks, end_of_run = {"A": [], "B": [], "C": []}, [], []
     for r in range(warmup + rounds):
         for variant in "ABC":
             # Autolog for C only (it opens and closes a run per fit); log_models=False: epochs only.
             mlflow.keras.autolog(disable=variant != "C", log_models=False, silent=True)
-            model, clock = build(s), EpochClock()
+            clock = EpochClock()
             if variant == "B":
-                spent, seconds = fit_b(s, model, epochs, clock)
+                spent, seconds = fit_b(s, epochs, clock)
                 hooks += spent if r >= warmup else []
                 end_of_run.append(seconds)
             else:
-                fit(s, model, epochs, [clock])
+                fit(s, epochs, [clock])
             if r >= warmup:  # the first fits in a process are slower, whatever the variant
                 times[variant].append(clock.epoch_times())
     mlflow.keras.autolog(disable=True)
@@ -159,15 +154,14 @@ def per_epoch(s, rounds, warmup, epochs):
 
 
 def model_logging(s, rounds):
-    """Part 3: median seconds to log the model, and of those in MLflow's subprocess, per way."""
+    """Part 3: median (seconds to log the model, seconds of them in MLflow's subprocess) per way."""
     in_subprocess, run_command = [], requirements_utils._run_command  # runs _capture_modules.py
 
     def timed_run_command(*args, **kwargs):
         start = time.perf_counter()
-        try:
-            return run_command(*args, **kwargs)
-        finally:
-            in_subprocess.append(time.perf_counter() - start)
+        result = run_command(*args, **kwargs)
+        in_subprocess.append(time.perf_counter() - start)
+        return result
 
     def clocked(log):
         in_subprocess.clear()
@@ -181,8 +175,7 @@ def model_logging(s, rounds):
     tracker = MlflowTracker(tracking_uri=s.uri, experiment_name="overhead")
     found = {k: [] for k in ("kerastrack", "autolog", "inferred", "explicit")}
     for _ in range(rounds):
-        model = build(s)
-        fit(s, model, 1, [])
+        model = fit(s, 1, [])
         with tracker.run("model-logging"):
             found["kerastrack"].append(clocked(lambda: tracker.log_keras_model(model, s.data.x_test[:5])))
             # autolog's own call (mlflow/keras/autologging.py): a signature, no input example
@@ -192,11 +185,11 @@ def model_logging(s, rounds):
                 model, name="model", signature=get_model_signature(model), pip_requirements=pinned)))
         clock = EpochClock()  # autolog's real path: after Keras' fit, it logs the model and closes its run
         mlflow.keras.autolog(log_models=True, silent=True)
-        _, spent = clocked(lambda: fit(s, build(s), 1, [clock]))
-        found["autolog"].append((time.perf_counter() - clock.end, spent))
+        _, spent = clocked(lambda: fit(s, 1, [clock]))
+        found["autolog"].append((time.perf_counter() - clock.marks[-1], spent))
         mlflow.keras.autolog(disable=True)
     requirements_utils._run_command = run_command
-    return {k: (median(t for t, _ in v), median(p for _, p in v)) for k, v in found.items()}
+    return {k: [median(column) for column in zip(*v)] for k, v in found.items()}
 
 
 def startup(rounds, uri):
@@ -247,9 +240,9 @@ def main():
         bare, begun, ended, total = startup(args.startup_rounds, s.uri)
 
     ms = {k: 1e3 * median(t for fit_times in v for t in fit_times) for k, v in times.items()}
-    # Ratios are paired by round (median of B_r/A_r): drifts in machine load cancel out.
+    # Ratios are paired by round (median over rounds of B_r/A_r): drifts in machine load cancel out.
     ratio = {k: median(median(x) / median(a) for x, a in zip(times[k], times["A"])) for k in "BC"}
-    cold, warm = end_of_run[0], median(end_of_run[args.warmup:] or end_of_run)
+    cold, warm = end_of_run[0], median(end_of_run[1:] or end_of_run)
     kt, (auto, sub) = logged["kerastrack"][0], logged["autolog"]
     ok = {True: "PASS", False: "FAIL"}
     print(f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "

@@ -206,3 +206,14 @@ def test_mlflow_environment_variables_are_honoured(make_cfg, tmp_path, monkeypat
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("from-env")
     assert [r.info.status for r in client.search_runs([exp.experiment_id])] == ["FINISHED"]
+
+
+def test_probes_are_logged_with_every_epoch(make_cfg, runs):
+    train(make_cfg("callbacks=[none,gradient_norms,weight_stats,update_size]", "trainer.epochs=2",
+                   "model.hidden_units=[32,16]", "model.l1=0.01"))
+    (run,) = runs()
+    for key in ("grad_norm/dense_0", "grad_norm/dense_1", "grad_norm/head", "near_zero_share", "weight_l1",
+                "weight_l2", "update_per_step"):
+        assert [s for s, _ in history(runs.client, run, key)] == [0, 1], key
+    assert all(0 <= v <= 1 for _, v in history(runs.client, run, "near_zero_share"))
+    assert all(v > 0 for _, v in history(runs.client, run, "update_per_step"))

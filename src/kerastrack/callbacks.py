@@ -23,21 +23,28 @@ class EpochLogger(keras.callbacks.Callback):
         tracker: Where to log (a kerastrack tracker).
         log_every_n_steps: Also log batch logs as ``batch_<name>`` every N optimizer steps
             (step = global step); 0 is off.
+        probes: ``kerastrack.probes.Probe`` objects whose measurements are logged with
+            each epoch.
+        sample: (x, y), a fixed sample of the training set for the probes.
 
     Attributes:
         epochs: One dict per finished epoch of everything logged, kept for the end-of-run
             summary even when training is interrupted.
     """
 
-    def __init__(self, tracker, log_every_n_steps=0):
+    def __init__(self, tracker, log_every_n_steps=0, probes=(), sample=(None, None)):
         super().__init__()
         self.tracker = tracker
         self.log_every_n_steps = log_every_n_steps
+        self.probes = list(probes)
+        self.sample = sample
         self.epochs = []
 
     def on_train_begin(self, logs=None):
         self.epochs = []
         self._step = 0
+        for probe in self.probes:
+            probe.start(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Read before the first step: the rate this epoch started with (ReduceLROnPlateau
@@ -56,6 +63,8 @@ class EpochLogger(keras.callbacks.Callback):
         record = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
         record["learning_rate"] = self._learning_rate
         record["epoch_time_s"] = time.perf_counter() - self._start
+        for probe in self.probes:
+            record.update(probe.measure(self.model, *self.sample))
         self.epochs.append(record)
         self.tracker.log_metrics(record, step=epoch)
 

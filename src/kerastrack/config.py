@@ -65,6 +65,7 @@ RANGES = {
     "factor": _between(0, 1, lo_open=True, hi_open=True),
     "min_lr": _NON_NEGATIVE,
     "cooldown": _NON_NEGATIVE,
+    "threshold": _POSITIVE,
 }
 BOOLEANS = {
     "nesterov", "amsgrad", "centered", "staircase", "cycle", "from_logits",

@@ -18,6 +18,7 @@ from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
 
 log = logging.getLogger(__name__)
+PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
 
 
 class DivergedError(RuntimeError):
@@ -60,8 +61,12 @@ def train(cfg):
     callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
     tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
     from kerastrack.callbacks import EpochLogger
+    from kerastrack.probes import Probe
 
-    epoch_logger = EpochLogger(tracker, tracker.log_every_n_steps)
+    probes = [c for c in callbacks if isinstance(c, Probe)]
+    callbacks = [c for c in callbacks if not isinstance(c, Probe)]
+    sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
+    epoch_logger = EpochLogger(tracker, tracker.log_every_n_steps, probes, sample)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)

@@ -37,6 +37,7 @@ NOT_METRICS = ("loss", "learning_rate", "epoch_time_s")
 # different optimizers and schedules differ by decades, and a loss on its way to diverging
 # would otherwise flatten every other curve to a line at the bottom.
 LOG_SPREAD, LR_LOG_SPREAD = 100, 9.9
+LEGEND_ROWS = 24
 
 
 @dataclass
@@ -99,7 +100,7 @@ def build_report(records, group_keys=None, monitor=None, mode=None):
         best_value=float(best[f"best_{monitor}"]),
         monitor=monitor,
         mode=mode,
-        figure=_figure(records, labels, _main_metric(records)),
+        figure=_figure(records, labels, _main_metric(records), monitor),
     )
 
 
@@ -126,7 +127,7 @@ def write_report(report, out_dir, title="kerastrack report"):
 
 def format_table(report):
     """The per-run table as plain text, best first, the best run marked with '*'."""
-    return _marked(report).drop(columns="run_id").to_string(index=False, float_format=_number, na_rep="-")
+    return _text(_marked(report).drop(columns="run_id"))
 
 
 def main(argv=None):
@@ -317,21 +318,25 @@ def _param_list(value):
     return re.findall(r"[\w.-]+", value or "") if value and value.startswith("[") else []
 
 
-def _panels(records, main_metric):
+def _panels(records, main_metric, monitor):
     panels = [("loss", "train loss"), ("val_loss", "validation loss")]
-    if main_metric:
-        panels.append((main_metric, main_metric.replace("val_", "validation ", 1)))
+    for key in dict.fromkeys(k for k in (main_metric, monitor) if k not in (None, "loss", "val_loss")):
+        panels.append((key, key.replace("val_", "validation ", 1)))  # the ranking is always plotted
     panels.append(("learning_rate", "learning rate"))
     return [(key, title) for key, title in panels if any(r.history.get(key) for r in records)]
 
 
-def _figure(records, labels, main_metric):
-    panels = _panels(records, main_metric)
+def _figure(records, labels, main_metric, monitor):
+    panels = _panels(records, main_metric, monitor)
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
-    fig = Figure(figsize=(5.2 * columns, 3.6 * rows), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
     order = list(dict.fromkeys(labels[r.run_id] for r in records))
+    # Searches (Optuna) make one group per trial: wrap the legend rather than overflow,
+    # and widen the figure by the legend so that the panels keep their size.
+    legend_columns = math.ceil(len(order) / LEGEND_ROWS)
+    legend_width = legend_columns * (0.07 * max(len(label) for label in order) + 0.8)
+    fig = Figure(figsize=(5.2 * columns + legend_width, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
     colours = _colours(len(order))
     for ax, (key, title) in zip(axes, panels):
         for i, label in enumerate(order):
@@ -341,7 +346,7 @@ def _figure(records, labels, main_metric):
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     handles, legend_labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)")
+    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)", ncols=legend_columns)
     return fig
 
 
@@ -391,6 +396,19 @@ def _number(value):
     return f"{value:.4g}"
 
 
+def _text(df):
+    """``df`` as an aligned plain-text table, a missing value shown as '-'."""
+    return _for_display(df).to_string(index=False, float_format=_number, na_rep="-")
+
+
+def _for_display(df):
+    # Nullable integer columns print a missing value as <NA>, whatever na_rep says.
+    df = df.copy()
+    for column in df.columns[df.dtypes == "Int64"]:
+        df[column] = df[column].astype(object).where(df[column].notna(), "-")
+    return df
+
+
 def _marked(report):
     table = report.table.copy()
     table.insert(0, "best", np.where(table["run_id"] == report.best_run_id, "*", ""))
@@ -399,12 +417,12 @@ def _marked(report):
 
 def _html(report, title, png):
     def frame(df):
-        return df.to_html(index=False, float_format=_number, na_rep="-", border=0, classes="table")
+        return _for_display(df).to_html(index=False, float_format=_number, na_rep="-", border=0, classes="table")
 
     image = base64.b64encode(png).decode("ascii")
     best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
     summary = (f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
-               f"{report.monitor} = {_number(report.best_value)}" if len(best) else "No run logged the monitor.")
+               f"{report.monitor} = {_number(report.best_value)}" if len(best) else "No run has a finite value of the monitor.")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -461,7 +479,7 @@ def _run(args):
         records = fetch_runs(uri, experiment=args.experiment, filter_string=args.filter)
     else:
         parent = fetch_parent(uri, args.parent or "latest", experiment=args.experiment)
-        source, title = parent.run_id, f"Sweep {parent.name} ({parent.run_id})"
+        source, title = parent.run_id, f"{parent.name} ({parent.run_id})"
         records = fetch_runs(uri, parent=parent.run_id, filter_string=args.filter)
     if not records and args.filter:
         raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
@@ -473,7 +491,7 @@ def _run(args):
     print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best\n")
     print(format_table(report))
     print("\nGroups (mean ± std over finished runs):\n")
-    print(report.groups.to_string(index=False, float_format=_number, na_rep="-"))
+    print(_text(report.groups))
     print("\nWrote:")
     for path in paths.values():
         print(f"  {path}")

@@ -1,0 +1,86 @@
+"""Probes: measurements of the model taken at the end of every epoch, logged with it.
+
+A probe is chosen like a callback (``callbacks=[default,gradient_norms]``), but it only
+measures: kerastrack's EpochLogger calls it and logs what it returns at the epoch's step,
+so its values line up with the loss curves. Probes that need data get a fixed, seeded
+sample of the training set.
+"""
+
+import numpy as np
+
+
+class Probe:
+    """Base class: ``measure`` returns {metric name: value} for the epoch that just ended."""
+
+    def start(self, model):
+        """Called when training begins: reset state, take a reference."""
+
+    def measure(self, model, x, y):
+        raise NotImplementedError
+
+
+def _kernels(model):
+    """(layer name, kernel variable) for every layer with a kernel (Dense, Conv...)."""
+    return [(layer.name, layer.kernel) for layer in model.layers if getattr(layer, "kernel", None) is not None]
+
+
+class GradientNorms(Probe):
+    """L2 norm of the loss gradient for each layer's kernel, on a fixed training sample.
+
+    Vanishing gradients show as norms that shrink layer by layer towards the input.
+    Logged as ``grad_norm/<layer>``.
+    """
+
+    def measure(self, model, x, y):
+        import tensorflow as tf
+
+        names, kernels = zip(*_kernels(model))
+        with tf.GradientTape() as tape:
+            loss = model.loss(y, model(x, training=False))
+        grads = tape.gradient(loss, list(kernels))
+        return {f"grad_norm/{n}": float(tf.norm(g)) for n, g in zip(names, grads) if g is not None}
+
+
+class WeightStats(Probe):
+    """Share of near-zero weights and the weights' L1/L2 norms, over all kernels.
+
+    L1 penalties drive many weights to (near) zero; L2 shrinks all of them evenly.
+    Logged as ``near_zero_share``, ``weight_l1``, ``weight_l2``.
+
+    Args:
+        threshold: |w| below this counts as near zero.
+    """
+
+    def __init__(self, threshold=1e-3):
+        self.threshold = threshold
+
+    def measure(self, model, x, y):
+        weights = np.concatenate([np.ravel(k.numpy()) for _, k in _kernels(model)])
+        return {
+            "near_zero_share": float(np.mean(np.abs(weights) < self.threshold)),
+            "weight_l1": float(np.abs(weights).sum()),
+            "weight_l2": float(np.sqrt((weights**2).sum())),
+        }
+
+
+class UpdateSize(Probe):
+    """How far the weights moved during the epoch, per optimizer step.
+
+    ``update_per_step`` = ||W_end - W_start|| / steps, the effective step actually taken
+    (for AdaGrad it shrinks as its squared-gradient sum grows; RMSprop's does not).
+    """
+
+    def start(self, model):
+        self._previous = self._state(model)
+
+    def measure(self, model, x, y):
+        (before, steps_before), (after, steps) = self._previous, self._state(model)
+        self._previous = (after, steps)
+        if steps == steps_before:
+            return {}
+        return {"update_per_step": float(np.linalg.norm(after - before) / (steps - steps_before))}
+
+    @staticmethod
+    def _state(model):
+        weights = np.concatenate([np.ravel(k.numpy()) for _, k in _kernels(model)])
+        return weights, int(model.optimizer.iterations.numpy())
