@@ -19,7 +19,7 @@ def tiny_model():
 
 def test_weight_stats():
     values = WeightStats(threshold=1e-3).measure(tiny_model(), None, None)
-    assert values["near_zero_share"] == pytest.approx(2 / 6)  # 0.0 and 0.0005
+    assert values["near_zero_share"] == pytest.approx(3 / 6)  # 0.0, 0.0 and 0.0005
     assert values["weight_l1"] == pytest.approx(6.0005)
     assert values["weight_l2"] == pytest.approx(np.sqrt(1 + 0.0005**2 + 4 + 9))
 

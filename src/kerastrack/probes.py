@@ -32,11 +32,13 @@ class GradientNorms(Probe):
     """
 
     def measure(self, model, x, y):
+        import keras
         import tensorflow as tf
 
         names, kernels = zip(*_kernels(model))
+        loss_fn = keras.losses.get(model.loss)  # the compiled loss, also when given by name
         with tf.GradientTape() as tape:
-            loss = model.loss(y, model(x, training=False))
+            loss = loss_fn(y, model(x, training=False))
         grads = tape.gradient(loss, list(kernels))
         return {f"grad_norm/{n}": float(tf.norm(g)) for n, g in zip(names, grads) if g is not None}
 
