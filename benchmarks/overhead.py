@@ -1,10 +1,9 @@
 """What kerastrack's tracking costs, against plain Keras and ``mlflow.keras.autolog``.
 
-One process, one data set and model (digits, the default config's MLP), variants interleaved
-(A B C A B C ...) so that machine noise hits them alike. Measures: 1. per-epoch time of a plain
-fit (A), fit with kerastrack's EpochLogger logging to an MLflow run (B) and fit under autolog
-(C); 2. kerastrack's end-of-run cost without the model; 3. model logging, kerastrack's against
-autolog's; 4. ``python train.py``'s time to its first epoch against a bare ``import tensorflow``.
+One process, the default config's model on digits, variants interleaved (A B C A B C ...) so that
+machine noise hits them alike: 1. per-epoch time of a plain fit (A), with kerastrack's EpochLogger
+(B), under autolog (C); 2. kerastrack's end-of-run cost without the model; 3. model logging,
+kerastrack's and autolog's; 4. ``python train.py``'s time to its first epoch.
 
 Usage: python benchmarks/overhead.py [--rounds 6] [--epochs 12] [--model-rounds 3] [--startup-rounds 3]
 """
@@ -109,13 +108,12 @@ def setup(seed, workdir):
         metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)])
 
 
-def fit(s, epochs, callbacks, model=None):
-    """Fits ``model``, else a fresh one with the same initial weights and shuffles every time."""
-    if model is None:
-        keras.utils.set_random_seed(s.cfg.seed)
-        model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
-        model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
-                      metrics=resolve_metrics(s.cfg.trainer.metrics, s.head))
+def fit(s, epochs, callbacks):
+    """Fits a fresh model, with the same initial weights and shuffles every time; returns it."""
+    keras.utils.set_random_seed(s.cfg.seed)
+    model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
+    model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
+                  metrics=resolve_metrics(s.cfg.trainer.metrics, s.head))
     model.fit(s.data.x_train, s.y_train, validation_data=(s.data.x_val, s.y_val), epochs=epochs,
               batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
     return model
@@ -242,34 +240,39 @@ def main():
     ms = {k: 1e3 * median(t for fit_times in v for t in fit_times) for k, v in times.items()}
     # Ratios are paired by round (median over rounds of B_r/A_r): drifts in machine load cancel out.
     ratio = {k: median(median(x) / median(a) for x, a in zip(times[k], times["A"])) for k in "BC"}
-    cold, warm = end_of_run[0], median(end_of_run[1:] or end_of_run)
-    kt, (auto, sub) = logged["kerastrack"][0], logged["autolog"]
-    ok = {True: "PASS", False: "FAIL"}
+    cold, warm, hooks = end_of_run[0], median(end_of_run[1:] or end_of_run), hooks * 1e3
+    (kt, _), (auto, sub), (inferred, inferred_sub), (explicit, _) = logged.values()
+
+    def row(label, value, note=""):
+        print(f"   {label:<44}{value:>9}   {note}")
+
+    def ok(passed):
+        return "PASS" if passed else "FAIL"
+
     print(f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "
           f"batch {s.batch_size}, {os.cpu_count()} CPUs; medians")
     print(f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted)")
-    print(f"   A plain model.fit                         {ms['A']:6.1f} ms")
-    print(f"   B + EpochLogger -> MlflowTracker (SQLite) {ms['B']:6.1f} ms   B/A {ratio['B']:.3f}   "
-          f"target <= 1.01  {ok[ratio['B'] <= 1.01]}")
-    print(f"     of which in EpochLogger's own hooks     {hooks * 1e3:6.1f} ms   {hooks * 1e3 / ms['A']:.1%} of A")
-    print(f"   C mlflow.keras.autolog(log_models=False)  {ms['C']:6.1f} ms   C/A {ratio['C']:.3f}")
-    print("2. end of run without the model (_log_best, _log_results, closing the run)")
-    print(f"   first in the process, as in train.py      {cold:6.2f} s    later ones {warm:.2f} s   "
-          f"target <= 1 s  {ok[cold <= 1]}")
+    row("A plain model.fit", f"{ms['A']:.1f} ms")
+    row("B + EpochLogger -> MlflowTracker (SQLite)", f"{ms['B']:.1f} ms",
+        f"B/A {ratio['B']:.3f}   target <= 1.01  {ok(ratio['B'] <= 1.01)}")
+    row("  of which in EpochLogger's own hooks", f"{hooks:.1f} ms", f"{hooks / ms['A']:.1%} of A")
+    row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms", f"C/A {ratio['C']:.3f}")
+    print("2. end of run without the model: _log_best, _log_results (test metrics, plots), closing the run")
+    row("first in the process, as in train.py", f"{cold:.2f} s", f"target <= 1 s  {ok(cold <= 1)}")
+    row("later ones", f"{warm:.2f} s")
     print(f"3. model logging: {args.model_rounds} rounds")
-    print(f"   kerastrack log_keras_model                {kt:6.2f} s    {kt / auto:.0%} of autolog's   "
-          f"target < 25%  {ok[kt < auto / 4]}")
-    print(f"   autolog: end of training -> fit returns   {auto:6.2f} s    requirement-inference subprocess {sub:.2f} s")
-    print(f"   mlflow.keras.log_model as autolog calls it {logged['inferred'][0]:5.2f} s "
-          f"(subprocess {logged['inferred'][1]:.2f} s); with explicit pip_requirements {logged['explicit'][0]:.2f} s")
-    print(f"   why: given no pip_requirements, MLflow infers them by loading the saved model in a fresh Python "
-          f"(mlflow/utils/_capture_modules.py) that imports TensorFlow again: {sub / auto:.0%} of autolog's "
-          f"model logging; a bare import tensorflow takes {bare:.2f} s")
+    row("kerastrack MlflowTracker.log_keras_model", f"{kt:.2f} s",
+        f"{kt / auto:.0%} of autolog's   target < 25%  {ok(kt < auto / 4)}")
+    row("autolog: end of training -> fit returns", f"{auto:.2f} s", f"in requirement-inference subprocess {sub:.2f} s")
+    row("mlflow.keras.log_model as autolog calls it", f"{inferred:.2f} s", f"in the subprocess {inferred_sub:.2f} s")
+    row("  the same with explicit pip_requirements", f"{explicit:.2f} s")
+    print(f"   why: given no pip_requirements, MLflow infers them by loading the saved model in a fresh Python\n"
+          f"   (mlflow/utils/_capture_modules.py) that imports TensorFlow again: {sub / auto:.0%} of autolog's model "
+          f"logging;\n   a bare import tensorflow takes {bare:.2f} s")
     print(f"4. start-up: {args.startup_rounds} interleaved pairs of subprocesses")
-    print(f"   python -c 'import tensorflow'             {bare:6.2f} s")
-    print(f"   python train.py to 'Epoch 1/2'            {begun:6.2f} s    +{begun - bare:.2f} s, "
-          f"x{begun / bare:.2f}; epoch 1 ends {ended:.2f} s; whole run {total:.2f} s")
-
+    row("python -c 'import tensorflow'", f"{bare:.2f} s")
+    row("python train.py to its 'Epoch 1/2' line", f"{begun:.2f} s", f"+{begun - bare:.2f} s, x{begun / bare:.2f}")
+    row("  to the end of epoch 1; whole run", f"{ended:.2f} s", f"{total:.2f} s")
 
 if __name__ == "__main__":
     main()

@@ -57,4 +57,4 @@ def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
                       "optimizer.learning_rate=1e+30": "FAILED"}  # the bad value never opened a run
     (diverged,) = [r for r in children if r.info.status == "FAILED"]
     assert diverged.data.tags["diverged"] == "true"
-    assert "optimizer.learning_rate must be a number > 0" in result.stderr
+    assert "optimizer.learning_rate must be a number > 0" in result.stdout + result.stderr

@@ -96,7 +96,10 @@ class MlflowSweepCallback(Callback):
         try:
             self.client.log_batch(self.parent_id, metrics=_metrics({"n_jobs": n_jobs, "n_failed": n_failed}))
             if self.report and children:
-                self._log_report()
+                try:
+                    self._log_report()
+                except Exception as exc:  # noqa: BLE001 - a report must not fail a finished sweep
+                    log.warning("no comparison report: %s: %s", type(exc).__name__, exc)
         finally:
             self.client.set_terminated(self.parent_id, "FINISHED")
             self.parent_id = None
