@@ -45,6 +45,8 @@ def train(cfg):
     choices = group_choices(cfg)
     _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"))
     data = _build("data", choices, lambda: instantiate(cfg.data))
+    log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
+             data.num_classes, data.input_shape, len(data.x_train), len(data.x_val), len(data.x_test))
     head = resolve_head(cfg.loss, data.task, data.num_classes, choices.get("loss", "?"), choices.get("data", "?"))
     metrics = resolve_metrics(cfg.trainer.metrics, head)
     names = ["loss", *(m.name for m in metrics)]
