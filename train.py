@@ -23,8 +23,13 @@ def main(cfg: DictConfig) -> float:
     except Exception as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # One failed job must not abort the sweep: its run is already recorded as
-            # FAILED, the sweep callback counts it and the sweep exits non-zero at the end.
-            log.error("job failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, (ConfigError, DivergedError)))
+            # FAILED (or KILLED when a search pruned it), the sweep callback counts it and
+            # the sweep exits non-zero at the end if any job failed.
+            if type(exc).__name__ == "TrialPruned":
+                log.info("trial pruned: %s", exc)
+            else:
+                log.error("job failed: %s: %s", type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, (ConfigError, DivergedError)))
             return math.nan
         if isinstance(exc, (ConfigError, DivergedError)):
             # One clear line instead of a traceback: the message names the key, the value

@@ -38,6 +38,10 @@ def _build(group, cfg, tmp_path):
         return instantiate(cfg.tracking)
     if group == "launcher":  # a global preset: it picks Hydra's launcher
         return cfg.hydra.launcher._target_
+    if group == "hparams_search":  # a global preset: it picks Hydra's sweeper
+        return cfg.hydra.sweeper._target_
+    if group == "experiment":  # a global preset: a study's sweep
+        return cfg.hydra.sweeper.params
     return cfg[group]
 
 
@@ -58,7 +62,11 @@ def test_every_option_composes_checks_and_builds(group, option, make_cfg, tmp_pa
         overrides = ["callbacks=[default,reduce_lr_on_plateau]"]
     cfg = make_cfg(*overrides)
     check_config(cfg)
-    assert _build(group, cfg, tmp_path) is not None or (group == "scheduler" and option == "constant")
+    built = _build(group, cfg, tmp_path)
+    if group == "scheduler":  # constant rates (constant, plateau) have no schedule object
+        assert (built is None) == ("_target_" not in cfg.scheduler)
+    else:
+        assert built is not None
 
 
 def test_every_option_file_says_where_its_docs_are():

@@ -18,14 +18,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import QuotedString, Quote, Transformer
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Quote, QuotedString, RangeSweep, Transformer
 from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("minimize", "maximize")
 # Strings Hydra reads back as the same string without quotes (and not as null, a number...).
-_PLAIN = re.compile(r"(?!(?i:null|true|false|nan|inf)$)[A-Za-z_][\w\-]*", re.ASCII)
+_PLAIN = re.compile(r"(?!(?i:null|true|false|nan|inf)$)[A-Za-z_][\w\-./]*", re.ASCII)
 
 
 @dataclass
@@ -96,8 +95,10 @@ class KerastrackOptunaSweeper(Sweeper):
         self.storage = storage
         self.study_name = study_name
         self.seed = seed
-        self.pruner = pruner
-        self.params = params or {}
+        self.pruner = _plain(pruner)
+        # Override strings; a YAML value that is not a string (null, a list) in override syntax.
+        self.params = [f"{k}={v if isinstance(v, str) else Transformer.str(v)}"
+                       for k, v in (_plain(params) or {}).items()]
         self.job_idx = 0
 
     def setup(self, *, hydra_context, task_function, config):
@@ -123,10 +124,10 @@ class KerastrackOptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments):
         import optuna
 
-        space, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        space, fixed = search_space(self.params + list(arguments))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -187,14 +188,13 @@ class KerastrackOptunaSweeper(Sweeper):
         if self.pruner is None or self.storage is None:  # in-memory: jobs cannot reach it
             return []
         node = "++callbacks.optuna_pruning"
-        pruner = OmegaConf.to_container(OmegaConf.create(self.pruner), resolve=True)
         return [
             f"{node}._target_=kerastrack.search.PruningCallback",
             f"{node}.storage={quote(self.storage)}",
             f"{node}.study_name={quote(self.study_name)}",
             f"{node}.trial_number={trial.number}",
             f"{node}.monitor=${{trainer.monitor}}",  # the value the job returns
-            f"{node}.pruner={Transformer.str(pruner)}",
+            f"{node}.pruner={Transformer.str(self.pruner)}",
         ]
 
     def _report_best(self, study, sweep_dir):
@@ -213,6 +213,11 @@ class KerastrackOptunaSweeper(Sweeper):
         log.info("Best trial %d of study '%s' (%s): value %s, %s", best.number, study.study_name,
                  ", ".join(f"{n} {c}" for n, c in counts.items()), best.value, best.params)
         return result
+
+
+def _plain(node):
+    """A config node as plain Python, interpolations resolved; anything else as it is."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def search_space(lines):
@@ -252,15 +257,18 @@ def _distribution(override, line):
 
     sweep = override.value()
     try:
-        if override.is_choice_sweep() or (override.is_range_sweep() and sweep.shuffle):
-            return CategoricalDistribution(list(override.sweep_iterator()))
-        if override.is_range_sweep():
-            values = list(override.sweep_iterator())  # Hydra's range: stop excluded
+        # In the order written, shuffle() or not: a resumed study needs the same space.
+        if isinstance(sweep, ChoiceSweep):
+            return CategoricalDistribution(sweep.list)
+        if isinstance(sweep, RangeSweep):
+            values = sorted(override.sweep_iterator())  # Hydra's range: stop excluded
             kind = IntDistribution if all(isinstance(v, int) for v in values) else FloatDistribution
-            return kind(values[0], values[-1], step=sweep.step)
-        if override.is_interval_sweep():
+            return kind(values[0], values[-1], step=abs(sweep.step))
+        if isinstance(sweep, IntervalSweep):
             return FloatDistribution(sweep.start, sweep.end, log="log" in sweep.tags)
-    except (ValueError, IndexError) as exc:
+    except IndexError as exc:
+        raise _bad(line, "the range is empty") from exc
+    except ValueError as exc:
         raise _bad(line, exc) from exc
     raise _bad(line, f"{type(sweep).__name__} is not a search space")
 
@@ -283,9 +291,10 @@ def format_value(value):
 def quote(text):
     """``text`` as a single-quoted override value that comes back unchanged.
 
-    Quoted override values may hold interpolations; ``\\${`` keeps a ``${`` literal.
+    Spaces, quotes, commas, brackets, ``=`` and backslashes survive; ``${`` does not (a
+    quoted value may hold an interpolation, and ``instantiate`` resolves it even escaped).
     """
-    return QuotedString(text=text.replace("${", "\\${"), quote=Quote.single).with_quotes()
+    return QuotedString(text=text, quote=Quote.single).with_quotes()
 
 
 def absolute_storage(storage, base_dir):

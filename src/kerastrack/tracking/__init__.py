@@ -176,7 +176,12 @@ class MlflowTracker(NullTracker):
 
         experiment = self._set_experiment()
         sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
-        active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name, tags={**(tags or {}), **sweep_tags})
+        try:
+            active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name, tags={**(tags or {}), **sweep_tags})
+        except KeyboardInterrupt:  # the run may exist already: close it, do not leave it RUNNING
+            if mlflow.active_run():
+                self._end("KILLED", "KeyboardInterrupt", "interrupted while starting")
+            raise
         self.run_id = active.info.run_id
         try:
             yield self
@@ -225,12 +230,13 @@ class MlflowTracker(NullTracker):
     def _end(self, status, error_type, message, trace=None):
         import mlflow
 
-        # Best effort: if the store itself is what failed, still try to close the run.
-        with contextlib.suppress(Exception):
-            mlflow.set_tags({"error.type": error_type, "error.message": message[:5000]})
-            if trace:
-                mlflow.log_text(trace, "error/traceback.txt")
-        mlflow.end_run(status)
+        with _signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
+            # Best effort: if the store itself is what failed, still try to close the run.
+            with contextlib.suppress(Exception):
+                mlflow.set_tags({"error.type": error_type, "error.message": message[:5000]})
+                if trace:
+                    mlflow.log_text(trace, "error/traceback.txt")
+            mlflow.end_run(status)
 
     def log_params(self, params):
         import mlflow
@@ -271,6 +277,23 @@ class MlflowTracker(NullTracker):
         # What mlflow.keras.log_model does, through _KerasFlavor (see there).
         Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
                   input_example=input_example, signature=signature, pip_requirements=requirements)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Ignores SIGINT and SIGTERM for the duration (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _KerasFlavor:
