@@ -20,10 +20,10 @@ def options(group):
 @pytest.fixture(scope="session")
 def store(tmp_path_factory):
     """One SQLite store for the session, created once (table creation costs ~1 s)."""
-    import mlflow
+    from kerastrack.tracking import open_store
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    mlflow.MlflowClient(uri).search_experiments()
+    open_store(uri)  # its artifacts go beside it, not into the working directory
     return uri
 
 

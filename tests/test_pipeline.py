@@ -218,3 +218,15 @@ def test_probes_are_logged_with_every_epoch(make_cfg, runs):
         assert [s for s, _ in history(runs.client, run, key)] == [0, 1], key
     assert all(0 <= v <= 1 for _, v in history(runs.client, run, "near_zero_share"))
     assert all(v > 0 for _, v in history(runs.client, run, "update_per_step"))
+
+
+def test_artifacts_go_beside_the_store_not_the_working_directory(make_cfg, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    train(make_cfg(f"tracking.tracking_uri={uri}", "callbacks=none"))
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test_artifacts_go_beside_the_store_not_the_working_directory").experiment_id])
+    assert run.info.artifact_uri.startswith(str(tmp_path / "store" / "mlruns"))
+    assert not list(elsewhere.iterdir())

@@ -78,6 +78,24 @@ def resolve_tracking_uri(uri=None, base_dir=None):
     return uri
 
 
+def open_store(uri):
+    """Opens (and creates, if new) the store at ``uri``, and returns an MlflowClient on it.
+
+    A local database store puts new experiments' artifacts under ./mlruns of the working
+    directory at the moment the store is first opened in a process (MLflow caches the
+    store). Opening it from the database's own directory keeps them beside it, whatever
+    directory Hydra or the user is in.
+    """
+    import mlflow
+
+    directory = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else launch_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(directory):
+        client = mlflow.MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
 def _check_scheme(uri):
     from mlflow.tracking._tracking_service import utils as tracking_utils  # registry of stores
 
@@ -163,11 +181,9 @@ class MlflowTracker(NullTracker):
     def _set_experiment(self):
         import mlflow
 
+        open_store(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
-        # A local store places new experiments' artifacts under ./mlruns of the current
-        # directory; keep them beside the store even when Hydra changed directory.
-        with contextlib.chdir(launch_dir()):
-            return mlflow.set_experiment(self.experiment_name)
+        return mlflow.set_experiment(self.experiment_name)
 
     @contextlib.contextmanager
     def run(self, run_name, tags=None):
@@ -246,7 +262,9 @@ class MlflowTracker(NullTracker):
     def log_metrics(self, metrics, step):
         import mlflow
 
-        mlflow.log_metrics(metrics, step=step)
+        # Queued, not written on the training thread: a synchronous SQLite write costs ~8 ms
+        # an epoch here. Closing the run flushes the queue (mlflow's set_terminated).
+        mlflow.log_metrics(metrics, step=step, synchronous=False)
 
     def set_tags(self, tags):
         import mlflow
@@ -274,9 +292,18 @@ class MlflowTracker(NullTracker):
         signature = infer_signature(input_example, model.predict(input_example, verbose=0))
         versions = library_versions()
         requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
-        # What mlflow.keras.log_model does, through _KerasFlavor (see there).
-        Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
-                  input_example=input_example, signature=signature, pip_requirements=requirements)
+        # What mlflow.keras.log_model does, through _KerasFlavor (see there). MLflow checks
+        # the input example by predicting with Keras' default progress bar: keep it quiet.
+        import keras
+
+        interactive = keras.utils.is_interactive_logging_enabled()
+        keras.utils.disable_interactive_logging()
+        try:
+            Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
+                      input_example=input_example, signature=signature, pip_requirements=requirements)
+        finally:
+            if interactive:
+                keras.utils.enable_interactive_logging()
 
 
 @contextlib.contextmanager
