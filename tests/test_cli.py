@@ -1,6 +1,7 @@
 """`python train.py` as a user runs it: a real process, a real store in the working directory."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,10 +13,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_train(cwd, *overrides):
+def run_train(cwd, *overrides, script=ROOT / "train.py"):
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -24,17 +25,22 @@ def git(cwd, *args):
 
 
 def test_train_records_into_the_launch_directory_store(tmp_path):
-    # A dirty git checkout, and Hydra changing into the run dir: the store must still be
-    # the launch directory's mlflow.db, with the commit, the dirt and the model on record.
-    (tmp_path / "notes.txt").write_text("v1\n")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "notes.txt")
-    git(tmp_path, "commit", "-qm", "init")
-    (tmp_path / "notes.txt").write_text("v2\n")
-    result = run_train(tmp_path, "trainer.epochs=2", "optimizer=nesterov", "hydra.job.chdir=true")
+    # A user's project (train.py + conf/) in a dirty git checkout, started from another
+    # directory, with Hydra changing into the run dir: the store must be the launch
+    # directory's mlflow.db, and the project's commit, dirt and the model on record.
+    project, launch = tmp_path / "project", tmp_path / "launch"
+    shutil.copytree(ROOT / "conf", project / "conf")
+    shutil.copy(ROOT / "train.py", project)
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "init")
+    (project / "conf" / "train.yaml").write_text((project / "conf" / "train.yaml").read_text() + "\n# edited\n")
+    launch.mkdir()
+    result = run_train(launch, "trainer.epochs=2", "optimizer=nesterov", "hydra.job.chdir=true",
+                       script=project / "train.py")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "mlflow.db").is_file()
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert (launch / "mlflow.db").is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{launch / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["optimizer"] == "nesterov"
     assert run.data.tags["git.dirty"] == "true" and len(run.data.tags["git.commit"]) == 40
@@ -45,8 +51,8 @@ def test_train_records_into_the_launch_directory_store(tmp_path):
     mlflow.set_tracking_uri(client.tracking_uri)
     (model,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert model.source_run_id == run.info.run_id
-    assert not list((tmp_path / "outputs").rglob("mlflow.db")), "the store followed hydra.job.chdir"
-    assert not list((tmp_path / "outputs").rglob("mlruns")), "artifacts followed hydra.job.chdir"
+    assert not list((launch / "outputs").rglob("mlflow.db")), "the store followed hydra.job.chdir"
+    assert not list((launch / "outputs").rglob("mlruns")), "artifacts followed hydra.job.chdir"
 
 
 def test_bad_value_is_one_line_and_a_non_zero_exit(tmp_path):

@@ -224,6 +224,58 @@ def test_cli_bad_input_is_one_error_line_and_exit_code_2(sweep, argv, received, 
     assert err.startswith("Error: ") and received in err and len(err.splitlines()) == 1
 
 
+# Probe metrics (gradient norms per layer, update size), logged per epoch by some runs.
+PROBE_SCALE = {"grad_norm/dense_0": 0.01, "grad_norm/head": 1.0, "update_per_step": 0.1}
+
+
+def probe_value(key, run, epoch):
+    return PROBE_SCALE[key] * (epoch + 1) * (2 if run[0] == "adam" else 1) + 0.001 * int(run[1])
+
+
+@pytest.fixture(scope="module")
+def probe_sweep(tmp_path_factory):
+    """A sweep whose runs also logged probe metrics each epoch."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('probes') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    parent, children = add_sweep(client, client.create_experiment("probes"), T0, list(VAL_ACCURACY))
+    for key, run_id in children.items():
+        epochs = range(len(VAL_ACCURACY[key]))
+        client.log_batch(run_id, metrics=[Metric(k, probe_value(k, key, e), T0 + e, e) for k in PROBE_SCALE for e in epochs])
+    return {"uri": uri, "parent": parent, "children": children}
+
+
+def test_extra_panels_plot_probe_metrics_by_name_or_pattern(probe_sweep):
+    records = fetch_runs(probe_sweep["uri"], parent=probe_sweep["parent"], history_keys=["val_accuracy", "grad_norm/*"])
+    assert list(records[0].history) == ["val_accuracy", "grad_norm/dense_0", "grad_norm/head"]
+    report = build_report(fetch_runs(probe_sweep["uri"], parent=probe_sweep["parent"]),
+                          extra_keys=["update_per_step", "grad_norm/*", "grad_norm/head"])
+    panels = {ax.get_title(): ax for ax in report.figure.axes if ax.get_visible()}
+    assert list(panels) == ["train loss", "validation loss", "validation accuracy", "learning rate",
+                            "update_per_step", "grad_norm/dense_0", "grad_norm/head"]
+    # One mean curve per group, over the group's runs that reached each epoch (± std band).
+    for key in PROBE_SCALE:
+        lines = {line.get_label(): line for line in panels[key].lines}
+        assert set(lines) == {"optimizer=sgd (n=3)", "optimizer=adam (n=3)"}
+        for optimizer in ("sgd", "adam"):
+            runs = [k for k in VAL_ACCURACY if k[0] == optimizer]
+            expected = [np.mean([probe_value(key, r, 0) for r in runs]), np.mean([probe_value(key, r, 1) for r in runs])]
+            assert lines[f"optimizer={optimizer} (n=3)"].get_ydata()[:2] == pytest.approx(expected)
+        assert len(panels[key].collections) == 2
+    assert panels["grad_norm/head"].get_ylabel() == "grad_norm/head"
+    with pytest.raises(ConfigError, match=r"'grad_norm/dense_9'.*Received: extra_keys=\['grad_norm/dense_9'\]"):
+        build_report(records, extra_keys=["grad_norm/dense_9"])
+
+
+def test_cli_plot_adds_panels_and_refuses_an_unknown_key(probe_sweep, tmp_path, capsys):
+    argv = [probe_sweep["parent"], "--tracking-uri", probe_sweep["uri"], "--out", str(tmp_path / "r")]
+    assert main([*argv, "--plot", "grad_norm/*", "--plot", "update_per_step"]) == 0
+    assert (tmp_path / "r" / "report.png").is_file()
+    capsys.readouterr()
+    assert main([*argv, "--plot", "weight_l1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and "weight_l1" in err and "update_per_step" in err and len(err.splitlines()) == 1
+
+
 def test_only_the_tracking_package_imports_mlflow():
     source = Path(__file__).parents[1] / "src" / "kerastrack" / "report.py"
     imported = set()

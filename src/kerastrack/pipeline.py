@@ -168,7 +168,7 @@ def _plain_config(cfg):
 def _log_setup(tracker, cfg, data, output_dir):
     from hydra.core.hydra_config import HydraConfig
 
-    from kerastrack.tracking import flatten_config, git_state, launch_dir
+    from kerastrack.tracking import code_dir, flatten_config, git_state
 
     plain = _plain_config(cfg)
     tracker.log_params(flatten_config(plain))
@@ -180,7 +180,7 @@ def _log_setup(tracker, cfg, data, output_dir):
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     tracker.log_text(OmegaConf.to_yaml(overrides), "config/overrides.yaml")
-    git = git_state(launch_dir())
+    git = git_state(code_dir())
     if git:
         tracker.set_tags({"git.commit": git["commit"], "git.dirty": str(git["dirty"]).lower()})
         if git["dirty"]:

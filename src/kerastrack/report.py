@@ -11,6 +11,7 @@ are sample standard deviations (ddof=1): a group of one run has none.
 
 import argparse
 import base64
+import fnmatch
 import html
 import json
 import math
@@ -65,7 +66,7 @@ class Report:
     figure: Figure
 
 
-def build_report(records, group_keys=None, monitor=None, mode=None):
+def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None):
     """Ranks runs by their best monitored value and averages each group across seeds.
 
     Args:
@@ -75,13 +76,16 @@ def build_report(records, group_keys=None, monitor=None, mode=None):
         monitor: The metric to rank by. None: the runs' ``trainer.monitor``.
         mode: "min", "max" or "auto". None: the runs' ``trainer.monitor_mode`` when
             ``monitor`` is theirs, else "auto".
+        extra_keys: More per-epoch metrics to plot, one panel each after the standard
+            ones, e.g. ``["update_per_step", "grad_norm/*"]``: a key may be a glob pattern,
+            matched against the metrics the runs logged per epoch.
 
     Returns:
         A Report.
 
     Raises:
-        ConfigError: No runs, a mode or group key that does not exist, or a monitor that
-            no run logged.
+        ConfigError: No runs, a mode or group key that does not exist, or a monitor or
+            extra key that no run logged.
     """
     if not records:
         raise ConfigError("There are no runs to report on (check the sweep or the filter). Received: records=[]")
@@ -90,6 +94,7 @@ def build_report(records, group_keys=None, monitor=None, mode=None):
     swept = _swept_keys(records)
     group_keys = _group_keys(records, swept, group_keys)
     table = _run_table(records, swept, monitor, mode)
+    extra = _extra_keys(records, extra_keys or [])
     labels = {r.run_id: _group_label(r, group_keys) for r in records}
     best = table.iloc[0]
     found = not math.isnan(best[f"best_{monitor}"])
@@ -100,7 +105,7 @@ def build_report(records, group_keys=None, monitor=None, mode=None):
         best_value=float(best[f"best_{monitor}"]),
         monitor=monitor,
         mode=mode,
-        figure=_figure(records, labels, _main_metric(records), monitor),
+        figure=_figure(records, labels, _main_metric(records), monitor, extra),
     )
 
 
@@ -318,16 +323,32 @@ def _param_list(value):
     return re.findall(r"[\w.-]+", value or "") if value and value.startswith("[") else []
 
 
-def _panels(records, main_metric, monitor):
+def _extra_keys(records, patterns):
+    """The logged per-epoch keys that ``patterns`` (names or globs) match, in pattern order."""
+    logged = sorted({k for r in records for k, points in r.history.items() if points})
+    keys = {}
+    for pattern in patterns:
+        found = fnmatch.filter(logged, pattern)
+        if not found:
+            raise ConfigError(
+                f"No run logged a per-epoch metric matching '{pattern}' to plot; the runs have: "
+                f"{', '.join(logged) or 'nothing'}. Received: extra_keys={list(patterns)}"
+            )
+        keys.update(dict.fromkeys(found))
+    return list(keys)
+
+
+def _panels(records, main_metric, monitor, extra=()):
     panels = [("loss", "train loss"), ("val_loss", "validation loss")]
     for key in dict.fromkeys(k for k in (main_metric, monitor) if k not in (None, "loss", "val_loss")):
         panels.append((key, key.replace("val_", "validation ", 1)))  # the ranking is always plotted
     panels.append(("learning_rate", "learning rate"))
+    panels += [(key, key) for key in extra if key not in {k for k, _ in panels}]
     return [(key, title) for key, title in panels if any(r.history.get(key) for r in records)]
 
 
-def _figure(records, labels, main_metric, monitor):
-    panels = _panels(records, main_metric, monitor)
+def _figure(records, labels, main_metric, monitor, extra=()):
+    panels = _panels(records, main_metric, monitor, extra)
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
     order = list(dict.fromkeys(labels[r.run_id] for r in records))
@@ -466,6 +487,9 @@ def _parser():
     parser.add_argument("--out", metavar="DIR", help="default: report/<parent run id or experiment>")
     parser.add_argument("--monitor", help="the metric to rank by; default: the runs' trainer.monitor")
     parser.add_argument("--mode", metavar="{auto,min,max}", help="default: the runs' trainer.monitor_mode")
+    parser.add_argument("--plot", action="append", default=[], metavar="KEY",
+                        help="one more panel for this per-epoch metric (repeatable); a glob pattern "
+                             "such as 'grad_norm/*' adds a panel for each metric it matches")
     return parser
 
 
@@ -485,7 +509,7 @@ def _run(args):
         raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
     if not records:
         raise ConfigError(f"{title} has no runs yet. Received: parent={args.parent}, experiment={args.experiment}")
-    report = build_report(records, monitor=args.monitor, mode=args.mode)
+    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot)
     out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
     paths = write_report(report, out, title=title)
     print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best\n")

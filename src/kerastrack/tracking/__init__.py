@@ -61,6 +61,18 @@ def launch_dir():
     return Path.cwd()
 
 
+def code_dir():
+    """The directory of the code that ran: the primary config's (its git repository holds
+    the experiment's code), else the launch directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        for source in HydraConfig.get().runtime.config_sources:
+            if source.provider == "main" and source.schema == "file":
+                return Path(source.path)
+    return launch_dir()
+
+
 def resolve_tracking_uri(uri=None, base_dir=None):
     """The tracking URI to use: the config's, else $MLFLOW_TRACKING_URI, else mlflow.db.
 

@@ -5,6 +5,7 @@ under it by MLflow's ``mlflow.parentRunId`` tag. Runs come back as plain ``RunRe
 objects so that code outside this package never touches mlflow.
 """
 
+import fnmatch
 import math
 import sys
 from dataclasses import dataclass, field
@@ -66,9 +67,10 @@ def fetch_runs(tracking_uri, *, parent=None, experiment=None, filter_string="", 
             sweep parents.
         filter_string: MLflow search syntax that runs must also match, e.g.
             ``"metrics.val_accuracy > 0.9"``.
-        history_keys: The metrics to fetch the history of. None: loss, val_loss,
-            learning_rate and every per-epoch metric each run has (no best_*, test_*,
-            batch_*).
+        history_keys: The metrics to fetch the history of; a key may be a glob pattern,
+            e.g. ``"grad_norm/*"``, matched against each run's metrics. None: loss,
+            val_loss, learning_rate and every per-epoch metric each run has (no best_*,
+            test_*, batch_*).
 
     Returns:
         A list of RunRecord, oldest first.
@@ -193,7 +195,7 @@ def _search(client, experiment_ids, filter_string):
 
 def _record(client, run, history_keys):
     metrics = {k: _finite_or_inf(v) for k, v in run.data.metrics.items()}
-    keys = _history_keys(metrics) if history_keys is None else [k for k in history_keys if k in metrics]
+    keys = _history_keys(metrics) if history_keys is None else _matching(metrics, history_keys)
     history = {
         key: sorted((m.step, _finite_or_inf(m.value)) for m in client.get_metric_history(run.info.run_id, key))
         for key in keys
@@ -208,6 +210,12 @@ def _record(client, run, history_keys):
 def _history_keys(metrics):
     own = [k for k in sorted(metrics) if not k.startswith(SKIPPED_PREFIXES)]
     return [k for k in BASE_HISTORY_KEYS if k in metrics] + [k for k in own if k not in BASE_HISTORY_KEYS]
+
+
+def _matching(metrics, patterns):
+    """The run's metric names that ``patterns`` (names or globs) match, in pattern order."""
+    names = sorted(metrics)
+    return list(dict.fromkeys(k for p in patterns for k in fnmatch.filter(names, p)))
 
 
 def _finite_or_inf(value):

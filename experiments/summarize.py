@@ -1,0 +1,205 @@
+"""Prints a study's group table (Markdown) from MLflow: the numbers in experiments/*/README.md.
+
+    python experiments/summarize.py optimizers --tracking-uri sqlite:////tmp/studies/mlflow.db
+
+Finds the latest sweep of ``experiment=<study>`` (or takes ``--parent``), groups its runs as
+``python -m kerastrack.report`` does (the swept values other than seed) and prints, per group,
+mean ± sample std (ddof=1) over the group's finished runs of the best monitored value and of
+the columns that answer the study's question.
+"""
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+from kerastrack.report import build_report
+from kerastrack.tracking.query import fetch_runs
+
+
+def series(record, key):
+    """The run's finite values of ``key``, by epoch."""
+    return [v for _, v in record.history.get(key, []) if math.isfinite(v)]
+
+
+def at(key, epoch):
+    def value(record):
+        values = series(record, key)
+        return values[epoch] if -len(values) <= epoch < len(values) else math.nan
+    return value
+
+
+def last(key):
+    return at(key, -1)
+
+
+def metric(key):
+    return lambda record: record.metrics.get(key, math.nan)
+
+
+def first_epoch_reaching(key, threshold):
+    """1-based count of epochs until ``key`` first reaches ``threshold`` (NaN: never)."""
+    def value(record):
+        hits = [i for i, v in enumerate(series(record, key)) if v >= threshold]
+        return hits[0] + 1 if hits else math.nan
+    return value
+
+
+def drops(key):
+    """How many epochs ``key`` got worse (lower) than the epoch before."""
+    return lambda record: float(np.sum(np.diff(series(record, key)) < 0))
+
+
+def rises(key):
+    """How many epochs ``key`` got higher than the epoch before."""
+    return lambda record: float(np.sum(np.diff(series(record, key)) > 0))
+
+
+def ratio(numerator, denominator):
+    return lambda record: numerator(record) / denominator(record)
+
+
+def total(key):
+    return lambda record: float(np.sum(series(record, key)))
+
+
+def mean_of(key):
+    return lambda record: float(np.mean(series(record, key))) if series(record, key) else math.nan
+
+
+def gap(record):
+    """Final train accuracy minus final validation accuracy (overfitting)."""
+    return last("accuracy")(record) - last("val_accuracy")(record)
+
+
+def diverged_epoch(record):
+    return float(record.tags["diverged_epoch"]) if record.tags.get("diverged") == "true" else math.nan
+
+
+def within_seconds(seconds):
+    """val_accuracy at the last epoch whose cumulative epoch time is <= seconds."""
+    def value(record):
+        times = np.cumsum(series(record, "epoch_time_s"))
+        reached = [i for i, t in enumerate(times) if t <= seconds]
+        return series(record, "val_accuracy")[reached[-1]] if reached else math.nan
+    return value
+
+
+COMMON = [("final val_accuracy", last("val_accuracy"), 4), ("test_accuracy", metric("test_accuracy"), 4)]
+STUDIES = {
+    "optimizers": [("val_accuracy after epoch 1", at("val_accuracy", 0), 4), *COMMON,
+                   ("epoch time (s)", mean_of("epoch_time_s"), 2),
+                   ("val_accuracy within 6 s", within_seconds(6.0), 4)],
+    "losses": [("val_accuracy after epoch 1", at("val_accuracy", 0), 4),
+               ("epochs to 80% val_accuracy", first_epoch_reaching("val_accuracy", 0.80), 1),
+               ("epochs val_accuracy fell", drops("val_accuracy"), 1),
+               ("epochs val_loss rose", rises("val_loss"), 1), *COMMON],
+    "learning_rates": [("train loss epoch 1", at("loss", 0), 4), ("train loss last epoch", last("loss"), 4),
+                       ("diverged at epoch", diverged_epoch, 0), *COMMON],
+    "batch_size": [("epoch time (s)", mean_of("epoch_time_s"), 3), ("train time (s)", total("epoch_time_s"), 1),
+                   ("val_accuracy after epoch 1", at("val_accuracy", 0), 4),
+                   ("val_accuracy within 5 s", within_seconds(5.0), 4),
+                   ("val_accuracy within 10 s", within_seconds(10.0), 4), *COMMON],
+    "adagrad_vs_rmsprop": [("update/step epoch 1", at("update_per_step", 0), 5),
+                           ("update/step epoch 10", at("update_per_step", 9), 5),
+                           ("update/step epoch 20", at("update_per_step", 19), 5),
+                           ("update/step last", last("update_per_step"), 5),
+                           ("last / epoch 1", ratio(last("update_per_step"), at("update_per_step", 0)), 3),
+                           ("last / epoch 20", ratio(last("update_per_step"), at("update_per_step", 19)), 3), *COMMON],
+    "regularization": [("near-zero share (last)", last("near_zero_share"), 4), ("weight L1 (last)", last("weight_l1"), 0),
+                       ("weight L2 (last)", last("weight_l2"), 2),
+                       ("L1 / L2 norm (spread)", ratio(last("weight_l1"), last("weight_l2")), 0),
+                       ("train−val accuracy gap", gap, 4), *COMMON],
+    "schedules": [("final learning_rate", last("learning_rate"), 5), ("final val_loss", last("val_loss"), 4), *COMMON],
+    "vanishing_gradients": [("grad_norm dense_0 / head, epoch 1",
+                             ratio(at("grad_norm/dense_0", 0), at("grad_norm/head", 0)), ".2e"),
+                            ("grad_norm dense_0 / head, last epoch",
+                             ratio(last("grad_norm/dense_0"), last("grad_norm/head")), ".2e"), *COMMON],
+}
+
+
+def parent_of(uri, study):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    for run in client.search_runs(ids, "tags.`sweep.role` = 'parent'", order_by=["attributes.start_time DESC"]):
+        if f"experiment={study}" in run.data.tags.get("sweep.overrides", "").split():
+            return run.info.run_id
+    sys.exit(f"Error: no sweep of experiment={study} in {uri}")
+
+
+def cell(values, digits):
+    values = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if not len(values):
+        return "–"
+    spec = f".{digits}f" if isinstance(digits, int) else digits  # decimals, or a format such as ".2e"
+    text = format(values.mean(), spec)
+    return f"{text} ± {format(values.std(ddof=1), spec)}" if len(values) > 1 else text
+
+
+def group_table(records, study, monitor=None):
+    report = build_report(records, monitor=monitor)
+    best = report.table.set_index("run_id")[f"best_{report.monitor}"]
+    keys = [c for c in report.groups.columns if c not in ("group", "n_runs", "n_finished", "n_failed")
+            and not c.startswith(("mean_best_", "std_best_"))]
+    columns = [(f"best {report.monitor}", lambda r: best[r.run_id], 4), ("best epoch (0-based)", None, 1),
+               *STUDIES.get(study, COMMON)]
+    best_epoch = report.table.set_index("run_id")["best_epoch"]
+    lines = ["| " + " | ".join([*keys, "runs (finished)", *(c[0] for c in columns)]) + " |",
+             "|" + "---|" * (len(keys) + 1 + len(columns))]
+    for _, group in report.groups.iterrows():
+        members = [r for r in records if all(_value(r, k) == str(group[k]) for k in keys)]
+        done = [r for r in members if r.status == "FINISHED"]
+        row = [str(group[k]) for k in keys] + [f"{len(members)} ({len(done)})"]
+        for title, fn, digits in columns:
+            # Finished runs only, except the divergence column, which is about the others.
+            pool = members if title == "diverged at epoch" else done
+            if fn is None:
+                row.append(cell([float(best_epoch[r.run_id]) for r in pool], digits))
+            else:
+                row.append(cell([fn(r) for r in pool], digits))
+        lines.append("| " + " | ".join(row) + " |")
+    return report, "\n".join(lines)
+
+
+def _value(record, key):
+    return str(json.loads(record.tags.get("sweep.values", "{}")).get(key, record.params.get(key, "")))
+
+
+def layer_table(records, epoch):
+    """Mean gradient norm per layer (finished runs), one row per activation, at ``epoch``."""
+    layers = sorted({k for r in records for k in r.history if k.startswith("grad_norm/")},
+                    key=lambda k: (k == "grad_norm/head", k))
+    groups = sorted({_value(r, "model.activation") for r in records})
+    lines = ["| model.activation | " + " | ".join(k.split("/")[1] for k in layers) + " |",
+             "|---|" + "---|" * len(layers)]
+    for g in groups:
+        runs = [r for r in records if _value(r, "model.activation") == g and r.status == "FINISHED"]
+        lines.append(f"| {g} | " + " | ".join(f"{np.mean([at(k, epoch)(r) for r in runs]):.2e}" for k in layers) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study")
+    parser.add_argument("--tracking-uri", default="sqlite:////tmp/studies/mlflow.db")
+    parser.add_argument("--parent", help="the sweep's parent run id; default: the latest sweep of the study")
+    parser.add_argument("--monitor", help="rank by this metric instead of the runs' trainer.monitor")
+    args = parser.parse_args(argv)
+    parent = args.parent or parent_of(args.tracking_uri, args.study)
+    records = fetch_runs(args.tracking_uri, parent=parent)
+    report, table = group_table(records, args.study, args.monitor)
+    print(f"parent run {parent}: {len(records)} runs, ranked by {report.monitor} ({report.mode})\n")
+    print(table)
+    if args.study == "vanishing_gradients":
+        for epoch in (0, -1):
+            print(f"\nGradient norm per layer (input → output), epoch {'1' if epoch == 0 else 'last'}:\n")
+            print(layer_table(records, epoch))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The study presets in conf/experiment/: every swept combination is valid, and one trains.
+
+Parametrized over the files, so a new preset is covered without touching this file.
+"""
+
+import itertools
+import math
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from kerastrack.config import check_config
+from kerastrack.data import DEBIAN_FASHION_MNIST
+from kerastrack.pipeline import train
+from tests.conftest import options
+
+EXPERIMENTS = options("experiment")
+PARSER = OverridesParser.create()
+# What each probe logs every epoch (a name ending in "/" is a prefix: one metric per layer).
+PROBE_METRICS = {
+    "kerastrack.probes.GradientNorms": ("grad_norm/",),
+    "kerastrack.probes.WeightStats": ("near_zero_share", "weight_l1", "weight_l2"),
+    "kerastrack.probes.UpdateSize": ("update_per_step",),
+}
+# Quick: one epoch on a few samples. Without Debian's Fashion-MNIST, digits (bundled).
+QUICK = ["trainer.epochs=1", "data.limit=200"] + ([] if DEBIAN_FASHION_MNIST.is_dir() else ["data=digits"])
+
+
+def sweep_combinations(cfg):
+    """Every job of the preset's sweep: the cartesian product of hydra.sweeper.params."""
+    params = cfg.hydra.sweeper.params or {}
+    parsed = PARSER.parse_overrides([f"{key}={value}" for key, value in params.items()])
+    values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+              else [f"{o.get_key_element()}={o.value()}"] for o in parsed]
+    return [list(combo) for combo in itertools.product(*values)]
+
+
+def test_there_are_presets():
+    assert {"optimizers", "losses", "learning_rates", "vanishing_gradients"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_combination_of_the_sweep_is_a_valid_config(experiment, make_cfg):
+    combos = sweep_combinations(make_cfg(f"experiment={experiment}"))
+    # A study compares configurations, each over several seeds.
+    assert len(combos) > 1 and all(any(o.startswith("seed=") for o in c) for c in combos), combos
+    for combo in combos:
+        cfg = make_cfg(f"experiment={experiment}", *combo)
+        check_config(cfg)
+        for override in PARSER.parse_overrides(combo):  # each swept value reached the config
+            key = override.get_key_element()
+            chosen = cfg.hydra.runtime.choices.get(key)
+            assert (chosen if chosen is not None else OmegaConf.select(cfg, key)) == override.value(), key
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_the_first_combination_trains_and_logs_its_probes(experiment, make_cfg, runs):
+    first = sweep_combinations(make_cfg(f"experiment={experiment}"))[0]  # the first value of each param
+    cfg = make_cfg(f"experiment={experiment}", *first, *QUICK)
+    assert math.isfinite(train(cfg))
+    (run,) = runs()
+    assert run.info.status == "FINISHED", run.data.tags.get("error.message")
+    logged = set(run.data.metrics)
+    assert {"loss", "val_loss", "learning_rate", "epoch_time_s", f"best_{cfg.trainer.monitor}"} <= logged
+    probes = [PROBE_METRICS[cb._target_] for cb in cfg.callbacks.values() if cb.get("_target_") in PROBE_METRICS]
+    for name in (n for names in probes for n in names):
+        found = [k for k in logged if k.startswith(name)] if name.endswith("/") else [k for k in logged if k == name]
+        assert found, f"{experiment}: no {name} metric; logged {sorted(logged)}"
+    if any(p == PROBE_METRICS["kerastrack.probes.GradientNorms"] for p in probes) and "hidden_units" in cfg.model:
+        # One norm per layer with a kernel: every hidden layer of the MLP and its output layer.
+        assert len([k for k in logged if k.startswith("grad_norm/")]) == len(cfg.model.hidden_units) + 1
