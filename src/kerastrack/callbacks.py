@@ -21,8 +21,6 @@ class EpochLogger(keras.callbacks.Callback):
 
     Args:
         tracker: Where to log (a kerastrack tracker).
-        log_every_n_steps: Also log batch logs as ``batch_<name>`` every N optimizer steps
-            (step = global step); 0 is off.
         probes: ``kerastrack.probes.Probe`` objects whose measurements are logged with
             each epoch.
         sample: (x, y), a fixed sample of the training set for the probes.
@@ -32,17 +30,15 @@ class EpochLogger(keras.callbacks.Callback):
             summary even when training is interrupted.
     """
 
-    def __init__(self, tracker, log_every_n_steps=0, probes=(), sample=(None, None)):
+    def __init__(self, tracker, probes=(), sample=(None, None)):
         super().__init__()
         self.tracker = tracker
-        self.log_every_n_steps = log_every_n_steps
         self.probes = list(probes)
         self.sample = sample
         self.epochs = []
 
     def on_train_begin(self, logs=None):
         self.epochs = []
-        self._step = 0
         for probe in self.probes:
             probe.start(self.model)
 
@@ -51,12 +47,6 @@ class EpochLogger(keras.callbacks.Callback):
         # changes it at the end of the previous epoch, a schedule at every step).
         self._learning_rate = current_learning_rate(self.model.optimizer)
         self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        logs = logs or {}
-        self._step += 1
-        if self.log_every_n_steps and self._step % self.log_every_n_steps == 0:
-            self.tracker.log_metrics({f"batch_{k}": float(v) for k, v in logs.items() if np.isscalar(v)}, step=self._step)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -75,3 +65,29 @@ class EpochLogger(keras.callbacks.Callback):
             if not math.isfinite(record.get("loss", 0.0)):
                 return epoch
         return None
+
+
+class BatchLogger(keras.callbacks.Callback):
+    """Logs the batch logs as ``batch_<name>`` every N optimizer steps (step = global step).
+
+    Separate from EpochLogger and only used when asked for: a callback with a batch hook
+    makes Keras hand it every batch's logs, which costs time even when nothing is logged.
+
+    Args:
+        tracker: Where to log (a kerastrack tracker).
+        every_n_steps: Log every this many optimizer steps (>= 1).
+    """
+
+    def __init__(self, tracker, every_n_steps):
+        super().__init__()
+        self.tracker = tracker
+        self.every_n_steps = every_n_steps
+
+    def on_train_begin(self, logs=None):
+        self._step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self._step += 1
+        if self._step % self.every_n_steps == 0:
+            self.tracker.log_metrics({f"batch_{k}": float(v) for k, v in logs.items() if np.ndim(v) == 0}, step=self._step)

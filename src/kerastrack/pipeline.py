@@ -62,13 +62,15 @@ def train(cfg):
     loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
     callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
     tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
-    from kerastrack.callbacks import EpochLogger
+    from kerastrack.callbacks import BatchLogger, EpochLogger
     from kerastrack.probes import Probe
 
     probes = [c for c in callbacks if isinstance(c, Probe)]
     callbacks = [c for c in callbacks if not isinstance(c, Probe)]
+    if tracker.log_every_n_steps:
+        callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
     sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
-    epoch_logger = EpochLogger(tracker, tracker.log_every_n_steps, probes, sample)
+    epoch_logger = EpochLogger(tracker, probes, sample)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)

@@ -182,6 +182,10 @@ class MlflowTracker(NullTracker):
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
                 f"Received: tracking.log_every_n_steps={log_every_n_steps}"
             )
+        # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
+        # blocks in a 1 s queue poll, which every run then waits out when it closes;
+        # buffered, it wakes as soon as the run closes, and writes in batches.
+        os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         _check_scheme(self.tracking_uri)
         self.experiment_name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
@@ -274,8 +278,8 @@ class MlflowTracker(NullTracker):
     def log_metrics(self, metrics, step):
         import mlflow
 
-        # Queued, not written on the training thread: a synchronous SQLite write costs ~8 ms
-        # an epoch here. Closing the run flushes the queue (mlflow's set_terminated).
+        # Queued, not written on the training thread: a synchronous SQLite write costs ~7 ms
+        # here, against ~0.6 ms queued. Closing the run flushes the queue (set_terminated).
         mlflow.log_metrics(metrics, step=step, synchronous=False)
 
     def set_tags(self, tags):
