@@ -8,6 +8,7 @@ through the tracker they are given.
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -20,6 +21,7 @@ from omegaconf import OmegaConf
 from kerastrack.errors import ConfigError
 
 DEFAULT_EXPERIMENT = "kerastrack"
+log = logging.getLogger(__name__)
 
 
 class NullTracker:
@@ -233,6 +235,8 @@ class MlflowTracker(NullTracker):
             raise
         else:
             mlflow.end_run("FINISHED")
+            log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
+                     active.info.run_name, self.tracking_uri, self.experiment_name)
 
     def _sweep_child(self, experiment_id):
         """Tags that make this run a child of its sweep's parent run, and a name from the
@@ -309,17 +313,12 @@ class MlflowTracker(NullTracker):
         versions = library_versions()
         requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
         # What mlflow.keras.log_model does, through _KerasFlavor (see there). MLflow checks
-        # the input example by predicting with Keras' default progress bar: keep it quiet.
-        import keras
+        # the input example by predicting with Keras' progress bar on stdout: keep it quiet.
+        import io
 
-        interactive = keras.utils.is_interactive_logging_enabled()
-        keras.utils.disable_interactive_logging()
-        try:
+        with contextlib.redirect_stdout(io.StringIO()):
             Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
                       input_example=input_example, signature=signature, pip_requirements=requirements)
-        finally:
-            if interactive:
-                keras.utils.enable_interactive_logging()
 
 
 @contextlib.contextmanager
