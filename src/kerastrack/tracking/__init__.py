@@ -222,19 +222,15 @@ class MlflowTracker(NullTracker):
         except KeyboardInterrupt:
             self._end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
             raise
-        except Exception as exc:
-            if type(exc).__name__ != "TrialPruned":  # optuna's, raised by its pruning callbacks
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the run must not stay RUNNING
+            if type(exc).__name__ == "TrialPruned":  # optuna's: a search stopped it on purpose
+                self._end("KILLED", type(exc).__name__, str(exc) or "pruned by the search", pruned=True)
+            else:
                 self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
-                raise
-            # A search stopped this trial on purpose: not a failure, not finished either.
-            mlflow.set_tag("pruned", "true")
-            self._end("KILLED", type(exc).__name__, str(exc) or "pruned by the search")
-            raise
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and the like: never RUNNING
-            self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
             raise
         else:
-            mlflow.end_run("FINISHED")
+            with _signals_held():
+                mlflow.end_run("FINISHED")
             log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
                      active.info.run_name, self.tracking_uri, self.experiment_name)
 
@@ -263,13 +259,14 @@ class MlflowTracker(NullTracker):
                 "sweep.job": str(hydra.job.num), "sweep.values": json.dumps(values)}
         return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
-    def _end(self, status, error_type, message, trace=None):
+    def _end(self, status, error_type, message, trace=None, pruned=False):
         import mlflow
 
         with _signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
             # Best effort: if the store itself is what failed, still try to close the run.
             with contextlib.suppress(Exception):
-                mlflow.set_tags({"error.type": error_type, "error.message": message[:5000]})
+                tags = {"error.type": error_type, "error.message": message[:5000]}
+                mlflow.set_tags({**tags, "pruned": "true"} if pruned else tags)
                 if trace:
                     mlflow.log_text(trace, "error/traceback.txt")
             mlflow.end_run(status)
