@@ -230,3 +230,17 @@ def test_artifacts_go_beside_the_store_not_the_working_directory(make_cfg, tmp_p
     (run,) = client.search_runs([client.get_experiment_by_name("test_artifacts_go_beside_the_store_not_the_working_directory").experiment_id])
     assert run.info.artifact_uri.startswith(str(tmp_path / "store" / "mlruns"))
     assert not list(elsewhere.iterdir())
+
+
+def test_credentials_never_reach_the_store(make_cfg, runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("KT_TEST_TOKEN", "s3cr3t-from-env")
+    train(make_cfg("callbacks=none", "+trainer.db_password=hunter2", "+trainer.api_token=${oc.env:KT_TEST_TOKEN}",
+                   "+trainer.tokenizer_vocab=ok"))
+    (run,) = runs()
+    params = run.data.params
+    assert params["trainer.db_password"] == "***" and params["trainer.api_token"] == "***"
+    files = [runs.client.download_artifacts(run.info.run_id, f"config/{n}.yaml", str(tmp_path)) for n in ("config", "overrides")]
+    text = "".join(open(f).read() for f in files) + str(params) + str(run.data.tags)
+    assert "hunter2" not in text and "s3cr3t-from-env" not in text
+    assert "trainer.db_password=***" in text
+    assert params["trainer.tokenizer_vocab"] == "ok"  # a name part, not a substring, marks a secret

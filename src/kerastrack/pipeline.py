@@ -170,9 +170,9 @@ def _plain_config(cfg):
 def _log_setup(tracker, cfg, data, output_dir):
     from hydra.core.hydra_config import HydraConfig
 
-    from kerastrack.tracking import code_dir, flatten_config, git_state
+    from kerastrack.tracking import code_dir, flatten_config, git_state, mask_secrets
 
-    plain = _plain_config(cfg)
+    plain = OmegaConf.create(mask_secrets(OmegaConf.to_container(_plain_config(cfg), resolve=True)))
     tracker.log_params(flatten_config(plain))
     tracker.log_params({
         "dataset.task": data.task, "dataset.num_classes": data.num_classes,
@@ -180,13 +180,20 @@ def _log_setup(tracker, cfg, data, output_dir):
         "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
     })
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = [_mask_override(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
     tracker.log_text(OmegaConf.to_yaml(overrides), "config/overrides.yaml")
     git = git_state(code_dir())
     if git:
         tracker.set_tags({"git.commit": git["commit"], "git.dirty": str(git["dirty"]).lower()})
         if git["dirty"]:
             tracker.log_text(git["diff"], "git/diff.patch")
+
+
+def _mask_override(override):
+    from kerastrack.tracking import MASK, SECRET_KEY
+
+    key, sep, _ = override.partition("=")
+    return f"{key}{sep}{MASK}" if sep and SECRET_KEY.search(key.rsplit(".", 1)[-1]) else override
 
 
 def _log_best(tracker, epochs, monitor, mode):

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import traceback
 from pathlib import Path
@@ -121,6 +122,23 @@ def _check_scheme(uri):
             f"{', '.join(schemes)} (e.g. sqlite:///mlflow.db, http://127.0.0.1:5000). "
             f"Received: tracking.tracking_uri={uri}"
         )
+
+
+# Config keys whose values are credentials: never sent to the store (params or artifacts).
+SECRET_KEY = re.compile(
+    r"(^|[_.-])(password|passwd|secret|token|api[_-]?key|access[_-]?key|credentials?|private[_-]?key)($|[_.-])",
+    re.IGNORECASE,
+)
+MASK = "***"
+
+
+def mask_secrets(node):
+    """A copy of a plain (resolved) config with credential-like keys' values masked."""
+    if isinstance(node, dict):
+        return {k: MASK if SECRET_KEY.search(str(k)) and v is not None else mask_secrets(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_secrets(v) for v in node]
+    return node
 
 
 def flatten_config(cfg, prefix=""):
