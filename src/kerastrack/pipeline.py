@@ -109,6 +109,8 @@ def _build(key, choices, make):
     except ConfigError:
         raise
     except (InstantiationException, TypeError, ValueError) as exc:
+        if isinstance(exc.__cause__, ConfigError):  # ours, raised inside a target Hydra called
+            raise exc.__cause__ from None
         reason = " ".join(str(exc).split())
         group = key.split(".")[0]
         raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
