@@ -94,7 +94,8 @@ class MlflowSweepCallback(Callback):
         n_done = sum(r.info.status == "FINISHED" or r.data.tags.get("pruned") == "true" for r in children)
         n_failed = n_jobs - n_done
         try:
-            self.client.log_batch(self.parent_id, metrics=_metrics({"n_jobs": n_jobs, "n_failed": n_failed}))
+            self.client.log_metric(self.parent_id, "n_jobs", n_jobs)
+            self.client.log_metric(self.parent_id, "n_failed", n_failed)
             if self.report and children:
                 try:
                     self._log_report()
@@ -119,7 +120,7 @@ class MlflowSweepCallback(Callback):
         print(report.format_table(result))
         if result.best_run_id:
             self.client.set_tag(self.parent_id, "best_run_id", result.best_run_id)
-            self.client.log_batch(self.parent_id, metrics=_metrics({f"best_{result.monitor}": result.best_value}))
+            self.client.log_metric(self.parent_id, f"best_{result.monitor}", float(result.best_value))
 
     def _close_if_open(self):
         # Runs at interpreter exit: the sweep died before on_multirun_end (Hydra skips it
@@ -134,11 +135,3 @@ class MlflowSweepCallback(Callback):
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
-
-def _metrics(values):
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(key, float(value), now, 0) for key, value in values.items()]
