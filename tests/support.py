@@ -12,15 +12,22 @@ class SignalAtEpoch(keras.callbacks.Callback):
     Args:
         epoch: The epoch (0-based) after which to send it.
         signum: The signal number (SIGTERM by default).
+        once: A file path: send the signal only if it does not exist yet, and create it
+            (a resumed run, which has this callback in its config, is not stopped again).
     """
 
-    def __init__(self, epoch=1, signum=int(signal.SIGTERM)):
+    def __init__(self, epoch=1, signum=int(signal.SIGTERM), once=None):
         super().__init__()
         self.epoch = epoch
         self.signum = signum
+        self.once = once
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
+            if self.once:
+                if os.path.exists(self.once):
+                    return
+                open(self.once, "w").close()
             os.kill(os.getpid(), self.signum)
 
 

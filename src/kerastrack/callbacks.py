@@ -28,6 +28,8 @@ class EpochLogger(keras.callbacks.Callback):
     Attributes:
         epochs: One dict per finished epoch of everything logged, kept for the end-of-run
             summary even when training is interrupted.
+        logged_through: Epochs up to this one are on record already (a resumed run that
+            had logged an epoch but not yet saved its state repeats it): not logged again.
     """
 
     def __init__(self, tracker, probes=(), sample=(None, None)):
@@ -36,9 +38,17 @@ class EpochLogger(keras.callbacks.Callback):
         self.probes = list(probes)
         self.sample = sample
         self.epochs = []
+        self.logged_through = -1
 
     def on_train_begin(self, logs=None):
         self.epochs = []
+        for probe in self.probes:
+            probe.start(self.model)
+
+    def restore(self, epochs):
+        """Continues from a saved state: the epochs so far, and the probes restarted on the
+        restored weights."""
+        self.epochs = list(epochs)
         for probe in self.probes:
             probe.start(self.model)
 
@@ -56,7 +66,8 @@ class EpochLogger(keras.callbacks.Callback):
         for probe in self.probes:
             record.update(probe.measure(self.model, *self.sample))
         self.epochs.append(record)
-        self.tracker.log_metrics(record, step=epoch)
+        if epoch > self.logged_through:
+            self.tracker.log_metrics(record, step=epoch)
 
     @property
     def diverged_epoch(self):

@@ -1,21 +1,19 @@
 """The training pipeline: one plain function, ``train(cfg)``, that train.py and tests call."""
 
-import contextlib
 import logging
 import math
-import signal
-import threading
 from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kerastrack import plots
+from kerastrack import plots, resume
 from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
+from kerastrack.signals import sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -43,6 +41,14 @@ def train(cfg):
     """
     check_config(cfg)
     choices = group_choices(cfg)
+    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
+    resumed = resume.plan(cfg, tracker, _command_line_overrides())
+    if resumed and resumed.finished_best is not None:  # a re-launched sweep's finished job
+        return resumed.finished_best
+    if resumed:
+        cfg = _resumed_config(resumed.config, cfg)
+        check_config(cfg)
+        choices = group_choices(cfg)
     _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"))
     data = _build("data", choices, lambda: instantiate(cfg.data))
     log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
@@ -61,7 +67,6 @@ def train(cfg):
     optimizer = _build("optimizer", choices, lambda: instantiate(cfg.optimizer, **rate))
     loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
     callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
-    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
     from kerastrack.callbacks import BatchLogger, EpochLogger
     from kerastrack.probes import Probe
 
@@ -71,15 +76,21 @@ def train(cfg):
         callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
     sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
     epoch_logger = EpochLogger(tracker, probes, sample)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = _output_dir(cfg.paths.output_dir)
+    state = resume.TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger)
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
 
-    with _sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices)):
-        _log_setup(tracker, cfg, data, output_dir)
+    run_id = resumed.run_id if resumed else None
+    with sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=run_id):
+        if resumed:  # params, config and git state are on record since the first start
+            epoch_logger.logged_through = tracker.last_step(tracker.run_id, "loss")
+        else:
+            _log_setup(tracker, cfg, data, output_dir)
+        resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
         model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-        tracker.log_params({"model.num_params": model.count_params()})
+        if not resumed:
+            tracker.log_params({"model.num_params": model.count_params()})
         try:
             model.fit(
                 data.x_train, y_train,
@@ -87,11 +98,13 @@ def train(cfg):
                 validation_split=trainer.validation_split or 0.0,
                 epochs=trainer.epochs, batch_size=batch_size, shuffle=trainer.shuffle,
                 # The logger goes first: a finished epoch is on record before any other
-                # callback can stop or break the run.
-                callbacks=[epoch_logger, *callbacks], verbose=trainer.verbose,
+                # callback can stop or break the run. The state goes last (see there).
+                callbacks=[epoch_logger, *callbacks, state], verbose=trainer.verbose,
             )
         finally:  # also when interrupted: what was reached so far is part of the record
             best = _log_best(tracker, epoch_logger.epochs, monitor, mode)
+        if state.resumed_epoch is not None:
+            log.info("resumed run %s at epoch %d", tracker.run_id, state.resumed_epoch)
         if (epoch := epoch_logger.diverged_epoch) is not None:
             tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
             raise DivergedError(
@@ -99,7 +112,37 @@ def train(cfg):
                 f"Try a smaller optimizer.learning_rate. Received: optimizer.learning_rate={cfg.optimizer.learning_rate}"
             )
         _log_results(tracker, model, data, head, epoch_logger.epochs, [m.name for m in metrics], output_dir, batch_size)
+    state.discard()  # a FINISHED run is not resumed: its checkpoint is dead weight
     return best
+
+
+def _command_line_overrides():
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _resumed_config(recorded, current):
+    """The resumed run's own config, with this invocation's verbosity and threads."""
+    cfg = recorded.copy()
+    cfg.trainer.verbose = current.trainer.verbose
+    cfg.threads = current.get("threads")
+    cfg.resume = current.resume
+    return cfg
+
+
+def _output_dir(path):
+    output_dir = Path(path)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"the output dir cannot be written ({exc.strerror}): checkpoints, plots and the "
+                          f"training state go there. Choose another with paths.output_dir=... or "
+                          f"hydra.run.dir=... Received: paths.output_dir={path}") from None
+    return output_dir
 
 
 def _build(key, choices, make):
@@ -133,35 +176,20 @@ def _configure_tensorflow(seed, deterministic, threads=None):
         tf.config.experimental.disable_op_determinism()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (kill, schedulers) ends the run like Ctrl-C: KILLED, not left RUNNING."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _run_name(choices):
     name = "-".join(choices.get(g, "?") for g in ("data", "model", "loss", "optimizer"))
     scheduler = choices.get("scheduler", "constant")
     return name if scheduler == "constant" else f"{name}-{scheduler}"
 
 
-def _tags(choices):
-    """One tag per config-group choice (optimizer=adam, ...) and the library versions."""
+def _tags(choices, cfg):
+    """One tag per config-group choice (optimizer=adam, ...), the library versions, and the
+    config's hash (a re-launched sweep finds its finished jobs by it)."""
     from kerastrack.tracking import library_versions
 
     tags = {group: choice for group, choice in choices.items() if group not in ("paths", "trainer")}
     tags.update({f"version.{name}": v for name, v in library_versions().items()})
+    tags["config.hash"] = resume.config_hash(cfg)
     return tags
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.signals import signals_held
 
 DEFAULT_EXPERIMENT = "kerastrack"
 log = logging.getLogger(__name__)
@@ -33,8 +34,20 @@ class NullTracker:
     run_id = None
 
     @contextlib.contextmanager
-    def run(self, run_name, tags=None):
+    def run(self, run_name, tags=None, run_id=None):
         yield self
+
+    def get_run(self, run_id):
+        """The recorded run (a ``query.RunRecord``), or None if the store has no such run."""
+        return None
+
+    def find_sweep_child(self, config_hash):
+        """In a re-launched sweep: the latest child of its parent with this config hash."""
+        return None
+
+    def last_step(self, run_id, key):
+        """The highest step logged for ``key`` in the run; -1 if none."""
+        return -1
 
     def log_params(self, params):
         pass
@@ -222,14 +235,29 @@ class MlflowTracker(NullTracker):
         return mlflow.set_experiment(self.experiment_name)
 
     @contextlib.contextmanager
-    def run(self, run_name, tags=None):
-        """Opens an MLflow run and closes it in the state that matches what happened."""
+    def run(self, run_name, tags=None, run_id=None):
+        """Opens an MLflow run and closes it in the state that matches what happened.
+
+        Args:
+            run_name: The name of a new run.
+            tags: Tags of a new run.
+            run_id: Reopen this (KILLED or FAILED) run instead of starting a new one.
+        """
         import mlflow
 
-        experiment = self._set_experiment()
-        sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
         try:
-            active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name, tags={**(tags or {}), **sweep_tags})
+            if run_id:
+                open_store(self.tracking_uri)
+                mlflow.set_tracking_uri(self.tracking_uri)
+                previous = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
+                mlflow.set_experiment(experiment_id=previous.info.experiment_id)
+                active = mlflow.start_run(run_id=run_id)
+                self._mark_resumed(previous)
+            else:
+                experiment = self._set_experiment()
+                sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
+                active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name,
+                                          tags={**(tags or {}), **sweep_tags})
         except KeyboardInterrupt:  # the run may exist already: close it, do not leave it RUNNING
             if mlflow.active_run():
                 self._end("KILLED", "KeyboardInterrupt", "interrupted while starting")
@@ -247,30 +275,85 @@ class MlflowTracker(NullTracker):
                 self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
             raise
         else:
-            with _signals_held():
+            with signals_held():
                 mlflow.end_run("FINISHED")
             log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
                      active.info.run_name, self.tracking_uri, self.experiment_name)
+
+    def _mark_resumed(self, run):
+        """Counts the resumption; the error of the interruption moves to ``resume.last_error``
+        (a FINISHED run must not carry an error tag)."""
+        import mlflow
+
+        client = mlflow.MlflowClient(self.tracking_uri)
+        run_id, previous = run.info.run_id, run.data.tags
+        for tag in ("error.type", "error.message", "pruned"):
+            if tag in previous:
+                client.delete_tag(run_id, tag)
+        mlflow.set_tags({
+            "resume.count": str(int(previous.get("resume.count", "0")) + 1),
+            "resume.last_error": f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"[:5000],
+        })
+
+    def get_run(self, run_id):
+        from mlflow.exceptions import MlflowException
+
+        from kerastrack.tracking.query import to_record
+
+        try:
+            return to_record(open_store(self.tracking_uri).get_run(run_id))
+        except MlflowException:
+            return None
+
+    def find_sweep_child(self, config_hash):
+        import mlflow
+
+        from kerastrack.tracking.query import to_record
+
+        parent = self._sweep_parent()
+        if parent is None:
+            return None
+        children = mlflow.MlflowClient(self.tracking_uri).search_runs(
+            [parent.info.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`config.hash` = '{config_hash}'")
+        return to_record(children[0]) if children else None
+
+    def last_step(self, run_id, key):
+        import mlflow
+
+        history = mlflow.MlflowClient(self.tracking_uri).get_metric_history(run_id, key)
+        return max((m.step for m in history), default=-1)
+
+    def _sweep_parent(self, experiment_id=None):
+        """This multirun's parent run (found by its sweep dir), or None outside a multirun."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from kerastrack.tracking.sweep import sweep_dir
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return None
+        import mlflow
+
+        experiment_id = experiment_id or self._set_experiment().experiment_id
+        parents = mlflow.MlflowClient(self.tracking_uri).search_runs(
+            [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`sweep.dir` = '{sweep_dir(HydraConfig.get())}' and tags.`sweep.role` = 'parent'",
+        )
+        return parents[0] if parents else None
 
     def _sweep_child(self, experiment_id):
         """Tags that make this run a child of its sweep's parent run, and a name from the
         swept values (``optimizer=adam,seed=1``); nothing outside a multirun."""
         from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
 
-        from kerastrack.tracking.sweep import parse_overrides, sweep_dir
+        from kerastrack.tracking.sweep import parse_overrides
 
-        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        parent = self._sweep_parent(experiment_id)
+        if parent is None:
             return {}, None
-        import mlflow
-
         hydra = HydraConfig.get()
-        parents = mlflow.MlflowClient(self.tracking_uri).search_runs(
-            [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-            filter_string=f"tags.`sweep.dir` = '{sweep_dir(hydra)}' and tags.`sweep.role` = 'parent'",
-        )
-        if not parents:
-            return {}, None
+        parents = [parent]
         keys = json.loads(parents[0].data.tags.get("sweep.keys", "[]"))
         values = {k: o.get_value_element_as_str() for k, o in parse_overrides(hydra.overrides.task) if k in keys}
         tags = {"mlflow.parentRunId": parents[0].info.run_id, "sweep.role": "child",
@@ -280,7 +363,7 @@ class MlflowTracker(NullTracker):
     def _end(self, status, error_type, message, trace=None, pruned=False):
         import mlflow
 
-        with _signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
+        with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
             # Best effort: if the store itself is what failed, still try to close the run.
             with contextlib.suppress(Exception):
                 tags = {"error.type": error_type, "error.message": message[:5000]}
@@ -334,23 +417,6 @@ class MlflowTracker(NullTracker):
         with contextlib.redirect_stdout(io.StringIO()):
             Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
                       input_example=input_example, signature=signature, pip_requirements=requirements)
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Ignores SIGINT and SIGTERM for the duration (main thread only)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _KerasFlavor:

@@ -194,15 +194,21 @@ def _search(client, experiment_ids, filter_string):
 
 
 def _record(client, run, history_keys):
-    metrics = {k: _finite_or_inf(v) for k, v in run.data.metrics.items()}
-    keys = _history_keys(metrics) if history_keys is None else _matching(metrics, history_keys)
-    history = {
+    record = to_record(run)
+    keys = _history_keys(record.metrics) if history_keys is None else _matching(record.metrics, history_keys)
+    record.history = {
         key: sorted((m.step, _finite_or_inf(m.value)) for m in client.get_metric_history(run.info.run_id, key))
         for key in keys
     }
+    return record
+
+
+def to_record(run):
+    """A RunRecord of an mlflow Run, without metric histories."""
     return RunRecord(
         run_id=run.info.run_id, name=run.info.run_name or run.info.run_id, status=run.info.status,
-        params=dict(run.data.params), tags=dict(run.data.tags), metrics=metrics, history=history,
+        params=dict(run.data.params), tags=dict(run.data.tags),
+        metrics={k: _finite_or_inf(v) for k, v in run.data.metrics.items()},
         start_time=run.info.start_time, end_time=run.info.end_time,
     )
 

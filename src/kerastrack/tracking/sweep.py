@@ -12,13 +12,13 @@ launcher whose jobs reach the same tracking server.
 import atexit
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
+
+from kerastrack.signals import install_sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,28 @@ class MlflowSweepCallback(Callback):
         # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         keys += [str(k) for k in params if str(k) not in keys]
-        run = self.client.create_run(
-            experiment.experiment_id,
-            run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
-            tags={"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": self.sweep_dir,
-                  "sweep.overrides": " ".join(overrides)[:5000]},
-        )
-        self.parent_id = run.info.run_id
+        earlier = self.client.search_runs(
+            [experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`sweep.dir` = '{self.sweep_dir}' and tags.`sweep.role` = 'parent'")
+        if earlier:
+            # A re-launch into the same sweep dir continues that sweep: its jobs skip what
+            # finished and resume what was cut short (kerastrack.resume.plan).
+            self.parent_id = earlier[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            count = int(earlier[0].data.tags.get("sweep.relaunches", "0")) + 1
+            self.client.set_tag(self.parent_id, "sweep.relaunches", str(count))
+            log.info("continuing the sweep of %s (parent run %s)", self.sweep_dir, self.parent_id)
+        else:
+            self.parent_id = self.client.create_run(
+                experiment.experiment_id,
+                run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
+                tags={"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": self.sweep_dir,
+                      "sweep.overrides": " ".join(overrides)[:5000]},
+            ).info.run_id
         self.experiment_id = experiment.experiment_id
         log.info("MLflow parent run %s (%s)", self.parent_id, tracker.tracking_uri)
         atexit.register(self._close_if_open)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _interrupt)
+        install_sigterm_as_interrupt()
 
     def on_multirun_end(self, config, **kwargs):
         if self.parent_id is None:
@@ -130,8 +140,4 @@ class MlflowSweepCallback(Callback):
         interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FAILED")
         self.parent_id = None
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 

@@ -1,0 +1,115 @@
+"""Resuming: a run killed after epoch k and resumed repeats the uninterrupted run bit for bit."""
+
+import json
+
+import pytest
+
+from kerastrack.errors import ConfigError
+from kerastrack.pipeline import train
+from tests.test_cli import run_train
+from tests.test_pipeline import history
+
+PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
+
+
+def killed_at(make_cfg, tmp_path, epoch, *overrides):
+    """Trains until SIGTERM after ``epoch``; returns the KILLED run's id."""
+    stop = [f"+callbacks.stop._target_=tests.support.SignalAtEpoch", f"+callbacks.stop.epoch={epoch}",
+            f"+callbacks.stop.once={tmp_path / 'signalled'}"]
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg(*overrides, *stop, f"paths.output_dir={tmp_path / 'killed'}"))
+    return json.loads((tmp_path / "killed" / "state" / "run.json").read_text())["run_id"]
+
+
+@pytest.mark.parametrize("overrides", [
+    # dropout (seed generators) and a schedule (the optimizer's step)
+    ("model.dropout=0.3", "scheduler=exponential", "trainer.epochs=4"),
+    # ReduceLROnPlateau's and EarlyStopping's counters: the rate is cut every other epoch
+    # and training stops early, at the same epoch as the uninterrupted run.
+    ("scheduler=plateau", "callbacks.reduce_lr_on_plateau.patience=1", "callbacks.reduce_lr_on_plateau.min_delta=1.0",
+     "callbacks.early_stopping.patience=3", "callbacks.early_stopping.min_delta=1.0", "trainer.epochs=8"),
+], ids=["dropout-schedule", "plateau-earlystopping"])
+def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overrides, make_cfg, runs, tmp_path):
+    # The signal comes at the end of epoch 1, after the logger recorded it and before the
+    # state was saved: the resumed run repeats epoch 1 without logging it twice.
+    run_id = killed_at(make_cfg, tmp_path, 1, *overrides)
+    (killed,) = runs()
+    assert killed.info.status == "KILLED" and [s for s, _ in history(runs.client, killed, "loss")] == [0, 1]
+
+    epochs = next(o for o in overrides if o.startswith("trainer.epochs="))
+    best = train(make_cfg(f"resume={run_id}", epochs))
+    resumed = runs.client.get_run(run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resume.count"] == "1" and "error.type" not in resumed.data.tags
+    assert resumed.data.tags["resume.last_error"].startswith("KILLED: KeyboardInterrupt")
+
+    expected = train(make_cfg(*overrides, f"paths.output_dir={tmp_path / 'whole'}"))
+    whole = runs()[0]
+    assert whole.info.run_id != run_id and best == expected
+    for key in PER_EPOCH:
+        assert history(runs.client, resumed, key) == history(runs.client, whole, key), key
+    for key in ("best_val_loss", "best_epoch", "test_loss", "test_accuracy"):
+        assert resumed.data.metrics[key] == whole.data.metrics[key], key
+    if "scheduler=plateau" in overrides:  # the rate was cut, and training stopped early
+        assert len({v for _, v in history(runs.client, whole, "learning_rate")}) > 1
+        assert len(history(runs.client, whole, "loss")) < 8
+    assert not (tmp_path / "killed" / "state" / "latest.weights.h5").exists()  # finished: checkpoint gone
+
+
+def test_resume_by_output_dir_without_tracking(make_cfg, tmp_path):
+    stop = ["+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=0",
+            f"+callbacks.stop.once={tmp_path / 'signalled'}"]
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("tracking=none", "trainer.epochs=3", *stop, f"paths.output_dir={tmp_path / 'a'}"))
+    assert json.loads((tmp_path / "a" / "state" / "run.json").read_text())["run_id"] is None
+    best = train(make_cfg("tracking=none", "trainer.epochs=3", f"resume={tmp_path / 'a'}"))
+    assert best == train(make_cfg("tracking=none", "trainer.epochs=3", *stop, f"paths.output_dir={tmp_path / 'b'}"))
+    assert (tmp_path / "a" / "learning_curves.png").is_file()
+
+
+def test_what_cannot_be_resumed_is_refused_before_anything_runs(make_cfg, runs, tmp_path):
+    run_id = killed_at(make_cfg, tmp_path, 0, "trainer.epochs=2")
+    with pytest.raises(ConfigError, match=r"optimizer=sgd \(the run has adam\).*Received: .*optimizer=sgd"):
+        train(make_cfg(f"resume={run_id}", "optimizer=sgd"))
+    with pytest.raises(ConfigError, match=r"trainer.epochs=5 \(the run has 2\)"):
+        train(make_cfg(f"resume={run_id}", "trainer.epochs=5"))
+    with pytest.raises(ConfigError, match=r"trainer.epochs=1 \(the run has 2\)"):
+        train(make_cfg(f"resume={run_id}"))  # the test's shrunk default, 1 epoch
+    assert runs.client.get_run(run_id).info.status == "KILLED"  # refusals change nothing
+    train(make_cfg(f"resume={run_id}", "trainer.epochs=2", "trainer.verbose=1", "optimizer=adam"))  # neutral or equal
+    with pytest.raises(ConfigError, match=f"run {run_id} is FINISHED"):
+        train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
+    with pytest.raises(ConfigError, match="resume: no run 0123abcd in sqlite:///.*Received: resume=0123abcd"):
+        train(make_cfg("resume=0123abcd"))
+    with pytest.raises(ConfigError, match="has no saved training state"):
+        train(make_cfg(f"resume={tmp_path}"))
+    assert len(runs()) == 1
+
+
+@pytest.mark.slow
+def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_path):
+    # Job 0 (2 epochs) finishes; job 1 (3 epochs) is killed after epoch 2, which kills the
+    # sweep. The same command into the same sweep dir skips job 0 and resumes job 1.
+    import mlflow
+
+    command = ["-m", "trainer.epochs=2,3", "hydra.sweep.dir=sweep", "tracking.log_model=false", "trainer.verbose=0",
+               "+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=2",
+               f"+callbacks.stop.once={tmp_path / 'signalled'}", "hydra.callbacks.mlflow_sweep.report=false"]
+    first = run_train(tmp_path, *command)
+    assert first.returncode != 0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    before = {r.info.run_name: r for r in client.search_runs(["1"])}
+    assert before["trainer.epochs=2"].info.status == "FINISHED"
+    assert before["trainer.epochs=3"].info.status == "KILLED"
+
+    second = run_train(tmp_path, *command)
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = {r.info.run_name: r for r in client.search_runs(["1"])}
+    assert after.keys() == before.keys()  # no new runs: one parent, the same two children
+    parent = next(r for r in after.values() if r.data.tags.get("sweep.role") == "parent")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 0
+    assert parent.data.tags["sweep.relaunches"] == "1"
+    skipped, resumed = after["trainer.epochs=2"], after["trainer.epochs=3"]
+    assert skipped.info.end_time == before["trainer.epochs=2"].info.end_time  # untouched
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["resume.count"] == "1"
+    assert [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")] == [0, 1, 2]
