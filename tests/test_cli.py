@@ -71,3 +71,29 @@ def test_unknown_option_lists_the_options(tmp_path):
     assert result.returncode != 0
     assert "Could not find 'optimizer/adamm'" in result.stderr
     assert "amsgrad" in result.stderr and "nesterov" in result.stderr  # Hydra lists the options
+
+
+def test_two_runs_started_at_once_on_a_fresh_store_both_succeed(tmp_path):
+    # Both processes find no mlflow.db and create its tables at about the same moment.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"optimizer={name}", "trainer.epochs=2",
+                               "tracking.log_model=false", f"hydra.run.dir=out/{name}"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("sgd", "adam")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
+    assert sorted(r.data.tags["optimizer"] for r in found) == ["adam", "sgd"]
+    assert all(r.info.status == "FINISHED" for r in found)
+    for run in found:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+
+
+def test_unknown_key_is_refused_by_hydra_before_anything_runs(tmp_path):
+    result = run_train(tmp_path, "trainer.epoch=3")
+    assert result.returncode != 0
+    assert "Could not override 'trainer.epoch'" in result.stderr and "Key 'epoch' is not in struct" in result.stderr
+    assert "+trainer.epoch=3" in result.stderr  # how to add a key on purpose
+    assert not (tmp_path / "mlflow.db").exists()

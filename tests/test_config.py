@@ -3,14 +3,15 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra.utils import instantiate
 
-from kerastrack.config import check_config
+from kerastrack.config import BOOLEANS, RANGES, check_config
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head
 from kerastrack.pipeline import train
 from kerastrack.schedules import build_schedule
-from tests.conftest import CONF
+from tests.conftest import CONF, options
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 ALL_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
@@ -134,6 +135,8 @@ BAD = [
     (["tracking.tracking_uri=foo://bar"], "tracking.tracking_uri has an unknown scheme 'foo'"),
     (["seed=-1"], "seed must be an integer >= 0"),
     (["+optimizer.lr=0.1"], "optimizer: "),
+    (["paths.output_dir=/dev/null/out"], "the output dir cannot be written (Not a directory)"),
+    (["resume=0123abcd"], "resume: no run 0123abcd in sqlite:///"),
 ]
 
 
@@ -144,6 +147,41 @@ def test_bad_input_is_refused_before_any_run(overrides, message, make_cfg, runs)
     assert message in str(error.value)
     assert "\n" not in str(error.value) and "ConfigError(" not in str(error.value)
     assert runs() == [], "bad input must not leave a run in the store"
+
+
+def _out_of_range(key):
+    """A value the check of ``key`` refuses: out of range, or not a boolean."""
+    if key in BOOLEANS:
+        return "maybe"
+    check, _ = RANGES[key]
+    return next(v for v in (-1.0, 1.5, 0.0, 1.0) if not check(v))
+
+
+OUT_OF_RANGE = [
+    (group, option, key)
+    for group in ("optimizer", "scheduler")
+    for option in options(group)
+    for key, value in (yaml.safe_load((CONF / group / f"{option}.yaml").read_text()) or {}).items()
+    if key in RANGES or key in BOOLEANS
+]
+
+
+@pytest.mark.parametrize("group, option, key", OUT_OF_RANGE, ids=[f"{g}={o}-{k}" for g, o, k in OUT_OF_RANGE])
+def test_every_optimizer_and_schedule_argument_is_range_checked(group, option, key, make_cfg, runs):
+    bad = _out_of_range(key)
+    with pytest.raises(ConfigError, match=rf"{group}\.{key} must be .*Received: {group}\.{key}={bad}"):
+        train(make_cfg("trainer.epochs=20", f"{group}={option}", f"{group}.{key}={bad}"))  # cosine_warmup needs > 1
+    assert runs() == []
+
+
+@pytest.mark.parametrize("content", ["a,b,y\n1,2,0\n3,4,5,6,7\n", "", "\xff\xfe\x00garbage\n"],
+                         ids=["ragged", "empty", "binary"])
+def test_a_malformed_csv_is_refused(content, make_cfg, tmp_path, runs):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"data.path: .*bad.csv is not a readable CSV \(.+\)\. Received: data.path="):
+        train(make_cfg("data=csv", f"data.path={path}", "data.target=y"))
+    assert runs() == []
 
 
 def test_csv_without_the_target_column_lists_the_columns(make_cfg, tmp_path, runs):

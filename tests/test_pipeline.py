@@ -244,3 +244,26 @@ def test_credentials_never_reach_the_store(make_cfg, runs, tmp_path, monkeypatch
     assert "hunter2" not in text and "s3cr3t-from-env" not in text
     assert "trainer.db_password=***" in text
     assert params["trainer.tokenizer_vocab"] == "ok"  # a name part, not a substring, marks a secret
+
+
+def test_a_checkpoint_loads_in_safe_mode_and_unsafe_files_are_refused(make_cfg, tmp_path):
+    import keras
+
+    from kerastrack.models import load_model
+
+    train(make_cfg("loss=multiclass_svm", "tracking=none"))
+    model = load_model(tmp_path / "out" / "checkpoints" / "best.keras")
+    assert model.predict(np.zeros((2, 64), "float32"), verbose=0).shape == (2, 10)
+
+    inputs = keras.Input((3,))
+    unsafe = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    unsafe.save(tmp_path / "unsafe.keras")
+    from keras.src.backend.common import global_state
+
+    previous = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()  # even then, our loader stays safe
+    try:
+        with pytest.raises(ValueError, match="safe_mode"):
+            load_model(tmp_path / "unsafe.keras")
+    finally:
+        global_state.set_global_attribute("safe_mode_saving", previous)

@@ -476,7 +476,11 @@ def csv(
     path = _user_path(path)
     if not path.is_file():
         raise ConfigError(f"data.path: no such file. Received: data.path={path}")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"data.path: {path} is not a readable CSV ({reason}). Received: data.path={path}") from None
     if target not in frame.columns:
         raise ConfigError(
             f"data.target: no column '{target}' in {path}. Received: "

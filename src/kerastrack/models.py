@@ -90,3 +90,18 @@ def cnn(input_shape, head, filters=(32, 64), kernel_size=3, dense_units=128, act
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     return keras.Model(inputs, _output(x, head, regularizer), name="cnn")
+
+
+def load_model(path):
+    """Loads a saved model, e.g. a run's ``checkpoints/best.keras``, in Keras' safe mode.
+
+    Safe mode refuses a file that would run code while loading (a Lambda layer's pickled
+    bytecode), whatever ``keras.config.enable_unsafe_deserialization`` was set to: a model
+    file from elsewhere cannot take over the process that opens it.
+
+    Args:
+        path: A ``.keras`` file.
+    """
+    import kerastrack.losses  # noqa: F401 - registers the losses a saved model may name
+
+    return keras.saving.load_model(path, safe_mode=True)

@@ -116,12 +116,35 @@ def open_store(uri):
     """
     import mlflow
 
-    directory = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else launch_dir()
+    database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    directory = database.parent if database else launch_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.chdir(directory):
+    with contextlib.chdir(directory), _creation_lock(database):
         client = mlflow.MlflowClient(uri)
         client.search_experiments(max_results=1)
     return client
+
+
+@contextlib.contextmanager
+def _creation_lock(database):
+    """Serializes the opening of a new SQLite store across processes.
+
+    MLflow creates and migrates a new store's tables without a lock: two processes doing
+    it at once break it (alembic: "Online migration expected to match one row"). SQLite
+    offers nothing to hold across that sequence of transactions, so a lock file beside
+    the database does it (held for milliseconds when the store exists already).
+    """
+    if database is None:
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _check_scheme(uri):
