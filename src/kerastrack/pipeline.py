@@ -43,6 +43,8 @@ def train(cfg):
     """
     check_config(cfg)
     choices = group_choices(cfg)
+    # First: a tracking server that is down is reported before any time goes into data.
+    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
     _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"))
     data = _build("data", choices, lambda: instantiate(cfg.data))
     log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
@@ -61,7 +63,6 @@ def train(cfg):
     optimizer = _build("optimizer", choices, lambda: instantiate(cfg.optimizer, **rate))
     loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
     callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
-    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
     from kerastrack.callbacks import BatchLogger, EpochLogger
     from kerastrack.probes import Probe
 
@@ -73,6 +74,7 @@ def train(cfg):
     epoch_logger = EpochLogger(tracker, probes, sample)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    tracker.spool_dir = output_dir / "mlflow-spool"  # what cannot reach the tracking server
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
 
     with _sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices)):
