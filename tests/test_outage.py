@@ -44,6 +44,14 @@ def server(tmp_path):
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def running_server(tmp_path_factory):
+    """A server that stays up, for the offline tests (they never contact it while training)."""
+    tmp = tmp_path_factory.mktemp("server")
+    with MlflowServer(sqlite_uri(tmp / "server.db"), artifacts_destination=tmp / "artifacts", cwd=tmp) as s:
+        yield s
+
+
 def only_run(client, experiment):
     exp = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([exp.experiment_id])
@@ -96,13 +104,13 @@ def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request
     assert steps(client, run.info.run_id, "loss") == [0, 1, 2, 3]
 
 
-def test_an_offline_run_is_uploaded_whole_later(make_cfg, server, request, tmp_path):
+def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, request, tmp_path):
+    server = running_server
     train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=3"))
     out = tmp_path / "out"
     meta = Spool(out).meta()
     assert meta["run_id"] is None and meta["tracking_uri"] == server.url
 
-    server.start()
     run_id = upload_dir(out, log_progress=lambda line: None)
     client = mlflow.MlflowClient(server.url)
     run = only_run(client, request.node.name)
@@ -116,11 +124,11 @@ def test_an_offline_run_is_uploaded_whole_later(make_cfg, server, request, tmp_p
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
-def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, server, request, tmp_path):
+def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):
+    server = running_server
     with pytest.raises(RuntimeError, match="boom"):
         train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=3",
                        "+callbacks.fail._target_=tests.support.FailAtEpoch", "+callbacks.fail.epoch=1"))
-    server.start()
     run_id = upload_dir(tmp_path / "out", log_progress=lambda line: None)
     run = mlflow.MlflowClient(server.url).get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["error.type"] == "RuntimeError"

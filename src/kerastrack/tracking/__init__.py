@@ -354,9 +354,13 @@ class MlflowTracker(NullTracker):
         from kerastrack.tracking.spool import UPLOAD_COMMAND
 
         spool = self._outbox.spool.directory
+        if self.offline:
+            log.info("Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
+                     self._outbox.meta["run_name"], status, spool, self.tracking_uri, UPLOAD_COMMAND, spool)
+            return False
         log.warning("MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
                     "status are in %s. Upload them (the run stays RUNNING on the server until then) with: %s %s",
-                    self.run_id or "(offline)", self._outbox.meta["run_name"], status, self.tracking_uri,
+                    self.run_id, self._outbox.meta["run_name"], status, self.tracking_uri,
                     spool, UPLOAD_COMMAND, spool)
         return False
 
