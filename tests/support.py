@@ -41,3 +41,35 @@ class FailAtEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
             raise RuntimeError(f"boom at epoch {epoch}")
+
+
+class StopServerAtEpoch(keras.callbacks.Callback):
+    """Stops a tracking server (its whole process group) at the end of an epoch, as an
+    outage would, and waits until its port refuses connections.
+
+    Args:
+        pgid: The server's process group (MlflowServer.process.pid).
+        port: Its port on 127.0.0.1.
+        epoch: The epoch (0-based) after which to stop it.
+    """
+
+    def __init__(self, pgid, port, epoch=1):
+        super().__init__()
+        self.pgid = pgid
+        self.port = port
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        import socket
+        import time
+
+        if epoch != self.epoch:
+            return
+        os.killpg(self.pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the server on port {self.port} still answers")

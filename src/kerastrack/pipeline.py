@@ -41,6 +41,7 @@ def train(cfg):
     """
     check_config(cfg)
     choices = group_choices(cfg)
+    # First: a tracking server that is down is reported before any time goes into data.
     tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
     resumed = resume.plan(cfg, tracker, _command_line_overrides())
     if resumed and resumed.finished_best is not None:  # a re-launched sweep's finished job
@@ -78,6 +79,7 @@ def train(cfg):
     epoch_logger = EpochLogger(tracker, probes, sample)
     output_dir = _output_dir(cfg.paths.output_dir)
     state = resume.TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger)
+    tracker.spool_dir = output_dir / "mlflow-spool"  # what cannot reach the tracking server
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
 
     run_id = resumed.run_id if resumed else None

@@ -104,6 +104,10 @@ def plan(cfg, tracker, overrides=()):
             state, or an override would change its experiment.
     """
     target = cfg.get("resume")
+    if target and getattr(tracker, "offline", False):
+        raise ConfigError("resume continues a run on the tracking server; with tracking.offline=true there is "
+                          "none. Upload the run's spool (python -m kerastrack.upload <output dir>), then resume "
+                          f"by its run id, with the server up. Received: resume={target}")
     if target:
         return _plan_named(str(target), tracker, cfg, overrides)
     child = tracker.find_sweep_child(config_hash(cfg))
@@ -178,6 +182,13 @@ def _alive(pid):
 
 
 def _load(output_dir, run_id):
+    from kerastrack.tracking.spool import Spool
+
+    spool = Spool(output_dir)
+    if spool.pending():
+        raise ConfigError(f"run {run_id} has tracking calls that never reached the server, in {spool.directory}; "
+                          f"upload them first (python -m kerastrack.upload {output_dir}), then resume. "
+                          f"Received: resume={run_id}")
     state = Path(output_dir) / STATE_DIR
     config = OmegaConf.load(state / "config.yaml")
     info = json.loads((state / "run.json").read_text())

@@ -32,6 +32,9 @@ class NullTracker:
     log_every_n_steps = 0
     log_model = False
     run_id = None
+    # Where calls that cannot reach a tracking server are kept (the pipeline sets
+    # <output_dir>/mlflow-spool); see kerastrack.tracking.spool.
+    spool_dir = None
 
     @contextlib.contextmanager
     def run(self, run_name, tags=None, run_id=None):
@@ -229,10 +232,12 @@ class MlflowTracker(NullTracker):
         run_name: None: the pipeline builds one from the config choices.
         log_model: Log the trained model with ``mlflow.keras.log_model``.
         log_every_n_steps: Also log batch metrics every N optimizer steps; 0 is off.
+        offline: Do not contact the server: everything goes to the spool, for
+            ``python -m kerastrack.upload`` to send later.
     """
 
     def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
-                 log_every_n_steps=0):
+                 log_every_n_steps=0, offline=False):
         if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
             raise ConfigError(
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
@@ -249,6 +254,17 @@ class MlflowTracker(NullTracker):
         self.log_model = log_model
         self.log_every_n_steps = log_every_n_steps
         self.run_id = None
+        self.offline = offline
+        self._outbox = None
+        # A remote server can go away: bounded retries, synchronous metrics (async ones
+        # fail unseen, in MLflow's thread, and are lost), and a check now, before training.
+        self.remote = urlparse(self.tracking_uri).scheme in ("http", "https")
+        if self.remote:
+            from kerastrack.tracking.spool import bound_http_retries, check_server
+
+            bound_http_retries()
+            if not offline:
+                check_server(self.tracking_uri)
 
     def _set_experiment(self):
         import mlflow
@@ -268,6 +284,10 @@ class MlflowTracker(NullTracker):
         """
         import mlflow
 
+        if self.offline:
+            with self._offline_run(self.run_name or run_name, tags):
+                yield self
+            return
         try:
             if run_id:
                 open_store(self.tracking_uri)
@@ -286,6 +306,7 @@ class MlflowTracker(NullTracker):
                 self._end("KILLED", "KeyboardInterrupt", "interrupted while starting")
             raise
         self.run_id = active.info.run_id
+        self._open_outbox(active.info.run_name)
         try:
             yield self
         except KeyboardInterrupt:
@@ -299,9 +320,10 @@ class MlflowTracker(NullTracker):
             raise
         else:
             with signals_held():
-                mlflow.end_run("FINISHED")
-            log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
-                     active.info.run_name, self.tracking_uri, self.experiment_name)
+                on_server = self._end_run("FINISHED")
+            if on_server:
+                log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
+                         active.info.run_name, self.tracking_uri, self.experiment_name)
 
     def _mark_resumed(self, run):
         """Counts the resumption; the error of the interruption moves to ``resume.last_error``
@@ -384,43 +406,113 @@ class MlflowTracker(NullTracker):
         return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
     def _end(self, status, error_type, message, trace=None, pruned=False):
-        import mlflow
-
         with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
             # Best effort: if the store itself is what failed, still try to close the run.
             with contextlib.suppress(Exception):
                 tags = {"error.type": error_type, "error.message": message[:5000]}
-                mlflow.set_tags({**tags, "pruned": "true"} if pruned else tags)
+                self.set_tags({**tags, "pruned": "true"} if pruned else tags)
                 if trace:
-                    mlflow.log_text(trace, "error/traceback.txt")
+                    self.log_text(trace, "error/traceback.txt")
+            self._end_run(status)
+
+    # -- the server may be away: every call goes through the outbox (tracking.spool) --
+
+    def _spool(self):
+        from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
+
+        return Spool(Path(self.spool_dir or Path.cwd() / SPOOL_DIRNAME))
+
+    def _open_outbox(self, run_name, **meta):
+        import mlflow
+
+        from kerastrack.tracking.spool import Outbox
+
+        meta = {"tracking_uri": self.tracking_uri, "experiment_name": self.experiment_name,
+                "run_id": self.run_id, "run_name": run_name, **meta}
+        self._outbox = Outbox(self._spool(), meta, lambda: mlflow.MlflowClient(self.tracking_uri),
+                              offline=self.offline)
+
+    @contextlib.contextmanager
+    def _offline_run(self, run_name, tags):
+        from kerastrack.tracking.spool import now_ms, offline_run
+
+        self._open_outbox(run_name, tags=tags or {}, start_time=now_ms())
+        self._outbox.spool.write_meta(**self._outbox.meta)
+        log.info("tracking.offline=true: run '%s' recorded in %s only", run_name, self._outbox.spool.directory)
+
+        def close(status, *error, **kwargs):
+            return self._end(status, *error, **kwargs) if error else self._end_run(status)
+
+        with offline_run(close):
+            yield
+
+    def _end_run(self, status):
+        """Sets the final status on the server, or in the spool after what it holds;
+        returns whether the server has it."""
+        import mlflow
+
+        if self._outbox is None:
             mlflow.end_run(status)
+            return True
+        if self._outbox.terminate(status, lambda: mlflow.end_run(status)):
+            return True
+        _forget_active_run(self.run_id)
+        from kerastrack.tracking.spool import UPLOAD_COMMAND
+
+        spool = self._outbox.spool.directory
+        if self.offline:
+            log.info("Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
+                     self._outbox.meta["run_name"], status, spool, self.tracking_uri, UPLOAD_COMMAND, spool)
+            return False
+        log.warning("MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
+                    "status are in %s. Upload them (the run stays RUNNING on the server until then) with: %s %s",
+                    self.run_id, self._outbox.meta["run_name"], status, self.tracking_uri,
+                    spool, UPLOAD_COMMAND, spool)
+        return False
+
+    def _send(self, op, call, spool_op=None):
+        if self._outbox is None:  # outside a run: straight through, as MLflow would
+            return call()
+        self._outbox.send(op, call, spool_op)
 
     def log_params(self, params):
         import mlflow
 
-        mlflow.log_params(params)
+        self._send({"op": "params", "params": {k: str(v) for k, v in params.items()}},
+                   lambda: mlflow.log_params(params))
 
     def log_metrics(self, metrics, step):
         import mlflow
 
-        # Queued, not written on the training thread: a synchronous SQLite write costs ~7 ms
-        # here, against ~0.6 ms queued. Closing the run flushes the queue (set_terminated).
-        mlflow.log_metrics(metrics, step=step, synchronous=False)
+        from kerastrack.tracking.spool import now_ms
+
+        timestamp = now_ms()
+        # Local store: queued, not written on the training thread (a synchronous SQLite
+        # write costs ~7 ms here, against ~0.6 ms queued); closing the run flushes the
+        # queue. Remote server: synchronous, so that a failure is seen and spooled.
+        self._send({"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp},
+                   lambda: mlflow.log_metrics(metrics, step=step, synchronous=self.remote,
+                                              timestamp=timestamp))
 
     def set_tags(self, tags):
         import mlflow
 
-        mlflow.set_tags(tags)
+        self._send({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}}, lambda: mlflow.set_tags(tags))
 
     def log_text(self, text, artifact_file):
         import mlflow
 
-        mlflow.log_text(text, artifact_file)
+        directory, _, name = artifact_file.rpartition("/")
+        self._send(None, lambda: mlflow.log_text(text, artifact_file),
+                   lambda: {"op": "artifact", "path": self._outbox.spool.add_text(text, name),
+                            "artifact_path": directory or None})
 
     def log_artifact(self, local_path, artifact_path=None):
         import mlflow
 
-        mlflow.log_artifact(str(local_path), artifact_path)
+        self._send(None, lambda: mlflow.log_artifact(str(local_path), artifact_path),
+                   lambda: {"op": "artifact", "path": self._outbox.spool.add_file(local_path),
+                            "artifact_path": artifact_path})
 
     def log_keras_model(self, model, input_example):
         """Logs the model with an input example and signature.
@@ -437,9 +529,36 @@ class MlflowTracker(NullTracker):
         # the input example by predicting with Keras' progress bar on stdout: keep it quiet.
         import io
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
-                      input_example=input_example, signature=signature, pip_requirements=requirements)
+        kwargs = {"model": model, "input_example": input_example, "signature": signature,
+                  "pip_requirements": requirements}
+
+        def live():
+            with contextlib.redirect_stdout(io.StringIO()):
+                Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, **kwargs)
+
+        def spooled():  # saved in MLflow's format; uploaded as the run's artifacts under model/
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+                _KerasFlavor.save_model(path=os.path.join(tmp, "model"), **kwargs)
+                return {"op": "artifact", "path": self._outbox.spool.add_file(os.path.join(tmp, "model")),
+                        "artifact_path": "model"}
+
+        self._send(None, live, spooled)
+
+
+def _forget_active_run(run_id):
+    """Ends the fluent API's active run without telling the server (which has not got
+    everything yet). mlflow.end_run has no such mode; this is what it does before its
+    set_terminated call (mlflow/tracking/fluent.py, 3.17)."""
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+        MLFLOW_RUN_ID.unset()
+        fluent._last_active_run_id.set(run_id)
 
 
 class _KerasFlavor:

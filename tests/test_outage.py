@@ -1,0 +1,148 @@
+"""A tracking server that is down at the start, goes away mid-run, or is not wanted
+(offline): nothing recorded is lost, and the upload puts it all into the run."""
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+from kerastrack.errors import ConfigError
+from kerastrack.pipeline import train
+from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
+from kerastrack.tracking.spool import Spool, upload_dir
+from tests.conftest import ROOT
+
+EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s")
+
+
+def steps(client, run_id, key):
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def artifact_paths(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real mlflow server on its own SQLite db; ``server.restart()`` brings it back on
+    the same port after it was stopped."""
+    s = MlflowServer(sqlite_uri(tmp_path / "server.db"), artifacts_destination=tmp_path / "artifacts",
+                     cwd=tmp_path, log_file=tmp_path / "server.log")
+
+    def restart():
+        s.stop()  # reaps what an outage left
+        s.start()
+
+    s.restart = restart
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def running_server(tmp_path_factory):
+    """A server that stays up, for the offline tests (they never contact it while training)."""
+    tmp = tmp_path_factory.mktemp("server")
+    with MlflowServer(sqlite_uri(tmp / "server.db"), artifacts_destination=tmp / "artifacts", cwd=tmp) as s:
+        yield s
+
+
+def only_run(client, experiment):
+    exp = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([exp.experiment_id])
+    return run
+
+
+def test_an_unreachable_server_is_reported_before_any_training(make_cfg, tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg(f"tracking.tracking_uri={uri}", "trainer.epochs=3"))
+    message = str(error.value)
+    assert uri in message and "connection refused" in message
+    for hint in ("mlflow server --backend-store-uri", "tracking.offline=true", "python -m kerastrack.upload",
+                 "tracking=none", f"Received: tracking.tracking_uri={uri}"):
+        assert hint in message
+    assert not (tmp_path / "out").exists()  # made just before the run opens: nothing ran
+
+
+def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request, tmp_path):
+    server.start()
+    experiment = request.node.name
+    train(make_cfg(f"tracking.tracking_uri={server.url}", "trainer.epochs=4",
+                   f"+callbacks.outage._target_=tests.support.StopServerAtEpoch",
+                   f"+callbacks.outage.pgid={server.process.pid}", f"+callbacks.outage.port={server.port}"))
+    out = tmp_path / "out"
+    spool = Spool(out)
+    assert spool.directory == out / "mlflow-spool"
+    pending = spool.pending()
+    assert sorted({op["step"] for op in pending if op["op"] == "metrics" and "loss" in op["metrics"]}) == [2, 3]
+    assert pending[-1] == {**pending[-1], "op": "terminate", "status": "FINISHED"}  # the status, last
+
+    server.restart()
+    client = mlflow.MlflowClient(server.url)
+    run = only_run(client, experiment)
+    assert run.info.status == "RUNNING"  # never FINISHED while epochs are missing
+    assert steps(client, run.info.run_id, "loss") == [0, 1]
+
+    lines = []
+    assert upload_dir(out, log_progress=lines.append) == run.info.run_id
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    for key in EPOCH_KEYS:
+        assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
+    assert {"best_val_loss", "test_accuracy"} <= set(run.data.metrics)
+    assert {"plots/learning_curves.png", "plots/confusion_matrix.png", "config/config.yaml"} <= set(
+        artifact_paths(client, run.info.run_id))
+    assert any("metric values" in line for line in lines) and any("FINISHED" in line for line in lines)
+
+    assert upload_dir(out, log_progress=lines.append) is None  # again: nothing left, nothing doubled
+    assert steps(client, run.info.run_id, "loss") == [0, 1, 2, 3]
+
+
+def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, request, tmp_path):
+    server = running_server
+    train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=3"))
+    out = tmp_path / "out"
+    meta = Spool(out).meta()
+    assert meta["run_id"] is None and meta["tracking_uri"] == server.url
+
+    run_id = upload_dir(out, log_progress=lambda line: None)
+    client = mlflow.MlflowClient(server.url)
+    run = only_run(client, request.node.name)
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.info.run_name == "digits-mlp-categorical_crossentropy-adam"
+    for key in EPOCH_KEYS:
+        assert steps(client, run_id, key) == [0, 1, 2], key
+    assert run.data.params["trainer.epochs"] == "3" and run.data.tags["optimizer"] == "adam"
+    assert {"plots/learning_curves.png", "config/config.yaml"} <= set(artifact_paths(client, run_id))
+    assert upload_dir(out, log_progress=lambda line: None) is None
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):
+    server = running_server
+    with pytest.raises(RuntimeError, match="boom"):
+        train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=3",
+                       "+callbacks.fail._target_=tests.support.FailAtEpoch", "+callbacks.fail.epoch=1"))
+    run_id = upload_dir(tmp_path / "out", log_progress=lambda line: None)
+    run = mlflow.MlflowClient(server.url).get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["error.type"] == "RuntimeError"
+
+
+@pytest.mark.slow
+def test_the_upload_command_says_when_the_server_is_still_down(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    spool = Spool(tmp_path / "mlflow-spool")
+    spool.write_meta(tracking_uri=uri, experiment_name="e", run_id="0" * 32, run_name="r")
+    spool.append({"op": "terminate", "status": "FINISHED", "end_time": 1})
+    done = subprocess.run([sys.executable, "-m", "kerastrack.upload", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: the MLflow tracking server at {uri} is unreachable: connection refused")
+    assert json.loads((spool.directory / "state.json").read_text() if (spool.directory / "state.json").exists()
+                      else '{"uploaded": 0}')["uploaded"] == 0
