@@ -54,17 +54,18 @@ def test_a_parallel_sweep_records_every_epoch_of_every_child(team_server, tmp_pa
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-pw-for-tests"
 USER, PASSWORD = "alice", "alice-pw-for-tests"
+COLLEAGUE, COLLEAGUE_PASSWORD = "bob", "bob-pw-for-tests"
 
 
 @pytest.fixture(scope="module")
 def auth_server(postgres, tmp_path_factory):  # noqa: F811
-    """``mlflow server --app-name basic-auth`` with its user store in PostgreSQL and user alice."""
+    """``mlflow server --app-name basic-auth``, its user store in PostgreSQL, users alice and bob."""
     tmp = tmp_path_factory.mktemp("auth")
     # The README's ini; the credential cache spares a PBKDF2 hash per request (each epoch is
-    # several requests), halving the logged run's time on a busy 2-core machine.
+    # several requests), a large share of the logged run's time on a busy machine.
     ini = tmp / "basic_auth.ini"
     ini.write_text("[mlflow]\n"
-                   "default_permission = READ\n"
+                   "default_permission = EDIT\n"
                    f"database_uri = {postgres.create_database('mlflow_auth')}\n"
                    f"admin_username = {ADMIN}\n"
                    f"admin_password = {ADMIN_PASSWORD}\n"
@@ -73,7 +74,9 @@ def auth_server(postgres, tmp_path_factory):  # noqa: F811
     with mlflow_server(postgres, tmp, "mlflow_tracking_auth", app_name="basic-auth", env=env) as server:
         with pytest.MonkeyPatch.context() as mp:
             credentials(mp, ADMIN, ADMIN_PASSWORD)
-            mlflow.server.get_app_client("basic-auth", tracking_uri=server.url).create_user(USER, PASSWORD)
+            users = mlflow.server.get_app_client("basic-auth", tracking_uri=server.url)
+            users.create_user(USER, PASSWORD)
+            users.create_user(COLLEAGUE, COLLEAGUE_PASSWORD)
         yield server
 
 
@@ -125,3 +128,10 @@ def test_credentials_from_the_environment_log_the_run(auth_server, tmp_path, mon
     config = client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path))
     recorded = [*run.data.params.values(), *run.data.tags.values(), open(config).read()]
     assert not [text for text in recorded if PASSWORD in text], "the password was recorded"
+
+    # default_permission = EDIT (the README's ini): a colleague may log into alice's experiment.
+    credentials(monkeypatch, COLLEAGUE, COLLEAGUE_PASSWORD)
+    colleague = mlflow.MlflowClient(auth_server.url)
+    run_id = colleague.create_run(run.info.experiment_id).info.run_id
+    colleague.log_metric(run_id, "val_loss", 0.5, step=0)
+    colleague.set_terminated(run_id)
