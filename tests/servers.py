@@ -2,7 +2,8 @@
 
 Import the fixtures into a test module (``from tests.servers import postgres``). They skip,
 naming what is missing, when PostgreSQL's binaries are absent (CI installs Debian's
-``postgresql`` package, see ``.ci/run``).
+``postgresql`` package, see ``.ci/run``). A session fixture imported into two modules is two
+fixtures: move ``postgres`` into conftest.py once a second module needs the same cluster.
 """
 
 import glob

@@ -1,7 +1,8 @@
 """The team setup of the README: ``mlflow server`` on PostgreSQL with a file artifact store.
 
 A real PostgreSQL, a real ``mlflow server`` and a real parallel sweep (``python train.py -m
-launcher=parallel``) writing to it over HTTP from several processes at once.
+launcher=parallel``) writing to it over HTTP from several processes at once; then MLflow's
+basic-auth app: anonymous writes refused, credentials from the environment accepted.
 """
 
 import mlflow
@@ -17,6 +18,7 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def team_server(postgres, tmp_path_factory):  # noqa: F811
+    """``mlflow server`` on PostgreSQL database ``mlflow``, artifacts in a temporary directory."""
     with mlflow_server(postgres, tmp_path_factory.mktemp("team"), "mlflow") as server:
         yield server
 
