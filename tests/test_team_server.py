@@ -111,6 +111,8 @@ def test_unauthenticated_writes_are_refused(auth_server, tmp_path, monkeypatch):
     result = run_train(tmp_path, "trainer.epochs=1", "tracking.log_model=false", "trainer.verbose=0",
                        env={"MLFLOW_TRACKING_URI": auth_server.url})
     assert result.returncode != 0
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and "MLFLOW_TRACKING_USERNAME" in error and "Traceback" not in result.stderr
     _, after = all_runs(auth_server, monkeypatch)
     assert len(after) == len(before), "a refused client recorded a run"
     assert not (tmp_path / "mlflow.db").exists(), "kerastrack fell back to a local store"

@@ -8,6 +8,7 @@ stopped by signalling the whole process group, never only its pid.
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -88,8 +89,9 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                command = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", " ".join(self.command()))  # no passwords
                 raise RuntimeError(f"mlflow server exited with code {self.process.returncode}: "
-                                   f"{' '.join(self.command())} (log: {self.log_file or 'discarded'})")
+                                   f"{command} (log: {self.log_file or 'discarded'})")
             if self.healthy():
                 return self
             time.sleep(0.25)
