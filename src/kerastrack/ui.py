@@ -1,0 +1,156 @@
+"""``python -m kerastrack.ui``: the MLflow UI on the project's store, one command away.
+
+It runs ``mlflow server`` (through ``kerastrack.tracking.server.MlflowServer``: one worker,
+no job runner, in its own process group) on the store ``python train.py`` records into,
+on 127.0.0.1 unless ``--host`` says otherwise, and stops the server's whole process group
+on Ctrl-C, SIGTERM or SIGHUP. The server runs in its own session so that it starts and
+stops as one group; the terminal's signals therefore reach only this process, which
+forwards them by stopping the group.
+"""
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kerastrack.errors import ConfigError
+from kerastrack.tracking import resolve_tracking_uri
+from kerastrack.tracking.server import LOOPBACK, MlflowServer
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stop(Exception):
+    """A stop signal arrived."""
+
+
+def store_uri(backend_store_uri=None, cwd=None):
+    """The store to show: ``backend_store_uri``, else what ``python train.py`` in ``cwd`` uses.
+
+    Returns:
+        The absolute store URI, and for a tracking server (http/https) None.
+
+    Raises:
+        ConfigError: A local store that does not exist (starting the server on it would
+            create an empty one and show nothing).
+    """
+    uri = resolve_tracking_uri(backend_store_uri, base_dir=cwd or Path.cwd())
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        return None
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri if "://" not in uri else None
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"there is no MLflow store at {path}: run `python train.py` in this directory first, "
+                          f"or pass --backend-store-uri (or set MLFLOW_TRACKING_URI). Received: backend_store_uri={uri}")
+    return uri
+
+
+def check_port(host, port):
+    """Fails early, naming the port, when something already listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        # As the server will: connections of a server just stopped (TIME_WAIT) do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); is a UI already running? "
+                              f"Pick another port with --port. Received: port={port}") from None
+
+
+def is_loopback(host):
+    if host == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return False
+
+
+def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
+    """Runs the UI until a stop signal, then stops the server's whole process group.
+
+    Returns:
+        0 after a stop signal; 1 when the server failed to start or exited on its own.
+    """
+    # The store's own directory: the server's artifact destination and working directory,
+    # so that nothing it writes lands in the caller's current directory.
+    local = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else None
+    log = tempfile.NamedTemporaryFile(prefix="kerastrack-ui-", suffix=".log", delete=False)  # noqa: SIM115
+    log.close()
+    server = MlflowServer(uri, artifacts_destination=local / "mlartifacts" if local else None, host=host,
+                          port=port, cwd=local, log_file=log.name)
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    code = 1
+    try:
+        print(f"Starting the MLflow UI on {uri} ...", file=out, flush=True)
+        server.start()
+        print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", file=out, flush=True)
+        returncode = server.process.wait()
+        print(f"Error: mlflow server exited with code {returncode}:\n{_tail(log.name)}", file=sys.stderr)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"Error: {exc}\n{_tail(log.name)}", file=sys.stderr)
+    except (_Stop, KeyboardInterrupt):
+        code = 0
+    finally:
+        # A second Ctrl-C must not interrupt the stop and leave workers behind.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if code == 0:
+            os.unlink(log.name)
+    if code == 0:
+        print("MLflow UI stopped.", file=out, flush=True)
+    return code
+
+
+def _tail(path, lines=20):
+    text = Path(path).read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:]) + f"\n(full server log: {path})"
+
+
+def main(argv=None):
+    """``python -m kerastrack.ui``.
+
+    Returns:
+        The exit code: 0 after Ctrl-C/SIGTERM (or when the store is a tracking server
+        whose UI is already running), 1 when the server failed, 2 for bad input.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m kerastrack.ui",
+        description="Start the MLflow UI on the store `python train.py` records into; Ctrl-C stops it.")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    parser.add_argument("--host", default=LOOPBACK,
+                        help="interface to bind (default 127.0.0.1; anything else exposes the store to the network)")
+    parser.add_argument("--backend-store-uri", default=None,
+                        help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    args = parser.parse_args(argv)
+    try:
+        uri = store_uri(args.backend_store_uri)
+        if uri is None:
+            url = resolve_tracking_uri(args.backend_store_uri)
+            print(f"The store is the tracking server {url}; its UI is already there: open {url}")
+            return 0
+        check_port(args.host, args.port)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
+        print(f"Warning: --host {args.host} makes the UI, and every run in {uri}, reachable from the network "
+              "without authentication.", file=sys.stderr)
+    return serve(uri, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
