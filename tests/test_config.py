@@ -37,6 +37,8 @@ def _build(group, cfg, tmp_path):
         return [instantiate(cb) for cb in cfg.callbacks.values()]
     if group == "tracking":
         return instantiate(cfg.tracking)
+    if group == "distribute":  # none: TensorFlow's default strategy
+        return instantiate(cfg.distribute) if "_target_" in cfg.distribute else cfg.distribute
     if group == "launcher":  # a global preset: it picks Hydra's launcher
         return cfg.hydra.launcher._target_
     if group == "hparams_search":  # a global preset: it picks Hydra's sweeper

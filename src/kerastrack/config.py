@@ -73,6 +73,7 @@ BOOLEANS = {
 }
 CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks")
 MONITOR_MODES = ("auto", "min", "max")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policy names
 
 
 def _is_number(value):
@@ -146,6 +147,18 @@ def _check_trainer(cfg):
     threads = cfg.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         _fail("threads", threads, "null (TensorFlow's default) or an integer >= 1")
+    logical_cpus = cfg.get("logical_cpus")
+    if logical_cpus is not None and (not isinstance(logical_cpus, int) or isinstance(logical_cpus, bool) or logical_cpus < 1):
+        _fail("logical_cpus", logical_cpus, "null (one CPU device) or an integer >= 1")
+    if t.precision not in PRECISIONS:
+        _fail("trainer.precision", t.precision, f"one of {', '.join(PRECISIONS)}")
+    if not (isinstance(t.jit_compile, bool) or t.jit_compile == "auto"):
+        _fail("trainer.jit_compile", t.jit_compile, "auto, true or false")
+    if t.jit_compile is True and cfg.deterministic:  # Keras would warn and quietly train without XLA
+        raise ConfigError(
+            "trainer.jit_compile=true needs deterministic=false: Keras turns XLA off under TensorFlow's "
+            "op determinism. Received: trainer.jit_compile=true, deterministic=true"
+        )
 
 
 def check_config(cfg):

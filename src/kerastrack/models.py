@@ -14,7 +14,10 @@ def _regularizer(l1, l2):
 
 
 def _output(x, head, regularizer):
-    return keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=regularizer, name="head")(x)
+    # float32 under mixed precision too: a float16 softmax/sigmoid and the loss on it are
+    # numerically unstable (Keras' mixed precision guide keeps the output layer float32).
+    return keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=regularizer,
+                              dtype="float32", name="head")(x)
 
 
 def _flat_input(input_shape):

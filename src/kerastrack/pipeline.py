@@ -1,5 +1,6 @@
 """The training pipeline: one plain function, ``train(cfg)``, that train.py and tests call."""
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -49,8 +50,14 @@ def train(cfg):
     if resumed:
         cfg = _resumed_config(resumed.config, cfg)
         check_config(cfg)
-        choices = group_choices(cfg)
-    _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"))
+    _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
+    with _devices(cfg):
+        return _train(cfg, tracker, resumed)
+
+
+def _train(cfg, tracker, resumed):
+    """``train`` under the run's dtype policy and tf.distribute strategy scope."""
+    choices = group_choices(cfg)
     data = _build("data", choices, lambda: instantiate(cfg.data))
     log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
              data.num_classes, data.input_shape, len(data.x_train), len(data.x_val), len(data.x_test))
@@ -90,7 +97,7 @@ def train(cfg):
             _log_setup(tracker, cfg, data, output_dir)
         resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
         model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile)
         if not resumed:
             tracker.log_params({"model.num_params": model.count_params()})
         try:
@@ -161,10 +168,12 @@ def _build(key, choices, make):
         raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
 
 
-def _configure_tensorflow(seed, deterministic, threads=None):
+def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
     import keras
     import tensorflow as tf
 
+    if logical_cpus:
+        _split_cpu(tf, logical_cpus)
     if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -175,7 +184,55 @@ def _configure_tensorflow(seed, deterministic, threads=None):
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
-        tf.config.experimental.disable_op_determinism()
+        # TensorFlow has no public way back (tf.config.experimental only enables it), and it
+        # is process-wide: a run after a deterministic one in the same process would stay so.
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
+
+
+def _split_cpu(tf, n):
+    """Splits the CPU into ``n`` logical devices (logical_cpus), for MirroredStrategy on CPU."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:  # TensorFlow already started in this process: its devices are fixed
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != n:  # refused, not warned: the run would silently train on other devices
+            raise ConfigError(
+                f"logical_cpus={n} cannot be applied: TensorFlow already started in this process with "
+                f"{have} logical CPU(s); set it in a fresh process (python train.py logical_cpus={n}). "
+                f"Received: logical_cpus={n}"
+            ) from None
+
+
+@contextlib.contextmanager
+def _devices(cfg):
+    """The run's dtype policy (trainer.precision) and tf.distribute strategy (distribute).
+
+    The model, optimizer and metrics must be created under both: Keras reads the global
+    policy when a layer is built and an optimizer binds to the strategy it was created
+    under. The global policy is restored afterwards (it is process-wide state).
+    """
+    import keras
+    import tensorflow as tf
+
+    spec = cfg.get("distribute") or {}
+    strategy = tf.distribute.get_strategy()  # the default: one device, its scope changes nothing
+    if "_target_" in spec:
+        devices = {}
+        if "devices" in spec and spec.devices is None and not tf.config.list_logical_devices("GPU"):
+            # MirroredStrategy's own default without GPUs is one CPU device; mirror over
+            # the logical CPUs instead (logical_cpus), the only devices a CPU machine has.
+            devices = {"devices": [d.name for d in tf.config.list_logical_devices("CPU")]}
+        strategy = _build("distribute", group_choices(cfg), lambda: instantiate(spec, **devices))
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.trainer.precision)
+    try:
+        with strategy.scope():
+            yield strategy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _run_name(choices):
@@ -210,6 +267,7 @@ def _log_setup(tracker, cfg, data, output_dir):
         "dataset.task": data.task, "dataset.num_classes": data.num_classes,
         "dataset.input_shape": data.input_shape,
         "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
+        "distribute.num_replicas": _num_replicas(),
     })
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
     overrides = [_mask_override(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
@@ -219,6 +277,13 @@ def _log_setup(tracker, cfg, data, output_dir):
         tracker.set_tags({"git.commit": git["commit"], "git.dirty": str(git["dirty"]).lower()})
         if git["dirty"]:
             tracker.log_text(git["diff"], "git/diff.patch")
+
+
+def _num_replicas():
+    """Model copies training in step under the current strategy (1 without distribute)."""
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _mask_override(override):

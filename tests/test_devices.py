@@ -1,0 +1,84 @@
+"""Devices and numerics: mixed precision, XLA, and MirroredStrategy on logical CPUs."""
+
+import keras
+import mlflow
+import pytest
+
+from kerastrack.errors import ConfigError
+from kerastrack.pipeline import train
+from tests.test_cli import run_train
+
+
+@pytest.fixture
+def built_models(monkeypatch):
+    """The models the pipeline compiles, as compiled (its local reference is gone after)."""
+    models = []
+    compile_ = keras.Model.compile
+
+    def compile(self, *args, **kwargs):
+        models.append(self)
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", compile)
+    return models
+
+
+@pytest.mark.parametrize("precision, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_computes_in_half_and_restores_the_policy(precision, compute, make_cfg, runs, built_models):
+    train(make_cfg(f"trainer.precision={precision}"))
+    (run,) = runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["trainer.precision"] == precision
+    (model,) = built_models
+    hidden, head = model.get_layer("dense_0"), model.get_layer("head")
+    assert (hidden.compute_dtype, hidden.variable_dtype) == (compute, "float32")
+    assert head.compute_dtype == "float32"  # the output layer stays float32 for stability
+    # Keras scales the loss for float16 itself (compile's auto_scale_loss); bfloat16 needs none.
+    is_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert is_scaled == (precision == "mixed_float16")
+    assert keras.mixed_precision.global_policy().name == "float32"  # process-wide state restored
+    assert len(runs.client.get_metric_history(run.info.run_id, "learning_rate")) == 1
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_reaches_the_model(jit_compile, make_cfg, runs, built_models):
+    train(make_cfg(f"trainer.jit_compile={str(jit_compile).lower()}", "deterministic=false"))
+    (run,) = runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["trainer.jit_compile"] == str(jit_compile)
+    assert built_models[0].jit_compile is jit_compile
+
+
+def test_one_device_without_distribute(make_cfg, runs):
+    train(make_cfg())
+    (run,) = runs()
+    assert run.data.params["distribute.num_replicas"] == "1" and run.data.tags["distribute"] == "none"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.precision=float16"], "trainer.precision must be one of float32, mixed_float16, mixed_bfloat16. Received: trainer.precision=float16"),
+    (["trainer.jit_compile=yes"], "trainer.jit_compile must be auto, true or false. Received: trainer.jit_compile=yes"),
+    (["trainer.jit_compile=true"], "trainer.jit_compile=true needs deterministic=false"),
+    (["logical_cpus=0"], "logical_cpus must be null (one CPU device) or an integer >= 1. Received: logical_cpus=0"),
+    (["logical_cpus=3"], "logical_cpus=3 cannot be applied: TensorFlow already started in this process with 1 logical CPU(s)"),
+])
+def test_bad_device_settings_are_refused_before_any_run(overrides, message, make_cfg, runs):
+    import tensorflow as tf
+
+    tf.config.list_logical_devices("CPU")  # TensorFlow has started in this process, as in a reused worker
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg(*overrides))
+    assert message in str(error.value)
+    assert runs() == []
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+    result = run_train(tmp_path, "distribute=mirrored", "logical_cpus=2", "trainer.epochs=2",
+                       "tracking.log_model=false", "trainer.verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["distribute.num_replicas"] == "2" and run.data.tags["distribute"] == "mirrored"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]

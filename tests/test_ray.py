@@ -1,0 +1,78 @@
+"""A sweep on Ray (`launcher=ray`): a local Ray instance, jobs logging to a real MLflow server."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from kerastrack.tracking.server import MlflowServer, sqlite_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+        reason="the Ray launcher is not installed (pip install -r requirements-ray.txt; .ci/run installs it)",
+    ),
+]
+
+
+def processes_mentioning(text):
+    """Pids of live processes whose command line contains ``text``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+    return pids
+
+
+@pytest.fixture
+def ray_tmp():
+    """Ray's session directory, short (it holds Unix sockets) and named, so that Ray's own
+    processes (raylet, GCS, workers: their command lines name it) can be found."""
+    path = tempfile.mkdtemp(prefix="kt-ray-", dir="/tmp")
+    yield path
+    for pid in processes_mentioning(path):  # only if the test failed: Ray left these behind
+        os.kill(pid, 9)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_sweep_on_ray_logs_every_job_to_the_tracking_server(tmp_path, ray_tmp):
+    store = tmp_path / "server"
+    store.mkdir()
+    with MlflowServer(sqlite_uri(store / "mlflow.db"), artifacts_destination=store / "art") as server:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "RAY_TMPDIR": ray_tmp}
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), "-m", "launcher=ray", "optimizer=sgd,adam",
+             "trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        client = mlflow.MlflowClient(server.url)
+        runs = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
+        histories = {r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "val_loss")]
+                     for r in runs}
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r is not parent]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["n_jobs"] == 2 and parent.data.metrics["n_failed"] == 0
+    assert sorted(r.info.run_name for r in children) == ["optimizer=adam", "optimizer=sgd"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert histories[child.info.run_id] == [0, 1]
+        assert child.data.params["threads"] == "1"  # launcher=ray's one TensorFlow thread per job
+    # No store in the launch dir: the jobs, in Ray's worker processes, used the server too.
+    assert not (tmp_path / "mlflow.db").exists()
+    # The local Ray instance went down with the sweep.
+    assert processes_mentioning(ray_tmp) == []
