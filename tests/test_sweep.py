@@ -58,3 +58,22 @@ def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
     (diverged,) = [r for r in children if r.info.status == "FAILED"]
     assert diverged.data.tags["diverged"] == "true"
     assert "optimizer.learning_rate must be a number > 0" in result.stdout + result.stderr
+
+
+def test_four_parallel_writers_on_an_existing_store(tmp_path):
+    from kerastrack.tracking import open_store
+
+    client = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    earlier = client.create_run(client.create_experiment("kerastrack"), run_name="earlier")
+    client.log_metric(earlier.info.run_id, "loss", 1.0)
+    client.set_terminated(earlier.info.run_id)
+    result = run_train(tmp_path, "-m", "launcher=parallel", "hydra.launcher.n_jobs=4", "seed=0,1,2,3",
+                       "hydra.callbacks.mlflow_sweep.report=false", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = {r.info.run_name: r for r in client.search_runs([earlier.info.experiment_id])}
+    assert found["earlier"].info.status == "FINISHED" and found["earlier"].data.metrics["loss"] == 1.0
+    children = [r for r in found.values() if r.data.tags.get("sweep.role") == "child"]
+    assert sorted(r.info.run_name for r in children) == [f"seed={i}" for i in range(4)]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [0, 1]

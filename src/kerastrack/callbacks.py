@@ -68,6 +68,9 @@ class EpochLogger(keras.callbacks.Callback):
         self.epochs.append(record)
         if epoch > self.logged_through:
             self.tracker.log_metrics(record, step=epoch)
+        if not math.isfinite(record.get("loss", 0.0)):
+            # Also without TerminateOnNaN (callbacks=none): a diverged run trains no further.
+            self.model.stop_training = True
 
     @property
     def diverged_epoch(self):

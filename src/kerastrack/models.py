@@ -99,8 +99,9 @@ def load_model(path):
     """Loads a saved model, e.g. a run's ``checkpoints/best.keras``, in Keras' safe mode.
 
     Safe mode refuses a file that would run code while loading (a Lambda layer's pickled
-    bytecode), whatever ``keras.config.enable_unsafe_deserialization`` was set to: a model
-    file from elsewhere cannot take over the process that opens it.
+    bytecode): a model file from elsewhere cannot take over the process that opens it.
+    Keras lets ``keras.config.enable_unsafe_deserialization()`` override it process-wide;
+    kerastrack never calls that.
 
     Args:
         path: A ``.keras`` file.
