@@ -11,14 +11,12 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from kerastrack.tracking.server import LOOPBACK, MlflowServer, free_port
-from tests.conftest import ROOT
 
 PG_GLOB = "/usr/lib/postgresql/*/bin"  # Debian keeps the server binaries off PATH
 
@@ -126,14 +124,3 @@ def mlflow_server(postgres, tmp_dir, database, **kwargs):
     tmp_dir = Path(tmp_dir)
     return MlflowServer(postgres.create_database(database), artifacts_destination=tmp_dir / "artifacts",
                         cwd=tmp_dir, log_file=tmp_dir / "server.log", **kwargs)
-
-
-def run_train(cwd, *overrides, env=None):
-    """``python train.py`` as a user runs it from ``cwd``, with ``env`` added to a clean environment.
-
-    MLFLOW_* variables of the test process are dropped so that only ``env`` says where runs go
-    and with which credentials.
-    """
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=300)

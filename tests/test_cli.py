@@ -13,10 +13,12 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_train(cwd, *overrides, script=ROOT / "train.py"):
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env=env,
+def run_train(cwd, *overrides, script=ROOT / "train.py", env=None):
+    """``python train.py`` as a user runs it from ``cwd``, with ``env`` added to a clean
+    environment: the test process's MLFLOW_* variables are dropped, so that only ``env``
+    says where runs go and with which credentials."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=300)
 
 

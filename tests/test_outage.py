@@ -74,7 +74,7 @@ def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request
     server.start()
     experiment = request.node.name
     train(make_cfg(f"tracking.tracking_uri={server.url}", "trainer.epochs=4",
-                   f"+callbacks.outage._target_=tests.support.StopServerAtEpoch",
+                   "+callbacks.outage._target_=tests.support.StopServerAtEpoch",
                    f"+callbacks.outage.pgid={server.process.pid}", f"+callbacks.outage.port={server.port}"))
     out = tmp_path / "out"
     spool = Spool(out)

@@ -14,7 +14,7 @@ PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
 
 def killed_at(make_cfg, tmp_path, epoch, *overrides):
     """Trains until SIGTERM after ``epoch``; returns the KILLED run's id."""
-    stop = [f"+callbacks.stop._target_=tests.support.SignalAtEpoch", f"+callbacks.stop.epoch={epoch}",
+    stop = ["+callbacks.stop._target_=tests.support.SignalAtEpoch", f"+callbacks.stop.epoch={epoch}",
             f"+callbacks.stop.once={tmp_path / 'signalled'}"]
     with pytest.raises(KeyboardInterrupt):
         train(make_cfg(*overrides, *stop, f"paths.output_dir={tmp_path / 'killed'}"))
@@ -53,7 +53,8 @@ def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overr
     if "scheduler=plateau" in overrides:  # the rate was cut, and training stopped early
         assert len({v for _, v in history(runs.client, whole, "learning_rate")}) > 1
         assert len(history(runs.client, whole, "loss")) < 8
-    assert not (tmp_path / "killed" / "state" / "latest.weights.h5").exists()  # finished: checkpoint gone
+    assert not (tmp_path / "killed" / "state" / "training_state.npz").exists()  # finished: state gone
+    assert (tmp_path / "killed" / "state" / "run.json").is_file()
 
 
 def test_resume_by_output_dir_without_tracking(make_cfg, tmp_path):

@@ -9,7 +9,8 @@ import mlflow
 import mlflow.server
 import pytest
 
-from tests.servers import mlflow_server, postgres, run_train  # noqa: F401  (postgres: a fixture)
+from tests.servers import mlflow_server, postgres  # noqa: F401  (postgres: a fixture)
+from tests.test_cli import run_train
 
 pytestmark = pytest.mark.slow
 OPTIMIZERS = ["sgd", "adam", "rmsprop", "momentum"]
