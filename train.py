@@ -20,6 +20,13 @@ def main(cfg: DictConfig) -> float:
     """Trains once and returns the best monitored value, for sweepers to optimize."""
     try:
         return train(cfg)
+    except KeyboardInterrupt:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep stops; its parent and this job's run are closed KILLED
+        # The run is closed KILLED with its state saved: say how to go on, not a traceback.
+        print(f"Interrupted: the run is KILLED. Continue it with: python train.py resume={cfg.paths.output_dir}",
+              file=sys.stderr)
+        sys.exit(130)
     except Exception as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # One failed job must not abort the sweep: its run is already recorded as

@@ -114,3 +114,23 @@ def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_p
     assert skipped.info.end_time == before["trainer.epochs=2"].info.end_time  # untouched
     assert resumed.info.status == "FINISHED" and resumed.data.tags["resume.count"] == "1"
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_an_interrupted_train_py_says_how_to_resume_and_the_command_works(tmp_path):
+    import mlflow
+
+    killed = run_train(tmp_path, "trainer.epochs=3", "tracking.log_model=false", "hydra.run.dir=out",
+                       "+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=0",
+                       f"+callbacks.stop.once={tmp_path / 'signalled'}")
+    assert killed.returncode == 130
+    last = killed.stderr.strip().splitlines()[-1]
+    assert last == f"Interrupted: the run is KILLED. Continue it with: python train.py resume={tmp_path / 'out'}"
+    assert "Traceback" not in killed.stderr
+
+    resumed = run_train(tmp_path, f"resume={tmp_path / 'out'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(["1"])
+    assert run.info.status == "FINISHED" and run.data.tags["resume.count"] == "1"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1, 2]

@@ -112,8 +112,6 @@ def _train(cfg, tracker, resumed):
             )
         finally:  # also when interrupted: what was reached so far is part of the record
             best = _log_best(tracker, epoch_logger.epochs, monitor, mode)
-        if state.resumed_epoch is not None:
-            log.info("resumed run %s at epoch %d", tracker.run_id, state.resumed_epoch)
         if (epoch := epoch_logger.diverged_epoch) is not None:
             tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
             raise DivergedError(

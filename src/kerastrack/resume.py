@@ -252,11 +252,9 @@ class TrainingState(keras.callbacks.Callback):
         self.path = Path(state_dir) / self.FILE
         self.callbacks = list(callbacks)
         self.logger = logger
-        self.resumed_epoch = None
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        self.resumed_epoch = None
         if self.path.is_file():
             self._restore()
 
@@ -323,7 +321,7 @@ class TrainingState(keras.callbacks.Callback):
                 callback.best_weights, rest = rest[:n_best], rest[n_best:]
         if self.logger:
             self.logger.restore(meta["epochs"])
-        self.resumed_epoch = meta["epoch"]
+        log.info("resuming from the state saved after epoch %d (%s)", meta["epoch"] - 1, self.path)
         # Keras' fit starts from model._initial_epoch (what BackupAndRestore sets, too);
         # after an early stop, nothing is left to run.
         self.model._initial_epoch = 1 << 30 if meta["stop_training"] else meta["epoch"]
