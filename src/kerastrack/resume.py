@@ -267,7 +267,7 @@ class TrainingState(keras.callbacks.Callback):
             "callbacks": [{a: _plain(getattr(c, a, None)) for a in CALLBACK_STATE[type(c)]} for c in stateful],
             "best_weights": [getattr(c, "best_weights", None) is not None for c in stateful],
         }
-        arrays = [keras.ops.convert_to_numpy(v) for v in self._variables()]
+        arrays = [v.numpy() for v in self._variables()]
         for callback in stateful:
             arrays += list(getattr(callback, "best_weights", None) or [])
         self._wait()
