@@ -250,7 +250,8 @@ class TrainingState(keras.callbacks.Callback):
     def __init__(self, state_dir, callbacks=(), logger=None):
         super().__init__()
         self.path = Path(state_dir) / self.FILE
-        self.callbacks = list(callbacks)
+        # Only the callbacks whose state Keras resets at train begin need keeping.
+        self.stateful = [c for c in callbacks if type(c) in CALLBACK_STATE]
         self.logger = logger
         self._writer = None
 
@@ -259,7 +260,7 @@ class TrainingState(keras.callbacks.Callback):
             self._restore()
 
     def on_epoch_end(self, epoch, logs=None):
-        stateful = [c for c in self.callbacks if type(c) in CALLBACK_STATE]
+        stateful = self.stateful
         meta = {
             "epoch": epoch + 1,
             "stop_training": bool(self.model.stop_training),
@@ -305,7 +306,7 @@ class TrainingState(keras.callbacks.Callback):
             meta = json.loads(str(saved["meta"]))
             arrays = [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)]
         variables = self._variables()
-        stateful = [c for c in self.callbacks if type(c) in CALLBACK_STATE]
+        stateful = self.stateful
         n_best = len(self.model.get_weights())
         expected = len(variables) + n_best * sum(meta["best_weights"])
         if len(arrays) != expected or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):

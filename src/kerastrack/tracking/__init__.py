@@ -398,10 +398,9 @@ class MlflowTracker(NullTracker):
         if parent is None:
             return {}, None
         hydra = HydraConfig.get()
-        parents = [parent]
-        keys = json.loads(parents[0].data.tags.get("sweep.keys", "[]"))
+        keys = json.loads(parent.data.tags.get("sweep.keys", "[]"))
         values = {k: o.get_value_element_as_str() for k, o in parse_overrides(hydra.overrides.task) if k in keys}
-        tags = {"mlflow.parentRunId": parents[0].info.run_id, "sweep.role": "child",
+        tags = {"mlflow.parentRunId": parent.info.run_id, "sweep.role": "child",
                 "sweep.job": str(hydra.job.num), "sweep.values": json.dumps(values)}
         return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
