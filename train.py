@@ -1,16 +1,32 @@
 """kerastrack's command line: `python train.py optimizer=adam`, `python train.py -m ...`."""
 
-import logging
-import math
+import signal
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
 
-from kerastrack.errors import ConfigError
-from kerastrack.pipeline import DivergedError, train
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# SIGTERM (kill, a scheduler) stops this process the way Ctrl-C does, from the first line:
+# whatever was reached is closed in a true state and said in one line, never a traceback.
+signal.signal(signal.SIGTERM, _interrupt)
+NOTHING_RECORDED = "Interrupted before the run opened: no run was recorded."
+try:
+    import logging
+    import math
+
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import DictConfig
+
+    from kerastrack.errors import ConfigError, DataUnavailable
+    from kerastrack.pipeline import DivergedError, train
+    from kerastrack.tracking import sweep
+except KeyboardInterrupt:
+    print(NOTHING_RECORDED, file=sys.stderr)
+    sys.exit(130)
 
 log = logging.getLogger("kerastrack")
 
@@ -18,32 +34,60 @@ log = logging.getLogger("kerastrack")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Trains once and returns the best monitored value, for sweepers to optimize."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg)
     try:
         return train(cfg)
-    except KeyboardInterrupt:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep stops; its parent and this job's run are closed KILLED
-        # The run is closed KILLED with its state saved: say how to go on, not a traceback.
-        print(f"Interrupted: the run is KILLED. Continue it with: python train.py resume={cfg.paths.output_dir}",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_interrupted_line(exc), file=sys.stderr)
         sys.exit(130)
+    except (ConfigError, DivergedError) as exc:
+        # One clear line instead of a traceback: the message names the key, the value
+        # and what would work. Exits non-zero.
+        sys.exit(f"Error: {exc}")
+
+
+def _sweep_job(cfg):
+    """One job of a sweep: a failed job must not abort the sweep (its run is recorded as
+    FAILED, or KILLED when a search pruned it; the sweep callback counts it and the sweep
+    exits non-zero at the end), but an interrupt stops the whole sweep."""
+    try:
+        with sweep.job():
+            return train(cfg)
+    except sweep.SweepInterrupted:
+        return math.nan  # the sweep is stopping: this job does not start
+    except KeyboardInterrupt as exc:
+        log.warning("%s", _interrupted_line(exc, resume_hint=False))
+        return math.nan
+    except DataUnavailable as exc:
+        # Every job would fail the same way: say it once and stop the sweep.
+        sweep.stop(f"Error: {exc}")
+        return math.nan
     except Exception as exc:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # One failed job must not abort the sweep: its run is already recorded as
-            # FAILED (or KILLED when a search pruned it), the sweep callback counts it and
-            # the sweep exits non-zero at the end if any job failed.
-            if type(exc).__name__ == "TrialPruned":
-                log.info("trial pruned: %s", exc)
-            else:
-                log.error("job failed: %s: %s", type(exc).__name__, exc,
-                          exc_info=not isinstance(exc, (ConfigError, DivergedError)))
-            return math.nan
-        if isinstance(exc, (ConfigError, DivergedError)):
-            # One clear line instead of a traceback: the message names the key, the value
-            # and what would work. Exits non-zero.
-            sys.exit(f"Error: {exc}")
-        raise
+        if type(exc).__name__ == "TrialPruned":
+            log.info("trial pruned: %s", exc)
+        else:
+            log.error("job failed: %s: %s", type(exc).__name__, exc,
+                      exc_info=not isinstance(exc, (ConfigError, DivergedError)))
+        return math.nan
+
+
+def _interrupted_line(exc, resume_hint=True):
+    """What became of the run, in one line."""
+    status, run_id, output_dir = (getattr(exc, name, None) for name in ("status", "run_id", "output_dir"))
+    run = f"run {run_id}" if run_id else "the run (tracking=none: nothing recorded)"
+    if status == "FINISHED":
+        return f"Interrupted while the run closed: {run} FINISHED with everything recorded."
+    if status is None:
+        return NOTHING_RECORDED
+    hint = f" Continue it with: python train.py resume={output_dir}" if resume_hint and output_dir else ""
+    return f"Interrupted: {run} is {status}, with every finished epoch.{hint}"
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the run (composing the config) or between sweep jobs
+        if not sweep.report_interrupted():
+            print(NOTHING_RECORDED, file=sys.stderr)
+        sys.exit(130)

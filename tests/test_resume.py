@@ -50,6 +50,7 @@ def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overr
         assert history(runs.client, resumed, key) == history(runs.client, whole, key), key
     for key in ("best_val_loss", "best_epoch", "test_loss", "test_accuracy"):
         assert resumed.data.metrics[key] == whole.data.metrics[key], key
+        assert len(history(runs.client, resumed, key)) == 1, key  # once, not once per start
     if "scheduler=plateau" in overrides:  # the rate was cut, and training stopped early
         assert len({v for _, v in history(runs.client, whole, "learning_rate")}) > 1
         assert len(history(runs.client, whole, "loss")) < 8
@@ -85,6 +86,73 @@ def test_what_cannot_be_resumed_is_refused_before_anything_runs(make_cfg, runs, 
     with pytest.raises(ConfigError, match="has no saved training state"):
         train(make_cfg(f"resume={tmp_path}"))
     assert len(runs()) == 1
+
+
+def steps(client, run_id, key):
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_a_new_run_never_trains_on_from_another_runs_state_in_its_output_dir(make_cfg, runs, tmp_path):
+    run_id = killed_at(make_cfg, tmp_path, 1, "trainer.epochs=4")
+    out = tmp_path / "killed"
+    with pytest.raises(ConfigError, match=rf"holds the saved training state of run {run_id} \(KILLED\), which only "
+                                          rf"resume= may continue: python train.py resume={out}\..*Received: "
+                                          rf"paths.output_dir={out}"):
+        train(make_cfg("trainer.epochs=4", "optimizer.learning_rate=0.01", f"paths.output_dir={out}"))
+    assert len(runs()) == 1 and (out / "state" / "training_state.npz").is_file()  # refused, nothing touched
+
+    train(make_cfg(f"resume={run_id}", "trainer.epochs=4"))  # once the run is FINISHED, the dir is free
+    train(make_cfg("trainer.epochs=2", "optimizer.learning_rate=0.01", f"paths.output_dir={out}"))
+    fresh = runs()[0]
+    assert fresh.info.run_id != run_id and fresh.info.status == "FINISHED"
+    assert history(runs.client, fresh, "learning_rate") == [(0, pytest.approx(0.01)), (1, pytest.approx(0.01))]
+
+
+def test_epochs_lost_from_the_store_are_logged_from_the_saved_state_on_resume(make_cfg, runs, tmp_path, store):
+    # A process killed hard loses what MLflow's asynchronous queue still held: here the
+    # store loses epochs 1 and 2 of a run killed after epoch 2 (its state saved epoch 1).
+    import sqlite3
+
+    run_id = killed_at(make_cfg, tmp_path, 2, "trainer.epochs=4")
+    with sqlite3.connect(store.removeprefix("sqlite:///")) as db:
+        db.execute("DELETE FROM metrics WHERE run_uuid = ? AND step >= 1", (run_id,))
+    assert steps(runs.client, run_id, "loss") == [0]
+
+    train(make_cfg(f"resume={run_id}", "trainer.epochs=4"))
+    for key in ("loss", "val_loss", "accuracy", "learning_rate", "epoch_time_s"):
+        assert steps(runs.client, run_id, key) == [0, 1, 2, 3], key
+    for key in ("best_val_loss", "best_epoch", "test_loss"):
+        assert len(steps(runs.client, run_id, key)) == 1, key
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda state: (state / "training_state.npz").write_bytes((state / "training_state.npz").read_bytes()[:200]),
+     "training_state.npz is damaged"),
+    (lambda state: (state / "training_state.npz").unlink(), "training_state.npz is missing"),
+    (lambda state: (state / "run.json").write_text("{not json"), "run.json is damaged"),
+    (lambda state: (state / "config.yaml").write_text("trainer: [unclosed"), "config.yaml is damaged"),
+    (lambda state: (state / "config.yaml").unlink(), "config.yaml is missing"),
+], ids=["truncated-archive", "missing-archive", "bad-run-json", "bad-config-yaml", "missing-config"])
+def test_a_damaged_or_missing_state_is_one_error_naming_the_file(damage, named, make_cfg, runs, tmp_path):
+    run_id = killed_at(make_cfg, tmp_path, 2, "trainer.epochs=4")
+    damage(tmp_path / "killed" / "state")
+    target = run_id if "run.json" not in named else tmp_path / "killed"
+    with pytest.raises(ConfigError, match=rf"{named}.*Received: resume="):
+        train(make_cfg(f"resume={target}", "trainer.epochs=4"))
+    run = runs.client.get_run(run_id)
+    assert run.info.status == "KILLED" and steps(runs.client, run_id, "loss") == [0, 1, 2]  # nothing restarted
+
+
+def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_path):
+    from filelock import FileLock
+
+    run_id = killed_at(make_cfg, tmp_path, 0, "trainer.epochs=2")
+    with FileLock(tmp_path / "killed" / "state" / "lock"):  # what the first resume holds while it trains
+        with pytest.raises(ConfigError, match=r"another process is training in .*killed right now"):
+            train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
+    assert runs.client.get_run(run_id).info.status == "KILLED"
+    train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
+    assert runs.client.get_run(run_id).info.status == "FINISHED"
 
 
 @pytest.mark.slow
@@ -125,7 +193,9 @@ def test_an_interrupted_train_py_says_how_to_resume_and_the_command_works(tmp_pa
                        f"+callbacks.stop.once={tmp_path / 'signalled'}")
     assert killed.returncode == 130
     last = killed.stderr.strip().splitlines()[-1]
-    assert last == f"Interrupted: the run is KILLED. Continue it with: python train.py resume={tmp_path / 'out'}"
+    run_id = json.loads((tmp_path / "out" / "state" / "run.json").read_text())["run_id"]
+    assert last == (f"Interrupted: run {run_id} is KILLED, with every finished epoch. "
+                    f"Continue it with: python train.py resume={tmp_path / 'out'}")
     assert "Traceback" not in killed.stderr
 
     resumed = run_train(tmp_path, f"resume={tmp_path / 'out'}")

@@ -7,3 +7,8 @@ class ConfigError(ValueError):
     The message names the key, the received value and what is allowed, e.g.
     ``optimizer.learning_rate must be > 0. Received: optimizer.learning_rate=-1``.
     """
+
+
+class DataUnavailable(ConfigError):
+    """A data set that cannot be had on this machine (not installed, no network): every
+    job of a sweep would fail the same way, so a sweep stops at the first."""

@@ -14,7 +14,7 @@ from kerastrack.config import check_config, check_monitors, group_choices, monit
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
-from kerastrack.signals import sigterm_as_interrupt
+from kerastrack.signals import Interrupted, sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -50,12 +50,20 @@ def train(cfg):
     if resumed:
         cfg = _resumed_config(resumed.config, cfg)
         check_config(cfg)
-    _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
-    with _devices(cfg):
-        return _train(cfg, tracker, resumed)
+    else:
+        tracker.prepare()  # the store and experiment, before any time goes into data
+    output_dir = _output_dir(cfg.paths.output_dir)
+    try:
+        with resume.claim(output_dir, tracker, resumed):
+            _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
+            with _devices(cfg):
+                return _train(cfg, tracker, resumed, output_dir)
+    except KeyboardInterrupt:
+        # What became of the run, for the one line train.py prints.
+        raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
 
 
-def _train(cfg, tracker, resumed):
+def _train(cfg, tracker, resumed, output_dir):
     """``train`` under the run's dtype policy and tf.distribute strategy scope."""
     choices = group_choices(cfg)
     data = _build("data", choices, lambda: instantiate(cfg.data))
@@ -75,7 +83,7 @@ def _train(cfg, tracker, resumed):
     optimizer = _build("optimizer", choices, lambda: instantiate(cfg.optimizer, **rate))
     loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
     callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
-    from kerastrack.callbacks import BatchLogger, EpochLogger
+    from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
     from kerastrack.probes import Probe
 
     probes = [c for c in callbacks if isinstance(c, Probe)]
@@ -84,23 +92,23 @@ def _train(cfg, tracker, resumed):
         callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
     sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
     epoch_logger = EpochLogger(tracker, probes, sample)
-    output_dir = _output_dir(cfg.paths.output_dir)
-    state = resume.TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger)
+    state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None)
     tracker.spool_dir = output_dir / "mlflow-spool"  # what cannot reach the tracking server
     monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
 
     run_id = resumed.run_id if resumed else None
-    with sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=run_id):
-        if resumed:  # params, config and git state are on record since the first start
-            epoch_logger.logged_through = tracker.last_step(tracker.run_id, "loss")
-        else:
-            _log_setup(tracker, cfg, data, output_dir)
-        resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
-        model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile)
-        if not resumed:
-            tracker.log_params({"model.num_params": model.count_params()})
-        try:
+    try:
+        with sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=run_id):
+            if resumed:  # params, config and git state are on record since the first start
+                epoch_logger.on_record = tracker.metric_steps(tracker.run_id)
+                _log_missing_epochs(tracker, resumed.saved, epoch_logger.on_record)
+            else:
+                _log_setup(tracker, cfg, data, output_dir)
+            resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
+            model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile)
+            if not resumed:
+                tracker.log_params({"model.num_params": model.count_params()})
             model.fit(
                 data.x_train, y_train,
                 validation_data=None if trainer.validation_split else (data.x_val, head.encode(data.y_val)),
@@ -110,17 +118,33 @@ def _train(cfg, tracker, resumed):
                 # callback can stop or break the run. The state goes last (see there).
                 callbacks=[epoch_logger, *callbacks, state], verbose=trainer.verbose,
             )
-        finally:  # also when interrupted: what was reached so far is part of the record
-            best = _log_best(tracker, epoch_logger.epochs, monitor, mode)
-        if (epoch := epoch_logger.diverged_epoch) is not None:
-            tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
-            raise DivergedError(
-                f"the loss became {epoch_logger.epochs[epoch]['loss']} at epoch {epoch}: training diverged. "
-                f"Try a smaller optimizer.learning_rate. Received: optimizer.learning_rate={cfg.optimizer.learning_rate}"
-            )
-        _log_results(tracker, model, data, head, epoch_logger.epochs, [m.name for m in metrics], output_dir, batch_size)
-    state.discard()  # a FINISHED run is not resumed: its checkpoint is dead weight
+            summary = _Summary(tracker, epoch_logger.on_record)
+            best = summary.log_best(epoch_logger.epochs, monitor, mode)
+            if (epoch := epoch_logger.diverged_epoch) is not None:
+                tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
+                raise DivergedError(
+                    f"the loss became {epoch_logger.epochs[epoch]['loss']} at epoch {epoch}: training diverged. "
+                    f"Try a smaller optimizer.learning_rate. Received: optimizer.learning_rate={cfg.optimizer.learning_rate}"
+                )
+            _log_results(summary, model, data, head, epoch_logger.epochs, [m.name for m in metrics], output_dir, batch_size)
+    finally:
+        if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
+            state.discard()
     return best
+
+
+def _log_missing_epochs(tracker, saved, on_record):
+    """Logs what the store lacks of a resumed run's saved epochs: those still in MLflow's
+    asynchronous queue when the process was killed hard are not on record, but the saved
+    state knows them."""
+    for step, record in enumerate(saved.epochs if saved else []):
+        missing = {k: v for k, v in record.items() if step not in on_record.get(k, ())}
+        if missing:
+            tracker.log_metrics(missing, step=step)
+            for key in missing:
+                on_record.setdefault(key, []).append(step)
+        if missing and step == len(saved.epochs) - 1:
+            log.info("logged what the store lacked of epochs 0..%d (lost when the run was killed)", step)
 
 
 def _command_line_overrides():
@@ -291,21 +315,35 @@ def _mask_override(override):
     return f"{key}{sep}{MASK}" if sep and SECRET_KEY.search(key.rsplit(".", 1)[-1]) else override
 
 
-def _log_best(tracker, epochs, monitor, mode):
-    values = [e[monitor] for e in epochs if math.isfinite(e.get(monitor, math.nan))]
-    if not values:
-        return math.nan
-    best = max(values) if mode == "max" else min(values)
-    best_epoch = next(i for i, e in enumerate(epochs) if e.get(monitor) == best)
-    tracker.log_metrics({f"best_{monitor}": best, "best_epoch": best_epoch}, step=best_epoch)
-    return best
+class _Summary:
+    """Logs a run's one-value metrics (best_*, test_*) once: a resumed run that reached them
+    before it was stopped does not log them again."""
+
+    def __init__(self, tracker, on_record):
+        self.tracker = tracker
+        self.on_record = on_record
+
+    def log(self, metrics, step):
+        metrics = {k: v for k, v in metrics.items() if k not in self.on_record}
+        if metrics:
+            self.tracker.log_metrics(metrics, step=step)
+
+    def log_best(self, epochs, monitor, mode):
+        values = [e[monitor] for e in epochs if math.isfinite(e.get(monitor, math.nan))]
+        if not values:
+            return math.nan
+        best = max(values) if mode == "max" else min(values)
+        best_epoch = next(i for i, e in enumerate(epochs) if e.get(monitor) == best)
+        self.log({f"best_{monitor}": best, "best_epoch": best_epoch}, step=best_epoch)
+        return best
 
 
-def _log_results(tracker, model, data, head, epochs, metric_names, output_dir, batch_size):
+def _log_results(summary, model, data, head, epochs, metric_names, output_dir, batch_size):
     """Test metrics, figures and the model, with the weights training ended with."""
+    tracker = summary.tracker
     y_test = head.encode(data.y_test)
     results = model.evaluate(data.x_test, y_test, batch_size=batch_size, return_dict=True, verbose=0)
-    tracker.log_metrics({f"test_{k}": float(v) for k, v in results.items()}, step=len(epochs) - 1)
+    summary.log({f"test_{k}": float(v) for k, v in results.items()}, step=len(epochs) - 1)
     log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
 
     figures = {"learning_curves.png": plots.learning_curves(epochs, metric_names)}

@@ -6,19 +6,19 @@ train.py resume=<run id or output dir>`` continues such a run in the same MLflow
 the epoch after the last one saved; a re-launched sweep does it per job (``plan``).
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from kerastrack.callbacks import TrainingState
 from kerastrack.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,7 @@ STATE_DIR = "state"
 # Keys that do not change what a run computes: a resumed run may differ in these, and
 # sweeps match finished jobs without them.
 NEUTRAL_KEYS = ("resume", "paths", "tracking", "threads", "trainer.verbose")
-# Keras callbacks' state that their on_train_begin resets (and BackupAndRestore does not keep).
-CALLBACK_STATE = {
-    keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
-    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
-    keras.callbacks.ModelCheckpoint: ("best",),
-}
+
 
 
 def experiment_config(cfg):
@@ -75,12 +70,29 @@ class Plan:
         output_dir: Its output dir, holding ``state/``.
         config: The run's own config, with ``hydra.runtime.choices`` restored.
         finished_best: For a finished sweep job: its recorded best value (skip it).
+        saved: The training state to continue from (``SavedState``), or None to start the
+            run's training from its first epoch (it was stopped before one was saved).
     """
 
     run_id: str | None
     output_dir: Path
     config: object = None
     finished_best: float | None = None
+    saved: object = None
+
+
+@dataclass
+class SavedState:
+    """A training state read from disk: the ``TrainingState`` archive's arrays and meta."""
+
+    path: Path
+    arrays: list
+    meta: dict
+
+    @property
+    def epochs(self):
+        """One dict per finished epoch, as the run logged them."""
+        return self.meta["epochs"]
 
 
 def plan(cfg, tracker, overrides=()):
@@ -88,7 +100,8 @@ def plan(cfg, tracker, overrides=()):
 
     ``resume=<run id | output dir>`` names the run. In a multirun whose sweep dir already
     has a parent run (a re-launched sweep), a job whose config matches a FINISHED child is
-    skipped and one that matches a KILLED or FAILED child with a saved state resumes it.
+    skipped, and one that matches a KILLED or FAILED child, or a RUNNING one whose process
+    is gone, continues it in place.
 
     Args:
         cfg: The composed config.
@@ -99,8 +112,8 @@ def plan(cfg, tracker, overrides=()):
         A Plan, or None to start a new run.
 
     Raises:
-        ConfigError: The run does not exist, is FINISHED or still running, has no saved
-            state, or an override would change its experiment.
+        ConfigError: The run does not exist, is FINISHED or still running, its saved
+            state is damaged or missing, or an override would change its experiment.
     """
     target = cfg.get("resume")
     if target and getattr(tracker, "offline", False):
@@ -112,32 +125,36 @@ def plan(cfg, tracker, overrides=()):
     child = tracker.find_sweep_child(config_hash(cfg))
     if child is None:
         return None
+    output_dir = Path(child.params.get("paths.output_dir", ""))
     if child.status == "FINISHED":
         best = child.metrics.get(f"best_{cfg.trainer.monitor}", float("nan"))
         log.info("skipped: this job's config already FINISHED in run %s", child.run_id)
-        return Plan(child.run_id, Path(child.params.get("paths.output_dir", ".")), finished_best=best)
-    output_dir = Path(child.params.get("paths.output_dir", ""))
-    if child.status in ("KILLED", "FAILED") and (output_dir / STATE_DIR / "run.json").is_file():
-        log.info("resuming run %s (%s) of the earlier launch of this sweep", child.run_id, child.status)
-        return _load(output_dir, child.run_id)
-    return None
+        return Plan(child.run_id, output_dir, finished_best=best)
+    received = f"the re-launched sweep's job for run {child.run_id}"
+    if child.status == "RUNNING":
+        _check_abandoned(child.run_id, output_dir, received)
+    log.info("continuing run %s (%s) of the earlier launch of this sweep", child.run_id, child.status)
+    # The job's own config is the run's (equal hashes): it stands in for a lost config.yaml.
+    return _load(output_dir, child.run_id, tracker, received, fallback_config=cfg)
 
 
 def _plan_named(target, tracker, current, overrides):
     path = Path(target).expanduser()
     if path.name == STATE_DIR:
         path = path.parent
+    received = f"resume={target}"
     if path.is_dir():
-        if not (path / STATE_DIR / "run.json").is_file():
+        run_json = path / STATE_DIR / "run.json"
+        if not run_json.is_file():
             raise ConfigError(f"resume: {path} has no saved training state ({STATE_DIR}/run.json); "
-                              f"give a run's output dir or its MLflow run id. Received: resume={target}")
-        run_id = json.loads((path / STATE_DIR / "run.json").read_text())["run_id"]
+                              f"give a run's output dir or its MLflow run id. Received: {received}")
+        run_id = _read_json(run_json, received).get("run_id")
         record = tracker.get_run(run_id) if run_id else None
         if run_id and record is None and getattr(tracker, "tracking_uri", None):
             raise ConfigError(f"resume: the run of {path} ({run_id}) is not in {tracker.tracking_uri}; point "
-                              f"tracking.tracking_uri at the store it was recorded in. Received: resume={target}")
+                              f"tracking.tracking_uri at the store it was recorded in. Received: {received}")
         if record is not None:
-            _check_resumable(record, path, target)
+            _check_resumable(record, path, received)
     else:
         run_id = target
         record = tracker.get_run(run_id)
@@ -145,29 +162,37 @@ def _plan_named(target, tracker, current, overrides):
             raise ConfigError(
                 f"resume: no run {target} in {getattr(tracker, 'tracking_uri', 'the store')} and no such "
                 f"directory; give a KILLED or FAILED run's id (see the MLflow UI) or its output dir. "
-                f"Received: resume={target}")
+                f"Received: {received}")
         path = Path(record.params.get("paths.output_dir", ""))
-        _check_resumable(record, path, target)
+        _check_resumable(record, path, received)
         if not (path / STATE_DIR / "run.json").is_file():
             raise ConfigError(f"resume: run {run_id} has no saved training state in {path / STATE_DIR} (its "
-                              f"output dir was moved or deleted). Received: resume={target}")
-    resumed = _load(path, run_id)
+                              f"output dir was moved or deleted). Received: {received}")
+    resumed = _load(path, run_id, tracker, received)
     _check_overrides(resumed.config, current, overrides, target)
     return resumed
 
 
-def _check_resumable(record, output_dir, target):
+def _check_resumable(record, output_dir, received):
     if record.status == "FINISHED":
         raise ConfigError(f"resume: run {record.run_id} is FINISHED; only KILLED or FAILED runs can be "
-                          f"continued. Start a new run instead. Received: resume={target}")
+                          f"continued. Start a new run instead. Received: {received}")
     if record.status == "RUNNING":
-        run_json = output_dir / STATE_DIR / "run.json"
-        info = json.loads(run_json.read_text()) if run_json.is_file() else {}
-        if info.get("host") != socket.gethostname() or _alive(info.get("pid")):
-            raise ConfigError(f"resume: run {record.run_id} is RUNNING (process {info.get('pid')} on "
-                              f"{info.get('host')}); stop it first. Received: resume={target}")
-        log.warning("run %s is marked RUNNING but its process %s is gone (killed hard): resuming it",
-                    record.run_id, info.get("pid"))
+        _check_abandoned(record.run_id, output_dir, received)
+
+
+def _check_abandoned(run_id, output_dir, received):
+    """A RUNNING run may be continued only when no process is running it any more (it was
+    killed hard, with no chance to close it)."""
+    info = _read_json(output_dir / STATE_DIR / "run.json", received, missing={})
+    if in_use(output_dir) or (info.get("host") == socket.gethostname() and _alive(info.get("pid"))):
+        raise ConfigError(f"resume: run {run_id} is RUNNING (process {info.get('pid')} on {info.get('host')}); "
+                          f"stop it first, or wait for it to end. Received: {received}")
+    if info.get("host") not in (None, socket.gethostname()):
+        raise ConfigError(f"resume: run {run_id} is RUNNING on {info.get('host')}; kerastrack cannot tell from "
+                          f"here whether its process is gone. Resume it on that machine. Received: {received}")
+    log.warning("run %s is marked RUNNING but its process %s is gone (killed hard): continuing it",
+                run_id, info.get("pid"))
 
 
 def _alive(pid):
@@ -180,19 +205,163 @@ def _alive(pid):
     return True
 
 
-def _load(output_dir, run_id):
+def _load(output_dir, run_id, tracker, received, fallback_config=None):
+    """Reads and checks everything a resumed run needs, before the run is reopened."""
     from kerastrack.tracking.spool import Spool
 
     spool = Spool(output_dir)
     if spool.pending():
         raise ConfigError(f"run {run_id} has tracking calls that never reached the server, in {spool.directory}; "
                           f"upload them first (python -m kerastrack.upload {output_dir}), then resume. "
-                          f"Received: resume={run_id}")
+                          f"Received: {received}")
     state = Path(output_dir) / STATE_DIR
-    config = OmegaConf.load(state / "config.yaml")
-    info = json.loads((state / "run.json").read_text())
-    config.hydra = {"runtime": {"choices": info.get("choices", {})}}
-    return Plan(run_id, Path(output_dir), config)
+    info = _read_json(state / "run.json", received, missing={})
+    if (state / "config.yaml").is_file() or fallback_config is None:
+        config = _read_yaml(state / "config.yaml", received)
+    else:
+        config = OmegaConf.create({k: fallback_config[k] for k in fallback_config if k != "hydra"})
+    config.hydra = {"runtime": {"choices": info.get("choices") or _choices_of(fallback_config)}}
+    saved = read_state(state / TrainingState.FILE, received)
+    if saved is None and run_id and _epochs_on_record(tracker.metric_steps(run_id)):
+        raise ConfigError(
+            f"resume: run {run_id} has epochs on record but its training state {state / TrainingState.FILE} is "
+            f"missing, so it cannot continue where it stopped (starting over would log its epochs twice). Start "
+            f"a new run in another output dir. Received: {received}")
+    return Plan(run_id, Path(output_dir), config, saved=saved)
+
+
+def _choices_of(cfg):
+    from kerastrack.config import group_choices
+
+    return group_choices(cfg) if cfg is not None else {}
+
+
+def _epochs_on_record(steps):
+    """Whether epochs after the first are on record: the state is saved after every epoch,
+    so without one, only a run stopped before its first save (within epoch 0) may start
+    over in the same run (epoch 0 is recomputed, and not logged twice)."""
+    return any(step >= 1 for key in ("loss", "epoch_time_s") for step in steps.get(key, ()))
+
+
+def _read_json(path, received, missing=None):
+    if not path.is_file():
+        if missing is not None:
+            return missing
+        raise ConfigError(f"resume: {path} is missing; the run's saved state is incomplete and cannot be "
+                          f"continued. Start a new run. Received: {received}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"resume: {path} is damaged ({_reason(exc)}); the run cannot be continued from it. "
+                          f"Start a new run in another output dir. Received: {received}") from None
+
+
+def _read_yaml(path, received):
+    if not path.is_file():
+        raise ConfigError(f"resume: the run's config {path} is missing, so it cannot be continued with its own "
+                          f"config. Start a new run. Received: {received}")
+    try:
+        config = OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - yaml and OmegaConf raise many types for a broken file
+        raise ConfigError(f"resume: the run's config {path} is damaged ({_reason(exc)}); the run cannot be "
+                          f"continued. Start a new run. Received: {received}") from None
+    if not isinstance(config, DictConfig) or "trainer" not in config:
+        raise ConfigError(f"resume: {path} is not a kerastrack run config; the run cannot be continued. "
+                          f"Start a new run. Received: {received}")
+    return config
+
+
+def read_state(path, received):
+    """The training state archive at ``path``, checked, or None if there is none.
+
+    Raises:
+        ConfigError: The archive is damaged (truncated, not an archive, bad meta).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            meta = json.loads(str(archive["meta"]))
+            arrays = [archive[f"arr_{i}"] for i in range(len(archive.files) - 1)]
+        if not {"epoch", "epochs", "callbacks", "best_weights"} <= meta.keys():
+            raise ValueError("its meta lacks keys")
+    except Exception as exc:  # noqa: BLE001 - zipfile, numpy and json raise many types for a broken file
+        raise ConfigError(f"resume: the training state {path} is damaged ({_reason(exc)}); the run cannot be "
+                          f"continued from it. Start a new run in another output dir (its epochs so far stay on "
+                          f"record). Received: {received}") from None
+    return SavedState(path, arrays, meta)
+
+
+def _reason(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def in_use(output_dir):
+    """Whether a process holds the run lock of ``output_dir`` (a run or a resume in it)."""
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(output_dir) / STATE_DIR / "lock"
+    if not lock_path.exists():
+        return False
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+@contextlib.contextmanager
+def claim(output_dir, tracker, resumed=None):
+    """Holds the output dir's run lock while a run trains in it, after checking that a new
+    run may start there.
+
+    A second process continuing the same run, or training into the same dir, is refused
+    (its record would interleave with this one's). A new run is refused where another
+    run's state is saved: only ``resume=`` may continue that, and a fresh start must not
+    overwrite it (or, worse, train on from it).
+
+    Raises:
+        ConfigError: The lock is held, or the dir holds another run's unfinished state.
+    """
+    from filelock import FileLock, Timeout
+
+    state = Path(output_dir) / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(state / "lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        what = f"resume={resumed.run_id or output_dir}" if resumed else f"paths.output_dir={output_dir}"
+        raise ConfigError(f"another process is training in {output_dir} right now (it holds {state / 'lock'}): "
+                          f"two processes must not write one run. Wait for it to end, or stop it. "
+                          f"Received: {what}") from None
+    try:
+        if resumed is None:
+            _check_fresh(state, tracker, output_dir)
+        yield
+    finally:
+        lock.release()
+
+
+def _check_fresh(state, tracker, output_dir):
+    archive = state / TrainingState.FILE
+    if not archive.is_file():
+        return
+    info = _read_json(state / "run.json", f"paths.output_dir={output_dir}", missing={})
+    run_id = info.get("run_id")
+    record = tracker.get_run(run_id) if run_id else None
+    if record is not None and record.status == "FINISHED":  # a finished run's leftover: dead weight
+        archive.unlink(missing_ok=True)
+        return
+    whose = f"run {run_id} ({record.status})" if record is not None else f"run {run_id}" if run_id else "a run"
+    raise ConfigError(
+        f"the output dir {output_dir} holds the saved training state of {whose}, which only resume= may continue: "
+        f"python train.py resume={output_dir}. To start a new run, use another output dir (hydra.run.dir=... or "
+        f"paths.output_dir=...) or delete {state}. Received: paths.output_dir={output_dir}")
 
 
 def _check_overrides(config, current, overrides, target):
@@ -218,118 +387,6 @@ def _check_overrides(config, current, overrides, target):
         raise ConfigError(
             f"resume continues run {target} with its own config; these overrides would change the experiment: "
             f"{'; '.join(changed)}. Drop them, or start a new run. Received: {' '.join(overrides)}")
-
-
-class TrainingState(keras.callbacks.Callback):
-    """Keeps the whole training state at the end of every epoch, and restores it, so that a
-    resumed run repeats the uninterrupted one bit for bit.
-
-    The state: every model variable (weights and the dropout layers' seed generators),
-    every optimizer variable (slots, iteration count, so the schedule's step, and the
-    rate ReduceLROnPlateau set), the epoch, the other callbacks' counters (early-stopping
-    patience, the plateau's wait, the best value so far, the best weights) and whether one
-    stopped training, and the epochs logged so far (for the run's best_* and plots).
-
-    Written by hand rather than with ``keras.callbacks.BackupAndRestore``: that callback
-    keeps neither the seed generators nor the callbacks' state, and its HDF5 write costs
-    13.7 ms an epoch here (10% of a digits epoch). Here the training thread only copies
-    the variables (~0.5 ms); one numpy archive is written in the background and replaces
-    the previous one atomically, so a kill at any moment leaves a whole state behind.
-
-    Goes last in the callback list: it restores after the other callbacks' on_train_begin
-    resets them, and saves after their on_epoch_end updates them.
-
-    Args:
-        state_dir: Where the state lives (``<output_dir>/state``).
-        callbacks: The run's other callbacks.
-        logger: The run's ``EpochLogger``.
-    """
-
-    FILE = "training_state.npz"
-
-    def __init__(self, state_dir, callbacks=(), logger=None):
-        super().__init__()
-        self.path = Path(state_dir) / self.FILE
-        # Only the callbacks whose state Keras resets at train begin need keeping.
-        self.stateful = [c for c in callbacks if type(c) in CALLBACK_STATE]
-        self.logger = logger
-        self._writer = None
-
-    def on_train_begin(self, logs=None):
-        if self.path.is_file():
-            self._restore()
-
-    def on_epoch_end(self, epoch, logs=None):
-        stateful = self.stateful
-        meta = {
-            "epoch": epoch + 1,
-            "stop_training": bool(self.model.stop_training),
-            "epochs": self.logger.epochs if self.logger else [],
-            "callbacks": [{a: _plain(getattr(c, a, None)) for a in CALLBACK_STATE[type(c)]} for c in stateful],
-            "best_weights": [getattr(c, "best_weights", None) is not None for c in stateful],
-        }
-        arrays = [v.numpy() for v in self._variables()]
-        for callback in stateful:
-            arrays += list(getattr(callback, "best_weights", None) or [])
-        self._wait()
-        self._writer = threading.Thread(target=self._write, args=(arrays, json.dumps(meta)), name="training-state")
-        self._writer.start()
-
-    def on_train_end(self, logs=None):
-        self._wait()
-
-    def discard(self):
-        """Deletes the saved state (run.json and config.yaml stay, as a record)."""
-        self._wait()
-        self.path.unlink(missing_ok=True)
-
-    def _variables(self):
-        optimizer = self.model.optimizer
-        if not optimizer.built:  # its slots exist only after the first step
-            optimizer.build(self.model.trainable_variables)
-        return [*self.model.variables, *optimizer.variables]
-
-    def _write(self, arrays, meta):
-        tmp = self.path.with_name(f"{self.FILE}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, *arrays, meta=np.array(meta))
-        os.replace(tmp, self.path)
-
-    def _wait(self):
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
-
-    def _restore(self):
-        with np.load(self.path) as saved:
-            meta = json.loads(str(saved["meta"]))
-            arrays = [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)]
-        variables = self._variables()
-        stateful = self.stateful
-        n_best = len(self.model.get_weights())
-        expected = len(variables) + n_best * sum(meta["best_weights"])
-        if len(arrays) != expected or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
-            raise ConfigError(f"the training state in {self.path} does not fit this model (another config or "
-                              f"version of the code); start a new run")
-        for variable, value in zip(variables, arrays):
-            variable.assign(value)
-        rest = arrays[len(variables):]
-        for callback, values, has_best in zip(stateful, meta["callbacks"], meta["best_weights"], strict=True):
-            for name, value in values.items():
-                setattr(callback, name, value)
-            if has_best:
-                callback.best_weights, rest = rest[:n_best], rest[n_best:]
-        if self.logger:
-            self.logger.restore(meta["epochs"])
-        log.info("resuming from the state saved after epoch %d (%s)", meta["epoch"] - 1, self.path)
-        # Keras' fit starts from model._initial_epoch (what BackupAndRestore sets, too);
-        # after an early stop, nothing is left to run.
-        self.model._initial_epoch = 1 << 30 if meta["stop_training"] else meta["epoch"]
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else (float(value) if hasattr(value, "numpy") else value)
 
 
 def _write_atomic(path, text):

@@ -1,19 +1,45 @@
-"""Signal handling shared by the pipeline and the tracking package (which must not import
-the pipeline): SIGTERM ends a run like Ctrl-C, and closing a run is never cut short."""
+"""Signal handling shared by the pipeline, the tracking package (which must not import the
+pipeline) and train.py: SIGTERM ends a run like Ctrl-C, writes that must not be left half
+done are never cut short, and an interruption carries what became of the run."""
 
 import contextlib
 import signal
 import threading
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with what became of the run, for the one line train.py prints.
+
+    Args:
+        status: The run's final status (KILLED, or FINISHED when the signal came while the
+            run was closing), or None when no run was recorded.
+        run_id: The MLflow run id, or None.
+        output_dir: The run's output dir (what ``resume=`` takes), or None.
+        epochs: Finished epochs on record.
+    """
+
+    def __init__(self, status=None, run_id=None, output_dir=None, epochs=0):
+        super().__init__(status or "interrupted before the run opened")
+        self.status = status
+        self.run_id = run_id
+        self.output_dir = output_dir
+        self.epochs = epochs
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (kill, schedulers) raises KeyboardInterrupt, as Ctrl-C does (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -24,21 +50,40 @@ def sigterm_as_interrupt():
 
 
 def install_sigterm_as_interrupt():
-    """Like ``sigterm_as_interrupt`` for the rest of the process (a sweep's launcher)."""
-    if threading.current_thread() is threading.main_thread():
+    """Like ``sigterm_as_interrupt`` for the rest of the process."""
+    if _main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
 
 
 @contextlib.contextmanager
 def signals_held():
-    """Ignores SIGINT and SIGTERM for the duration (main thread only): for writes that
-    must not be left half done (closing a run, saving the training state)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Ignores SIGINT and SIGTERM for the duration (main thread only): for closing a run
+    that is already ending because of an error or an interruption."""
+    if not _main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _SIGNALS}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Holds SIGINT and SIGTERM back for the duration and raises KeyboardInterrupt after it
+    if one came (main thread only): for work that must complete or not start (closing a
+    finished run, creating a store), without losing the user's interrupt."""
+    if not _main_thread():
+        yield
+        return
+    received = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")

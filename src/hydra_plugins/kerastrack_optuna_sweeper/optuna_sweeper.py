@@ -127,6 +127,8 @@ class KerastrackOptunaSweeper(Sweeper):
     def sweep(self, arguments):
         import optuna
 
+        from kerastrack.tracking.sweep import CONTROL_DIR, STOPPING
+
         space, fixed = search_space(self.params + list(arguments))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +144,8 @@ class KerastrackOptunaSweeper(Sweeper):
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run(study, trials, fixed)
             done += len(trials)
+            if (sweep_dir / CONTROL_DIR / STOPPING).exists():
+                break  # interrupted, or a job stopped the search: ask for no more trials
         return self._report_best(study, sweep_dir)
 
     def _run(self, study, trials, fixed):

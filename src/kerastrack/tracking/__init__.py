@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
-from kerastrack.signals import signals_held
+from kerastrack.signals import signals_deferred, signals_held
 
 DEFAULT_EXPERIMENT = "kerastrack"
 log = logging.getLogger(__name__)
@@ -35,10 +35,21 @@ class NullTracker:
     # Where calls that cannot reach a tracking server are kept (the pipeline sets
     # <output_dir>/mlflow-spool); see kerastrack.tracking.spool.
     spool_dir = None
+    # The run's final status once it ended (FINISHED, FAILED, KILLED); None before.
+    status = None
 
     @contextlib.contextmanager
     def run(self, run_name, tags=None, run_id=None):
-        yield self
+        self.status = None
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.status = "KILLED"
+            raise
+        except BaseException:
+            self.status = "FAILED"
+            raise
+        self.status = "FINISHED"
 
     def get_run(self, run_id):
         """The recorded run (a ``query.RunRecord``), or None if the store has no such run."""
@@ -48,9 +59,13 @@ class NullTracker:
         """In a re-launched sweep: the latest child of its parent with this config hash."""
         return None
 
-    def last_step(self, run_id, key):
-        """The highest step logged for ``key`` in the run; -1 if none."""
-        return -1
+    def metric_steps(self, run_id):
+        """Every metric of the run on record: key -> the steps logged (a list, one entry per
+        value, so a step logged twice shows twice)."""
+        return {}
+
+    def prepare(self):
+        """Opens the store and experiment ahead of the run (nothing to do here)."""
 
     def log_params(self, params):
         pass
@@ -116,38 +131,76 @@ def open_store(uri):
     directory at the moment the store is first opened in a process (MLflow caches the
     store). Opening it from the database's own directory keeps them beside it, whatever
     directory Hydra or the user is in.
+
+    Raises:
+        ConfigError: The SQLite file is a store left half-created by an interrupted
+            first run of an older version.
     """
     import mlflow
 
-    database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    database = _sqlite_path(uri)
     directory = database.parent if database else launch_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.chdir(directory), _creation_lock(database):
+    with contextlib.chdir(directory):
+        if database is not None and not database.exists():
+            _create_sqlite_store(database)
         client = mlflow.MlflowClient(uri)
-        client.search_experiments(max_results=1)
+        try:
+            client.search_experiments(max_results=1)
+        except Exception as exc:
+            if database is not None and "already exists" in str(exc):
+                raise ConfigError(
+                    f"the MLflow store {database} was left half-created (its first run was interrupted while it "
+                    f"created the tables, with an older kerastrack) and cannot be opened. If it holds no runs you "
+                    f"need, delete it (rm {database}) and run again; kerastrack now creates stores all or nothing. "
+                    f"Received: tracking.tracking_uri={uri}") from None
+            raise
     return client
 
 
-@contextlib.contextmanager
-def _creation_lock(database):
-    """Serializes the opening of a new SQLite store across processes.
+def _sqlite_path(uri):
+    """The database file of an ``sqlite:///`` URI (SQLAlchemy parses it), else None."""
+    from sqlalchemy.engine import make_url
 
-    MLflow creates and migrates a new store's tables without a lock: two processes doing
-    it at once break it (alembic: "Online migration expected to match one row"). SQLite
-    offers nothing to hold across that sequence of transactions, so a lock file beside
-    the database does it (held for milliseconds when the store exists already).
+    if not uri.startswith("sqlite:"):
+        return None
+    database = make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _create_sqlite_store(database):
+    """Creates a new SQLite store all or nothing, once, whoever else tries at the moment.
+
+    MLflow creates and migrates a new store's tables without a lock, in many transactions:
+    two processes doing it at once break it ("Online migration expected to match one
+    row"), and a signal or kill in between leaves a half-migrated file that no later run
+    can open ("table registered_models already exists"). So the tables are made in a
+    temporary file beside it, under a lock file, with Ctrl-C/SIGTERM held back until it is
+    done, and renamed into place (atomic); a kill leaves only the temporary file, which the
+    next creator replaces.
     """
-    if database is None:
-        yield
-        return
-    import fcntl
+    import mlflow
+    from filelock import FileLock
 
-    with open(f"{database}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(f"{database}.lock"), signals_deferred():
+        if database.exists():  # another process made it while this one waited
+            return
+        building = database.with_name(f".{database.name}.creating")
+        building.unlink(missing_ok=True)
         try:
-            yield
+            mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
+            _dispose_engine(f"sqlite:///{building}")
+            os.replace(building, database)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            building.unlink(missing_ok=True)
+
+
+def _dispose_engine(uri):
+    """Closes MLflow's cached connections to a database file before it is renamed."""
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    with contextlib.suppress(Exception):
+        _get_store(uri).engine.dispose()
 
 
 def _check_scheme(uri):
@@ -267,11 +320,29 @@ class MlflowTracker(NullTracker):
                 check_server(self.tracking_uri)
 
     def _set_experiment(self):
+        """Opens the store and the experiment (both created if new); returns the experiment.
+
+        Raises:
+            ConfigError: The experiment was deleted in MLflow (it is in the trash).
+        """
         import mlflow
 
         open_store(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = mlflow.MlflowClient(self.tracking_uri).get_experiment_by_name(self.experiment_name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ConfigError(
+                f"tracking.experiment_name: the experiment '{self.experiment_name}' was deleted in MLflow (it is in "
+                f"the trash, id {experiment.experiment_id}); restore it (mlflow experiments restore --experiment-id "
+                f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
+                f"Received: tracking.experiment_name={self.experiment_name}")
         return mlflow.set_experiment(self.experiment_name)
+
+    def prepare(self):
+        """Opens the store and the experiment before any time goes into data or training,
+        so that a store or experiment that cannot be used is reported first."""
+        if not self.offline:
+            self._set_experiment()
 
     @contextlib.contextmanager
     def run(self, run_name, tags=None, run_id=None):
@@ -288,25 +359,18 @@ class MlflowTracker(NullTracker):
             with self._offline_run(self.run_name or run_name, tags):
                 yield self
             return
+        self.run_id = self.status = None
         try:
-            if run_id:
-                open_store(self.tracking_uri)
-                mlflow.set_tracking_uri(self.tracking_uri)
-                previous = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
-                mlflow.set_experiment(experiment_id=previous.info.experiment_id)
-                active = mlflow.start_run(run_id=run_id)
-                self._mark_resumed(previous)
-            else:
-                experiment = self._set_experiment()
-                sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
-                active = mlflow.start_run(run_name=self.run_name or sweep_name or run_name,
-                                          tags={**(tags or {}), **sweep_tags})
-        except KeyboardInterrupt:  # the run may exist already: close it, do not leave it RUNNING
-            if mlflow.active_run():
+            # Opened whole or not at all: an interrupt while opening lands once it is open,
+            # and closes it KILLED below, instead of stranding a RUNNING run.
+            with signals_deferred():
+                active = self._start_run(run_name, tags, run_id)
+                self.run_id = active.info.run_id
+                self._open_outbox(active.info.run_name)
+        except KeyboardInterrupt:
+            if self.run_id:
                 self._end("KILLED", "KeyboardInterrupt", "interrupted while starting")
             raise
-        self.run_id = active.info.run_id
-        self._open_outbox(active.info.run_name)
         try:
             yield self
         except KeyboardInterrupt:
@@ -319,11 +383,29 @@ class MlflowTracker(NullTracker):
                 self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
             raise
         else:
-            with signals_held():
+            # Everything is recorded: the close completes, and an interrupt during it is
+            # raised after it (the caller reports a FINISHED run that was interrupted).
+            with signals_deferred():
                 on_server = self._end_run("FINISHED")
-            if on_server:
-                log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
-                         active.info.run_name, self.tracking_uri, self.experiment_name)
+                if on_server:
+                    log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
+                             active.info.run_name, self.tracking_uri, self.experiment_name)
+
+    def _start_run(self, run_name, tags, run_id):
+        import mlflow
+
+        if run_id:
+            open_store(self.tracking_uri)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            previous = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
+            experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
+            self.experiment_name = experiment.name  # the run's own, whatever the config says
+            active = mlflow.start_run(run_id=run_id)
+            self._mark_resumed(previous)
+            return active
+        experiment = self._set_experiment()
+        sweep_tags, sweep_name = self._sweep_child(experiment.experiment_id)
+        return mlflow.start_run(run_name=self.run_name or sweep_name or run_name, tags={**(tags or {}), **sweep_tags})
 
     def _mark_resumed(self, run):
         """Counts the resumption; the error of the interruption moves to ``resume.last_error``
@@ -363,11 +445,14 @@ class MlflowTracker(NullTracker):
             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`config.hash` = '{config_hash}'")
         return to_record(children[0]) if children else None
 
-    def last_step(self, run_id, key):
+    def metric_steps(self, run_id):
         import mlflow
 
-        history = mlflow.MlflowClient(self.tracking_uri).get_metric_history(run_id, key)
-        return max((m.step for m in history), default=-1)
+        client = mlflow.MlflowClient(self.tracking_uri)
+        steps = {}
+        for key in client.get_run(run_id).data.metrics:
+            steps[key] = [m.step for m in client.get_metric_history(run_id, key)]
+        return steps
 
     def _sweep_parent(self, experiment_id=None):
         """This multirun's parent run (found by its sweep dir), or None outside a multirun."""
@@ -450,6 +535,7 @@ class MlflowTracker(NullTracker):
         returns whether the server has it."""
         import mlflow
 
+        self.status = status
         if self._outbox is None:
             mlflow.end_run(status)
             return True

@@ -7,20 +7,105 @@ mlflow.db at once corrupt it), opens the parent, and at the end records how many
 failed, logs the comparison report on the parent and closes it in a true state. Jobs find
 their parent through the ``sweep.dir`` tag (see ``MlflowTracker``), which works with any
 launcher whose jobs reach the same tracking server.
+
+An interrupt stops a sweep in a true state. Ctrl-C (to the terminal's process group) or
+SIGTERM to the launching process marks the sweep dir as stopping and sends SIGTERM to the
+job processes on this machine (each job registers itself in the sweep dir): running jobs
+close their runs KILLED with every finished epoch, jobs not yet started do not start, the
+parent ends KILLED, and one line says how to continue (the same command into the same
+sweep dir). A second interrupt stops at once (runs killed hard stay RUNNING; the
+re-launch continues them too).
 """
 
 import atexit
+import contextlib
 import json
 import logging
+import os
+import shlex
+import signal
+import socket
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from kerastrack.signals import install_sigterm_as_interrupt
-
 log = logging.getLogger(__name__)
+CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
+STOPPING = "stopping"
+LAUNCHER_PID = "KERASTRACK_SWEEP_LAUNCHER_PID"
+_ACTIVE = []  # the launching process's callback, while its sweep runs
+
+
+class SweepInterrupted(Exception):
+    """The sweep is stopping: a job that has not started yet does not start."""
+
+
+def _control_dir(hydra_cfg=None):
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(sweep_dir(hydra_cfg or HydraConfig.get())) / CONTROL_DIR
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def job():
+    """Around one sweep job, in whichever process runs it.
+
+    The job registers its pid (so that the launcher can stop it), does not start if the
+    sweep is stopping, and marks the sweep stopping if it is interrupted. In a worker
+    process (parallel launcher), SIGTERM and Ctrl-C interrupt the job, and Ctrl-C is
+    ignored between jobs: an idle worker killed by it would break the pool and take the
+    running jobs down before they could close their runs.
+
+    Raises:
+        SweepInterrupted: The sweep is stopping.
+    """
+    control = _control_dir()
+    jobs = control / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    me = jobs / f"{socket.gethostname()}-{os.getpid()}"
+    me.touch()  # before looking at the mark: the launcher marks, then looks at the jobs
+    in_worker = os.environ.get(LAUNCHER_PID, str(os.getpid())) != str(os.getpid())
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if in_worker:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if (control / STOPPING).exists():
+            raise SweepInterrupted
+        yield
+    except KeyboardInterrupt:
+        (control / STOPPING).touch()
+        raise
+    finally:
+        me.unlink(missing_ok=True)
+        if in_worker:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
+
+
+def stop(message):
+    """Stops the sweep from a job: jobs not started yet do not start; ``message`` is logged
+    once (the sweep then exits non-zero)."""
+    control = _control_dir()
+    if not (control / STOPPING).exists():
+        log.error("%s", message)
+        (control / "reason").write_text(message)
+        (control / STOPPING).touch()
+
+
+def report_interrupted():
+    """Closes the running sweep as interrupted and prints how to continue it; returns
+    False when no sweep runs in this process."""
+    if not _ACTIVE:
+        return False
+    _ACTIVE[-1].close_interrupted()
+    return True
 
 
 def sweep_dir(hydra_cfg):
@@ -35,6 +120,12 @@ def parse_overrides(overrides):
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     return [(o.get_key_element(), o) for o in parsed]
+
+
+def continue_command(argv, directory):
+    """The command line that continues a sweep: the same one, into the same sweep dir."""
+    args = [a for a in argv[1:] if not a.startswith(("hydra.sweep.dir=", "+hydra.sweep.dir="))]
+    return shlex.join(["python", argv[0], *args, f"hydra.sweep.dir={directory}"])
 
 
 class MlflowSweepCallback(Callback):
@@ -57,6 +148,17 @@ class MlflowSweepCallback(Callback):
 
         from kerastrack.tracking import MlflowTracker
 
+        self.sweep_dir = sweep_dir(config.hydra)
+        self._control = _control_dir(config.hydra)
+        for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
+            leftover.unlink(missing_ok=True)  # a re-launch continues the sweep
+        (self._control / "jobs").mkdir(parents=True, exist_ok=True)
+        self._command = continue_command(sys.argv, self.sweep_dir)
+        log.info("Sweep dir: %s", self.sweep_dir)
+        os.environ[LAUNCHER_PID] = str(os.getpid())
+        _ACTIVE.append(self)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_interrupt)
         tracker = instantiate(config.tracking)
         if not isinstance(tracker, MlflowTracker):
             return
@@ -64,7 +166,6 @@ class MlflowSweepCallback(Callback):
 
         experiment = tracker._set_experiment()  # store + experiment, created once, here
         self.client = mlflow.MlflowClient(tracker.tracking_uri)
-        self.sweep_dir = sweep_dir(config.hydra)
         overrides = list(config.hydra.overrides.task)
         keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
         # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
@@ -91,9 +192,47 @@ class MlflowSweepCallback(Callback):
         self.experiment_id = experiment.experiment_id
         log.info("MLflow parent run %s (%s)", self.parent_id, tracker.tracking_uri)
         atexit.register(self._close_if_open)
-        install_sigterm_as_interrupt()
+
+    def _on_interrupt(self, signum, frame):
+        """The launching process's Ctrl-C/SIGTERM: the first stops the sweep in order (see
+        the module's docstring), a second one at once. A job running in this very process
+        (the basic launcher) is interrupted as in a single run."""
+        here = f"{socket.gethostname()}-{os.getpid()}"
+        jobs = list(self._control.glob("jobs/*"))
+        if getattr(self, "_stopping", False) or any(j.name == here for j in jobs):
+            raise KeyboardInterrupt(f"signal {signum}")
+        self._stopping = True
+        (self._control / STOPPING).touch()
+        log.warning("stopping the sweep: its running jobs close their runs (Ctrl-C again stops at once)")
+        for job_file in self._control.glob("jobs/*"):
+            host, _, pid = job_file.name.rpartition("-")
+            if host == socket.gethostname():
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid), signal.SIGTERM)
+
+    def close_interrupted(self):
+        """Ends the parent KILLED and prints the one line that says how to continue."""
+        if self.parent_id is not None:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.parent_id, "KILLED")
+            self.parent_id = None
+        if _ACTIVE and _ACTIVE[-1] is self:
+            _ACTIVE.pop()
+        print(f"Interrupted: the sweep in {self.sweep_dir} stopped; its runs are KILLED with every finished "
+              f"epoch. Continue it with: {self._command}", file=sys.stderr)
 
     def on_multirun_end(self, config, **kwargs):
+        if _ACTIVE and _ACTIVE[-1] is self:
+            _ACTIVE.pop()
+        reason = self._control / "reason"
+        if reason.exists():  # a job stopped the sweep (e.g. its data cannot be had)
+            if self.parent_id is not None:
+                self.client.set_terminated(self.parent_id, "FAILED")
+                self.parent_id = None
+            sys.exit(reason.read_text().strip())
+        if (self._control / STOPPING).exists():
+            self.close_interrupted()
+            sys.exit(130)
         if self.parent_id is None:
             return
         children = self.client.search_runs(
@@ -137,7 +276,7 @@ class MlflowSweepCallback(Callback):
         # when a job raises), so the parent must not stay RUNNING.
         if self.parent_id is None:
             return
-        interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+        interrupted = (self._control / STOPPING).exists() or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FAILED")
         self.parent_id = None
 
