@@ -14,7 +14,7 @@ from kerastrack.config import check_config, check_monitors, group_choices, monit
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
-from kerastrack.signals import Interrupted, sigterm_as_interrupt
+from kerastrack.signals import Interrupted, interrupted, sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -58,9 +58,10 @@ def train(cfg):
             _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
             with _devices(cfg):
                 return _train(cfg, tracker, resumed, output_dir)
-    except KeyboardInterrupt:
-        # What became of the run, for the one line train.py prints.
-        raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
+    except BaseException as exc:
+        if interrupted(exc):  # what became of the run, for the one line train.py prints
+            raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
+        raise
 
 
 def _train(cfg, tracker, resumed, output_dir):

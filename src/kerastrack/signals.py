@@ -28,6 +28,19 @@ class Interrupted(KeyboardInterrupt):
         self.epochs = epochs
 
 
+def interrupted(exc):
+    """Whether ``exc`` is an interrupt, or an error an interrupt caused: Ctrl-C lands
+    anywhere, and TensorFlow turns one raised inside its device scope into "RuntimeError:
+    Exiting device scope without proper scope nesting" (the interrupt is its context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
-from kerastrack.signals import signals_deferred, signals_held
+from kerastrack.signals import interrupted, signals_deferred, signals_held
 
 DEFAULT_EXPERIMENT = "kerastrack"
 log = logging.getLogger(__name__)
@@ -43,11 +43,8 @@ class NullTracker:
         self.status = None
         try:
             yield self
-        except KeyboardInterrupt:
-            self.status = "KILLED"
-            raise
-        except BaseException:
-            self.status = "FAILED"
+        except BaseException as exc:
+            self.status = "KILLED" if interrupted(exc) else "FAILED"
             raise
         self.status = "FINISHED"
 
@@ -373,11 +370,10 @@ class MlflowTracker(NullTracker):
             raise
         try:
             yield self
-        except KeyboardInterrupt:
-            self._end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
-            raise
         except BaseException as exc:  # noqa: BLE001 - whatever it is, the run must not stay RUNNING
-            if type(exc).__name__ == "TrialPruned":  # optuna's: a search stopped it on purpose
+            if interrupted(exc):
+                self._end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
+            elif type(exc).__name__ == "TrialPruned":  # optuna's: a search stopped it on purpose
                 self._end("KILLED", type(exc).__name__, str(exc) or "pruned by the search", pruned=True)
             else:
                 self._end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
@@ -419,7 +415,9 @@ class MlflowTracker(NullTracker):
                 client.delete_tag(run_id, tag)
         mlflow.set_tags({
             "resume.count": str(int(previous.get("resume.count", "0")) + 1),
-            "resume.last_error": f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"[:5000],
+            "resume.last_error": (f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"
+                                  if run.info.status != "RUNNING" else
+                                  "RUNNING: killed hard (the process ended without closing the run)")[:5000],
         })
 
     def get_run(self, run_id):

@@ -329,13 +329,14 @@ def offline_run(close):
     error_type, message, trace, pruned)`` records it (in the spool)."""
     import traceback
 
+    from kerastrack.signals import interrupted
+
     try:
         yield
-    except KeyboardInterrupt:
-        close("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
-        raise
     except BaseException as exc:  # noqa: BLE001 - whatever it is, the run must not stay RUNNING
-        if type(exc).__name__ == "TrialPruned":
+        if interrupted(exc):
+            close("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
+        elif type(exc).__name__ == "TrialPruned":
             close("KILLED", type(exc).__name__, str(exc) or "pruned by the search", pruned=True)
         else:
             close("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
