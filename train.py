@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import DivergedError, train
+from kerastrack.secrets import mask_text
 
 log = logging.getLogger("kerastrack")
 
@@ -41,7 +42,7 @@ def main(cfg: DictConfig) -> float:
         if isinstance(exc, (ConfigError, DivergedError)):
             # One clear line instead of a traceback: the message names the key, the value
             # and what would work. Exits non-zero.
-            sys.exit(f"Error: {exc}")
+            sys.exit(f"Error: {mask_text(str(exc))}")
         raise
 
 
