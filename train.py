@@ -23,6 +23,7 @@ try:
 
     from kerastrack.errors import ConfigError, DataUnavailable
     from kerastrack.pipeline import DivergedError, train
+    from kerastrack.secrets import mask_text
     from kerastrack.tracking import sweep
 except KeyboardInterrupt:
     print(NOTHING_RECORDED, file=sys.stderr)
@@ -44,7 +45,7 @@ def main(cfg: DictConfig) -> float:
     except (ConfigError, DivergedError) as exc:
         # One clear line instead of a traceback: the message names the key, the value
         # and what would work. Exits non-zero.
-        sys.exit(f"Error: {exc}")
+        sys.exit(f"Error: {mask_text(str(exc))}")
 
 
 def _sweep_job(cfg):

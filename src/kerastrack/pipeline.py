@@ -9,7 +9,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kerastrack import plots, resume
+from kerastrack import plots, resume, secrets
 from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head, resolve_metrics
@@ -151,7 +151,8 @@ def _log_missing_epochs(tracker, saved, on_record):
 def _command_line_overrides():
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    # As typed: "+api_token=${oc.env:MY_TOKEN}" is not resolved (without MY_TOKEN, resolving fails).
+    return OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) if HydraConfig.initialized() else []
 
 
 def _resumed_config(recorded, current):
@@ -160,7 +161,10 @@ def _resumed_config(recorded, current):
     cfg.trainer.verbose = current.trainer.verbose
     cfg.threads = current.get("threads")
     cfg.resume = current.resume
-    return cfg
+    # Secrets: state/config.yaml keeps them masked; this invocation gives them again. The
+    # tracker is this invocation's (a neutral key), so its config goes with it.
+    cfg.tracking = current.tracking
+    return secrets.unmask(cfg, current, f"{resume.STATE_DIR}/config.yaml")
 
 
 def _output_dir(path):
@@ -282,9 +286,9 @@ def _plain_config(cfg):
 def _log_setup(tracker, cfg, data, output_dir):
     from hydra.core.hydra_config import HydraConfig
 
-    from kerastrack.tracking import code_dir, flatten_config, git_state, mask_secrets
+    from kerastrack.tracking import code_dir, flatten_config, git_state
 
-    plain = OmegaConf.create(mask_secrets(OmegaConf.to_container(_plain_config(cfg), resolve=True)))
+    plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(_plain_config(cfg), resolve=True)))
     tracker.log_params(flatten_config(plain))
     tracker.log_params({
         "dataset.task": data.task, "dataset.num_classes": data.num_classes,
@@ -293,7 +297,7 @@ def _log_setup(tracker, cfg, data, output_dir):
         "distribute.num_replicas": _num_replicas(),
     })
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
-    overrides = [_mask_override(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
+    overrides = [secrets.mask_override(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
     tracker.log_text(OmegaConf.to_yaml(overrides), "config/overrides.yaml")
     git = git_state(code_dir())
     if git:
@@ -307,13 +311,6 @@ def _num_replicas():
     import tensorflow as tf
 
     return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _mask_override(override):
-    from kerastrack.tracking import MASK, SECRET_KEY
-
-    key, sep, _ = override.partition("=")
-    return f"{key}{sep}{MASK}" if sep and SECRET_KEY.search(key.rsplit(".", 1)[-1]) else override
 
 
 class _Summary:

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import mask_text
 
 MODES = ("auto", "min", "max")
 DDOF = 1
@@ -148,7 +149,7 @@ def main(argv=None):
     try:
         return _run(args)
     except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {mask_text(str(exc))}", file=sys.stderr)  # e.g. a --tracking-uri with a password
         return 2
 
 

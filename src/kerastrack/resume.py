@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kerastrack.callbacks import TrainingState
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import is_masked, is_secret_key, mask_override, mask_secrets, mask_value
 
 log = logging.getLogger(__name__)
 STATE_DIR = "state"
@@ -42,7 +43,7 @@ def experiment_config(cfg):
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
-    return container
+    return mask_secrets(container)  # the hash goes on record: it must not reveal a credential either
 
 
 def config_hash(cfg):
@@ -56,7 +57,9 @@ def save_run_info(output_dir, cfg, choices, run_id):
     state = Path(output_dir) / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
-    _write_atomic(state / "config.yaml", OmegaConf.to_yaml(plain, resolve=True))
+    # No credentials on disk: resuming takes the masked values from the new invocation.
+    masked = mask_secrets(OmegaConf.to_container(plain, resolve=True))
+    _write_atomic(state / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(masked)))
     info = {"run_id": run_id, "choices": choices, "host": socket.gethostname(), "pid": os.getpid()}
     _write_atomic(state / "run.json", json.dumps(info, indent=1))
 
@@ -376,17 +379,21 @@ def _check_overrides(config, current, overrides, target):
     for key in keys:
         if any(key == k or key.startswith(f"{k}.") for k in NEUTRAL_KEYS) or key.startswith("hydra"):
             continue
+        if is_secret_key(key):  # masked in the state, see below
+            continue
         if key in recorded_choices or key in current_choices:
             recorded, value = recorded_choices.get(key), current_choices.get(key)
         else:
             recorded = OmegaConf.select(config, key, default="<absent>")
             value = OmegaConf.select(current, key, default="<absent>")
+        if is_masked(recorded):  # a secret: pipeline._resumed_config takes (and checks) this invocation's
+            continue
         if recorded != value:
-            changed.append(f"{key}={value} (the run has {recorded})")
+            changed.append(f"{key}={mask_value(key, value)} (the run has {mask_value(key, recorded)})")
     if changed:
         raise ConfigError(
             f"resume continues run {target} with its own config; these overrides would change the experiment: "
-            f"{'; '.join(changed)}. Drop them, or start a new run. Received: {' '.join(overrides)}")
+            f"{'; '.join(changed)}. Drop them, or start a new run. Received: {' '.join(map(mask_override, overrides))}")
 
 
 def _write_atomic(path, text):

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import mask_text, mask_uri
 from kerastrack.tracking import resolve_tracking_uri
 from kerastrack.tracking.server import LOOPBACK, MlflowServer
 
@@ -92,13 +93,13 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     code = 1
     try:
-        print(f"Starting the MLflow UI on {uri} ...", file=out, flush=True)
+        print(f"Starting the MLflow UI on {mask_uri(uri)} ...", file=out, flush=True)
         server.start()
         print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", file=out, flush=True)
         returncode = server.process.wait()
-        print(f"Error: mlflow server exited with code {returncode}:\n{_tail(log.name)}", file=sys.stderr)
+        print(f"Error: mlflow server exited with code {returncode}:\n{mask_text(_tail(log.name))}", file=sys.stderr)
     except (RuntimeError, TimeoutError) as exc:
-        print(f"Error: {exc}\n{_tail(log.name)}", file=sys.stderr)
+        print(f"Error: {mask_text(str(exc))}\n{mask_text(_tail(log.name))}", file=sys.stderr)
     except (_Stop, KeyboardInterrupt):
         code = 0
     finally:
@@ -140,14 +141,15 @@ def main(argv=None):
         uri = store_uri(args.backend_store_uri)
         if uri is None:
             url = resolve_tracking_uri(args.backend_store_uri)
+            url = mask_uri(url)
             print(f"The store is the tracking server {url}; its UI is already there: open {url}")
             return 0
         check_port(args.host, args.port)
     except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {mask_text(str(exc))}", file=sys.stderr)
         return 2
     if not is_loopback(args.host):
-        print(f"Warning: --host {args.host} makes the UI, and every run in {uri}, reachable from the network "
+        print(f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from the network "
               "without authentication.", file=sys.stderr)
     return serve(uri, args.host, args.port)
 

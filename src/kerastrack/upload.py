@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import mask_text
 
 
 def main(argv=None):
@@ -23,7 +24,7 @@ def main(argv=None):
         try:
             upload_dir(directory, args.tracking_uri)
         except ConfigError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            print(f"Error: {mask_text(str(exc))}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 

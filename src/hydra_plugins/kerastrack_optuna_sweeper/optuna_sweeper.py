@@ -28,6 +28,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import mask_override, mask_uri
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ class KerastrackOptunaSweeper(Sweeper):
             log.warning("Optuna study '%s': no trial completed (%s)", study.study_name, counts)
             return None
         result = {
-            "study_name": study.study_name, "storage": self.storage, "direction": self.direction,
+            "study_name": study.study_name, "storage": mask_uri(self.storage), "direction": self.direction,
             "trials": counts, "best_trial": best.number, "best_value": best.value, "best_params": best.params,
             "best_overrides": " ".join(f"{k}={format_value(v)}" for k, v in best.params.items()),
         }
@@ -313,6 +314,7 @@ def default_study_name(task_overrides):
     """The command's overrides, sorted: the same command names the same study.
 
     ``hydra.*`` overrides (``hydra.sweeper.n_trials=40``) are not task overrides, so
-    asking for more trials resumes the study.
+    asking for more trials resumes the study. Secrets are masked (the name is stored, logged,
+    and passed to every job).
     """
-    return " ".join(sorted(str(o).lstrip("+") for o in task_overrides)) or "kerastrack"
+    return " ".join(sorted(mask_override(str(o)).lstrip("+") for o in task_overrides)) or "kerastrack"

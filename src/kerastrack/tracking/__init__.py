@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import platform
-import re
 import subprocess
 import traceback
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import urlparse
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.secrets import MASK, SECRET_KEY, has_password, mask_secrets, mask_text, mask_uri, mask_value  # noqa: F401 - re-exported
 from kerastrack.signals import interrupted, signals_deferred, signals_held
 
 DEFAULT_EXPERIMENT = "kerastrack"
@@ -209,25 +209,8 @@ def _check_scheme(uri):
         raise ConfigError(
             f"tracking.tracking_uri has an unknown scheme '{scheme}'; MLflow knows "
             f"{', '.join(schemes)} (e.g. sqlite:///mlflow.db, http://127.0.0.1:5000). "
-            f"Received: tracking.tracking_uri={uri}"
+            f"Received: tracking.tracking_uri={mask_uri(uri)}"
         )
-
-
-# Config keys whose values are credentials: never sent to the store (params or artifacts).
-SECRET_KEY = re.compile(
-    r"(^|[_.-])(password|passwd|secret|token|api[_-]?key|access[_-]?key|credentials?|private[_-]?key)($|[_.-])",
-    re.IGNORECASE,
-)
-MASK = "***"
-
-
-def mask_secrets(node):
-    """A copy of a plain (resolved) config with credential-like keys' values masked."""
-    if isinstance(node, dict):
-        return {k: MASK if SECRET_KEY.search(str(k)) and v is not None else mask_secrets(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [mask_secrets(v) for v in node]
-    return node
 
 
 def flatten_config(cfg, prefix=""):
@@ -313,6 +296,8 @@ class MlflowTracker(NullTracker):
             from kerastrack.tracking.spool import bound_http_retries, check_server
 
             bound_http_retries()
+            if has_password(self.tracking_uri):  # MLflow prints "View run ... at: <the URI>" otherwise
+                os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             if not offline:
                 check_server(self.tracking_uri)
 
@@ -385,7 +370,7 @@ class MlflowTracker(NullTracker):
                 on_server = self._end_run("FINISHED")
                 if on_server:
                     log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
-                             active.info.run_name, self.tracking_uri, self.experiment_name)
+                             active.info.run_name, mask_uri(self.tracking_uri), self.experiment_name)
 
     def _start_run(self, run_name, tags, run_id):
         import mlflow
@@ -482,7 +467,8 @@ class MlflowTracker(NullTracker):
             return {}, None
         hydra = HydraConfig.get()
         keys = json.loads(parent.data.tags.get("sweep.keys", "[]"))
-        values = {k: o.get_value_element_as_str() for k, o in parse_overrides(hydra.overrides.task) if k in keys}
+        values = {k: mask_value(k, o.get_value_element_as_str())
+                  for k, o in parse_overrides(hydra.overrides.task) if k in keys}
         tags = {"mlflow.parentRunId": parent.info.run_id, "sweep.role": "child",
                 "sweep.job": str(hydra.job.num), "sweep.values": json.dumps(values)}
         return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
@@ -491,10 +477,11 @@ class MlflowTracker(NullTracker):
         with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
             # Best effort: if the store itself is what failed, still try to close the run.
             with contextlib.suppress(Exception):
-                tags = {"error.type": error_type, "error.message": message[:5000]}
+                # MLflow's errors name the URL they called, password included.
+                tags = {"error.type": error_type, "error.message": mask_text(message)[:5000]}
                 self.set_tags({**tags, "pruned": "true"} if pruned else tags)
                 if trace:
-                    self.log_text(trace, "error/traceback.txt")
+                    self.log_text(mask_text(trace), "error/traceback.txt")
             self._end_run(status)
 
     # -- the server may be away: every call goes through the outbox (tracking.spool) --
@@ -509,7 +496,8 @@ class MlflowTracker(NullTracker):
 
         from kerastrack.tracking.spool import Outbox
 
-        meta = {"tracking_uri": self.tracking_uri, "experiment_name": self.experiment_name,
+        # The spool keeps no password: the upload takes it from the environment (or --tracking-uri).
+        meta = {"tracking_uri": mask_uri(self.tracking_uri), "experiment_name": self.experiment_name,
                 "run_id": self.run_id, "run_name": run_name, **meta}
         self._outbox = Outbox(self._spool(), meta, lambda: mlflow.MlflowClient(self.tracking_uri),
                               offline=self.offline)
@@ -545,11 +533,11 @@ class MlflowTracker(NullTracker):
         spool = self._outbox.spool.directory
         if self.offline:
             log.info("Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
-                     self._outbox.meta["run_name"], status, spool, self.tracking_uri, UPLOAD_COMMAND, spool)
+                     self._outbox.meta["run_name"], status, spool, mask_uri(self.tracking_uri), UPLOAD_COMMAND, spool)
             return False
         log.warning("MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
                     "status are in %s. Upload them (the run stays RUNNING on the server until then) with: %s %s",
-                    self.run_id, self._outbox.meta["run_name"], status, self.tracking_uri,
+                    self.run_id, self._outbox.meta["run_name"], status, mask_uri(self.tracking_uri),
                     spool, UPLOAD_COMMAND, spool)
         return False
 

@@ -8,7 +8,6 @@ stopped by signalling the whole process group, never only its pid.
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -16,6 +15,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from kerastrack.secrets import mask_uri
 
 LOOPBACK = "127.0.0.1"
 
@@ -89,7 +90,7 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                command = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", " ".join(self.command()))  # no passwords
+                command = " ".join(mask_uri(arg) for arg in self.command())
                 raise RuntimeError(f"mlflow server exited with code {self.process.returncode}: "
                                    f"{command} (log: {self.log_file or 'discarded'})")
             if self.healthy():

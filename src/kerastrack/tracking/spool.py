@@ -24,6 +24,8 @@ import shutil
 import time
 from pathlib import Path
 
+from kerastrack.secrets import drop_password, has_password, is_masked, mask_text, mask_uri
+
 log = logging.getLogger(__name__)
 SPOOL_DIRNAME = "mlflow-spool"
 UPLOAD_COMMAND = "python -m kerastrack.upload"
@@ -295,7 +297,7 @@ class Outbox:
             return True
         try:
             upload(self.spool, self.client_factory(), log_progress=log.info)
-            log.warning("MLflow server %s is back: the spooled calls are uploaded", self.meta["tracking_uri"])
+            log.warning("MLflow server %s is back: the spooled calls are uploaded", mask_uri(self.meta["tracking_uri"]))
             self.down_until = None
             return True
         except Exception as exc:
@@ -309,7 +311,7 @@ class Outbox:
         if not self.warned:
             self.warned = True
             log.warning("MLflow server %s unreachable (%s): training goes on, and what cannot be sent "
-                        "is kept in %s; upload it later with: %s %s", self.meta["tracking_uri"],
+                        "is kept in %s; upload it later with: %s %s", mask_uri(self.meta["tracking_uri"]),
                         _short(exc), self.spool.directory, UPLOAD_COMMAND, self.spool.directory)
 
     def _spool(self, op):
@@ -319,7 +321,7 @@ class Outbox:
 
 
 def _short(exc):
-    text = " ".join(str(exc).split())
+    text = mask_text(" ".join(str(exc).split()))  # MLflow's errors name the URL called, password included
     return text if len(text) < 300 else text[:300] + "..."
 
 
@@ -345,9 +347,16 @@ def offline_run(close):
         close("FINISHED")
 
 
-def check_server(uri, timeout=5):
+def check_server(uri, timeout=5, key="tracking.tracking_uri", credentials=None):
     """Raises ConfigError unless the tracking server at ``uri`` answers an API call within
-    ``timeout`` seconds (one try: this runs before any training, and the user waits)."""
+    ``timeout`` seconds (one try: this runs before any training, and the user waits).
+
+    Args:
+        uri: The server.
+        timeout: Seconds to wait for the answer.
+        key: The setting the URI came from, for the messages.
+        credentials: How to give credentials, for the message when the server wants them.
+    """
     import requests
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
@@ -358,7 +367,8 @@ def check_server(uri, timeout=5):
              "sqlite:///mlflow.db --host 127.0.0.1 --port 5000`, or train without it: tracking.offline=true "
              f"(kept in <output_dir>/{SPOOL_DIRNAME}, uploaded later with `{UPLOAD_COMMAND} <output_dir>`) "
              "or tracking=none (nothing recorded).")
-    received = f"Received: tracking.tracking_uri={uri}"
+    shown = mask_uri(uri)
+    received = f"Received: {key}={shown}"
     try:
         response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "POST",
                                 max_retries=0, timeout=timeout, raise_on_status=False, json={"max_results": 1})
@@ -372,19 +382,22 @@ def check_server(uri, timeout=5):
                 reason = "connection refused" if "refused" in str(cause).lower() else f"connection failed ({_short(cause)})"
                 break
             cause = cause.__cause__ or cause.__context__
-        raise ConfigError(f"the MLflow tracking server at {uri} is unreachable: {reason}. {start} {received}") from None
+        raise ConfigError(f"the MLflow tracking server at {shown} is unreachable: {reason}. {start} {received}") from None
     if response.status_code in (401, 403):
         raise ConfigError(
-            f"the MLflow tracking server at {uri} needs credentials (HTTP {response.status_code}): set "
-            f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the "
-            f"environment. {received}")
+            f"the MLflow tracking server at {shown} needs credentials (HTTP {response.status_code}): "
+            f"{credentials or 'set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment.'} "
+            f"{received}")
     if response.status_code != 200:
-        raise ConfigError(f"the MLflow tracking server at {uri} answered HTTP {response.status_code} "
+        raise ConfigError(f"the MLflow tracking server at {shown} answered HTTP {response.status_code} "
                           f"({_short(response.text)}) instead of working. {start} {received}")
 
 
 def upload_dir(path, tracking_uri=None, log_progress=print):
     """Uploads the spool in ``path`` (a run's output dir or its spool dir).
+
+    The spool keeps the run's URI without its password: the credentials then come from
+    the environment (MLFLOW_TRACKING_USERNAME/PASSWORD, PGPASSWORD, ...), or ``tracking_uri``.
 
     Args:
         path: The directory.
@@ -409,12 +422,19 @@ def upload_dir(path, tracking_uri=None, log_progress=print):
                           f"or its {SPOOL_DIRNAME} dir. Received: path={path}")
     meta, state = spool.meta(), spool.state()
     uri = tracking_uri or meta["tracking_uri"]
+    if is_masked(uri):  # the masked password is no password: the environment gives the real one
+        uri = drop_password(uri)
+    shown = mask_uri(uri)
     if not spool.pending():
-        log_progress(f"{spool.directory}: nothing left to upload (run {state['run_id'] or meta['run_id']}, {uri})")
+        log_progress(f"{spool.directory}: nothing left to upload (run {state['run_id'] or meta['run_id']}, {shown})")
         return None
     if urlparse(uri).scheme in ("http", "https"):
         bound_http_retries()
-        check_server(uri)
+        if has_password(uri):  # MLflow prints "View run ... at: <the URI>" otherwise
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        check_server(uri, key="tracking_uri", credentials=(
+            "the spool keeps no password: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+            "MLFLOW_TRACKING_TOKEN) in the environment, or pass --tracking-uri http://USER:PASSWORD@host:port."))
         import mlflow
 
         client = mlflow.MlflowClient(uri)
@@ -425,7 +445,7 @@ def upload_dir(path, tracking_uri=None, log_progress=print):
     except Exception as exc:
         if not unreachable(exc):
             raise
-        raise ConfigError(f"the upload to {uri} stopped, the server went away ({_short(exc)}); what was sent "
+        raise ConfigError(f"the upload to {shown} stopped, the server went away ({_short(exc)}); what was sent "
                           f"is marked: run the command again to send the rest. Received: path={path}") from None
-    log_progress(f"{spool.directory}: everything uploaded to run {run_id} at {uri}")
+    log_progress(f"{spool.directory}: everything uploaded to run {run_id} at {shown}")
     return run_id

@@ -31,6 +31,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from kerastrack.secrets import mask_override, mask_uri
+
 log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
 STOPPING = "stopping"
@@ -187,10 +189,10 @@ class MlflowSweepCallback(Callback):
                 experiment.experiment_id,
                 run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
                 tags={"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": self.sweep_dir,
-                      "sweep.overrides": " ".join(overrides)[:5000]},
+                      "sweep.overrides": " ".join(mask_override(o) for o in overrides)[:5000]},
             ).info.run_id
         self.experiment_id = experiment.experiment_id
-        log.info("MLflow parent run %s (%s)", self.parent_id, tracker.tracking_uri)
+        log.info("MLflow parent run %s (%s)", self.parent_id, mask_uri(tracker.tracking_uri))
         atexit.register(self._close_if_open)
 
     def _on_interrupt(self, signum, frame):
