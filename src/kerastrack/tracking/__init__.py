@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import traceback
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -141,11 +142,13 @@ def open_store(uri):
     with contextlib.chdir(directory):
         if database is not None and not database.exists():
             _create_sqlite_store(database)
-        client = mlflow.MlflowClient(uri)
         try:
+            client = mlflow.MlflowClient(uri)
             client.search_experiments(max_results=1)
         except Exception as exc:
-            if database is not None and "already exists" in str(exc):
+            # Migrations that collide with what is there ("table ... already exists",
+            # "duplicate column name"): the schema is half made.
+            if database is not None and re.search(r"already exists|duplicate column", str(exc)):
                 raise ConfigError(
                     f"the MLflow store {database} was left half-created (its first run was interrupted while it "
                     f"created the tables, with an older kerastrack) and cannot be opened. If it holds no runs you "
@@ -182,8 +185,10 @@ def _create_sqlite_store(database):
     with FileLock(f"{database}.lock"), signals_deferred():
         if database.exists():  # another process made it while this one waited
             return
-        building = database.with_name(f".{database.name}.creating")
-        building.unlink(missing_ok=True)
+        for leftover in database.parent.glob(f".{database.name}.creating-*"):  # a creator killed hard
+            leftover.unlink(missing_ok=True)
+        # A name of its own: MLflow caches a store per URI, tables and all.
+        building = database.with_name(f".{database.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
             _dispose_engine(f"sqlite:///{building}")
