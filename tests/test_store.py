@@ -62,7 +62,7 @@ def test_a_store_half_created_by_an_older_version_is_one_error_saying_what_to_do
     with pytest.raises(KeyboardInterrupt):
         mlflow.MlflowClient(f"sqlite:///{database}").search_experiments()
     monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
-    with pytest.raises(ConfigError, match=rf"the MLflow store {database} was left half-created .* rm {database}"):
+    with pytest.raises(ConfigError, match=rf"the MLflow store {database} was left half-created .*\(rm {database}\)"):
         open_store(f"sqlite:///{database}")
 
 
