@@ -66,6 +66,7 @@ def test_every_option_trains_with_default_callbacks_and_a_logged_model(row, make
     shape = model.metadata.get_input_schema().inputs[0].shape  # (-1, *one sample)
     assert len(np.asarray(model.predict(np.zeros((2, *shape[1:]), "float32")))) == 2
 
+
 def test_tracking_none_and_distribute_mirrored_train(make_cfg):
     # distribute=mirrored on the logical CPUs this process has (one, unless logical_cpus).
     assert math.isfinite(train(make_cfg("tracking=none", "distribute=mirrored", "data.limit=60")))
