@@ -135,17 +135,72 @@ BAD = [
     (["scheduler=cosine", "callbacks=[default,reduce_lr_on_plateau]"], "ReduceLROnPlateau) cannot change the learning rate of a schedule"),
     (["data=csv", "data.path=/no/such.csv", "data.target=y"], "data.path: no such file. Received: data.path=/no/such.csv"),
     (["tracking.tracking_uri=foo://bar"], "tracking.tracking_uri has an unknown scheme 'foo'"),
-    (["seed=-1"], "seed must be an integer >= 0"),
+    (["seed=-1"], "seed must be an integer in [0, 4294967295]. Received: seed=-1"),
     (["+optimizer.lr=0.1"], "optimizer: "),
     (["paths.output_dir=/dev/null/out"], "the output dir cannot be written (Not a directory)"),
     (["resume=0123abcd"], "resume: no run 0123abcd in sqlite:///"),
+    # Gaps found by trying train.py as a new user would; {tmp} holds the CSVs of csv_files.
+    (["model.hidden_units=64"], "model.hidden_units must be a list of integers >= 1, one per layer, e.g. [128] or [256, 128]. Received: model.hidden_units=64"),
+    (["model.hidden_units=[0]"], "Received: model.hidden_units=[0]"),
+    (["model.hidden_units=[-5]"], "model.hidden_units must be a list of integers >= 1"),
+    (["model.hidden_units=[64.5]"], "model.hidden_units must be a list of integers >= 1"),
+    (["model.hidden_units=[a]"], "Received: model.hidden_units=['a']"),
+    (["model.hidden_units=null"], "model.hidden_units must be a list of integers >= 1"),
+    (["model=cnn", "model.kernel_size=0"], "model.kernel_size must be an integer > 0. Received: model.kernel_size=0"),
+    (["model=cnn", "model.filters=[0]"], "model.filters must be a list of integers >= 1"),
+    (["model=cnn", "model.dense_units=-1"], "model.dense_units must be an integer > 0"),
+    (["+model.foo=1"], "model.foo is not an argument of model=mlp; it takes hidden_units, activation, dropout, l1, l2. Received: model.foo=1"),
+    (["data=iris", "model=cnn"], "model=cnn needs image data of shape (height, width, channels); data=iris is tabular"),
+    (["data=csv"], "data.path must be given: data=csv has no default for it (see conf/data/csv.yaml). Received: data.path=???"),
+    (["data=csv", "data.path={tmp}/inf.csv"], "data.target must be given"),
+    (["data=iris", "trainer.validation_split=0.999"], "trainer.validation_split leaves no sample to train on"),
+    (["data=iris", "trainer.validation_split=0.999", "trainer.batch_size=full"], "trainer.validation_split leaves no sample to train on"),
+    (["seed=99999999999999999999"], "seed must be an integer in [0, 4294967295]. Received: seed=99999999999999999999"),
+    (["data.seed=abc"], "data.seed must be an integer in [0, 4294967295]. Received: data.seed=abc"),
+    (["scheduler=piecewise", "scheduler.boundary_epochs=[15,10]"], "scheduler.boundary_epochs must be a non-empty list of increasing epochs > 0, e.g. [10, 15]. Received: scheduler.boundary_epochs=[15, 10]"),
+    (["scheduler=piecewise", "scheduler.boundary_epochs=[]", "scheduler.values=[0.1]"], "scheduler.boundary_epochs must be a non-empty list"),
+    (["scheduler=piecewise", "scheduler.boundary_epochs=[0,5]"], "scheduler.boundary_epochs must be a non-empty list of increasing epochs > 0"),
+    (["scheduler=step", "scheduler.decay_epochs=0.01"], "scheduler.decay_epochs is less than one optimizer step (34 steps per epoch); use at least 0.0294 epochs. Received: scheduler.decay_epochs=0.01"),
+    (["callbacks.early_stopping.mode=maxx"], "callbacks.early_stopping.mode must be one of auto, min, max. Received: callbacks.early_stopping.mode=maxx"),
+    (["callbacks.early_stopping.patience=1.5"], "callbacks.early_stopping.patience must be an integer >= 0"),
+    (["trainer.shuffle=maybe"], "trainer.shuffle must be true or false. Received: trainer.shuffle=maybe"),
+    (["trainer.verbose=true"], "trainer.verbose must be 0, 1 or 2"),
+    (["loss=sparse_categorical_crossentropy", "trainer.metrics=[top_k_categorical_accuracy]"], "trainer.metrics: top_k_categorical_accuracy does not fit this loss's targets (integer, 10 outputs)"),
+    (["data=diabetes", "loss=mse", "trainer.metrics=[precision]"], "trainer.metrics: precision needs a classification data set"),
+    (["data=csv", "data.path={tmp}", "data.target=y"], "data.path: csvs is not a file. Received: data.path="),
+    (["data=csv", "data.path={tmp}/one_class.csv", "data.target=y"], "data.target: column 'y' holds a single class (1); classification needs at least 2. Received: data.target=y"),
+    (["data=csv", "data.path={tmp}/inf.csv", "data.target=y"], "data.path: column b of "),
+    (["data=csv", "data.path={tmp}/inf_target.csv", "data.target=y", "data.task=regression", "loss=mse"], "data.path: column y of "),
+    (["data=csv", "data.path={tmp}/only_target.csv", "data.target=y"], "has no feature columns besides the target"),
+    (["data=csv", "data.path={tmp}/three.csv", "data.target=y", "data.task=binary"], "data.task: binary needs exactly 2 classes; column 'y' has 3"),
+    (["data=csv", "data.path={tmp}/text.csv", "data.target=y", "data.task=regression", "loss=mse"], "data.task: regression needs a numeric target"),
+    (["data=fashion_mnist", "data.path={tmp}/inf.csv"], "data.path: inf.csv is not a directory"),
 ]
 
 
+@pytest.fixture
+def csv_files(tmp_path):
+    """Small CSVs that are wrong in one way each, in a folder of their own."""
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    rows = range(40)
+    files = {
+        "one_class.csv": "a,b,y\n" + "".join(f"{i},{i % 3},1\n" for i in rows),
+        "inf.csv": "a,b,y\n" + "".join(f"{i},{'inf' if i == 5 else i % 3},{i % 2}\n" for i in rows),
+        "inf_target.csv": "a,b,y\n" + "".join(f"{i},{i % 3},{'-inf' if i == 4 else i * 0.37}\n" for i in rows),
+        "only_target.csv": "y\n" + "".join(f"{i % 2}\n" for i in rows),
+        "three.csv": "a,b,y\n" + "".join(f"{i},{i % 5},{'abc'[i % 3]}\n" for i in rows),
+        "text.csv": "a,b,y\n" + "".join(f"{i},{i % 5},v{i}\n" for i in rows),
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
 @pytest.mark.parametrize("overrides, message", BAD, ids=[" ".join(o) for o, _ in BAD])
-def test_bad_input_is_refused_before_any_run(overrides, message, make_cfg, runs):
+def test_bad_input_is_refused_before_any_run(overrides, message, make_cfg, runs, csv_files):
     with pytest.raises(ConfigError) as error:
-        train(make_cfg(*overrides))
+        train(make_cfg(*(o.format(tmp=csv_files) for o in overrides)))
     assert message in str(error.value)
     assert "\n" not in str(error.value) and "ConfigError(" not in str(error.value)
     assert runs() == [], "bad input must not leave a run in the store"
@@ -192,3 +247,13 @@ def test_csv_without_the_target_column_lists_the_columns(make_cfg, tmp_path, run
     with pytest.raises(ConfigError, match=r"data.target: no column 'y'.*a, b, label"):
         train(make_cfg("data=csv", f"data.path={path}", "data.target=y"))
     assert runs() == []
+
+
+@pytest.mark.parametrize("override, key", [("optimizer.learning_rate=1", "optimizer.learning_rate"),
+                                           ("optimizer=momentum optimizer.momentum=0", "optimizer.momentum")])
+def test_an_integer_for_a_float_argument_is_taken_as_the_float(override, key, make_cfg, runs):
+    # Keras refuses Adam(learning_rate=1) and SGD(momentum=0); the user meant 1.0 and 0.0.
+    train(make_cfg(*override.split(), "callbacks=none"))
+    (run,) = runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.params[key] == str(float(override.rsplit("=", 1)[1]))

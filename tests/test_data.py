@@ -482,3 +482,34 @@ def test_sklearn_configs_instantiate(name):
     ds = instantiate(cfg.data)
     assert isinstance(ds, data.Dataset)
     assert_same(ds, getattr(data, name)(seed=5))
+
+
+@pytest.mark.parametrize("name, how", [
+    ("fashion_mnist", "install it with `apt-get install dataset-fashion-mnist`, or give local files in Keras' format with data.path="),
+    ("mnist", "give local files in Keras' format with data.path=... (a local mnist.npz"),
+    ("cifar10", "give local files in Keras' format with data.path=... (an extracted cifar-10-batches-py"),
+], ids=["fashion_mnist", "mnist", "cifar10"])
+def test_a_keras_data_set_that_cannot_be_had_says_how_to_get_it(name, how, make_cfg, runs, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import keras.src.backend.config as keras_config  # where keras.utils.get_file caches
+
+    from kerastrack.errors import DataUnavailable
+    from kerastrack.pipeline import train
+
+    monkeypatch.setattr(keras_config, "keras_home", lambda: str(tmp_path / "keras-home"))  # nothing cached
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+
+    def offline(*args, **kwargs):  # the test must not download 30-170 MB where there is a network
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    start = time.monotonic()
+    with pytest.raises(DataUnavailable) as error:
+        train(make_cfg(f"data={name}"))
+    message = str(error.value)
+    assert f"data={name} is not on this machine and cannot be downloaded (" in message and how in message
+    assert message.endswith("Received: data.path=null") and "\n" not in message and len(message) < 400
+    assert time.monotonic() - start < 30
+    assert runs() == []

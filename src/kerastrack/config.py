@@ -6,8 +6,9 @@ here by argument name, in every group: an option added later with the same Keras
 argument names gets the same checks without code.
 """
 
+import inspect
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -66,12 +67,29 @@ RANGES = {
     "min_lr": _NON_NEGATIVE,
     "cooldown": _NON_NEGATIVE,
     "threshold": _POSITIVE,
+    "values": _POSITIVE,  # a piecewise schedule's rates
+    "kernel_size": _POSITIVE,
+    "dense_units": _POSITIVE,
+    "units": _POSITIVE,
+    "hidden_units": _POSITIVE,
+    "filters": _POSITIVE,
+    "start_from_epoch": _NON_NEGATIVE,
 }
+# Arguments Keras wants as integers (a layer's units, a number of epochs to wait).
+INTEGERS = {"kernel_size", "dense_units", "units", "patience", "cooldown", "start_from_epoch"}
+# Arguments that are lists of integers, one per layer; [] is no such layer.
+INTEGER_LISTS = {"hidden_units", "filters"}
+# Arguments Keras wants as floats: some refuse an integer (Adam's learning_rate=1, SGD's
+# momentum=0), so an integer the user typed is taken as the float it means.
+FLOATS = set(RANGES) - INTEGERS - INTEGER_LISTS - {
+    "decay_epochs", "first_decay_epochs", "warmup_epochs",  # epochs, turned into steps
+}
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
 BOOLEANS = {
     "nesterov", "amsgrad", "centered", "staircase", "cycle", "from_logits",
     "restore_best_weights", "save_best_only", "save_weights_only",
 }
-CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks")
+CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks", "data")
 MONITOR_MODES = ("auto", "min", "max")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policy names
 
@@ -84,18 +102,59 @@ def _fail(key, value, allowed):
     raise ConfigError(f"{key} must be {allowed}. Received: {key}={value}")
 
 
+def _is_integer(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _check_value(key, name, value):
     if name in BOOLEANS and not isinstance(value, bool):
         _fail(key, value, "true or false")
     if name == "activation":
         _check_activation(key, value)
-    if name not in RANGES or value is None:
+    if name == "mode" and key.startswith("callbacks.") and value not in MONITOR_MODES:
+        # Keras only warns and falls back to auto, which may watch the wrong direction.
+        _fail(key, value, f"one of {', '.join(MONITOR_MODES)}")
+    if name == "seed" and not (_is_integer(value) and 0 <= value <= SEED_MAX):
+        _fail(key, value, f"an integer in [0, {SEED_MAX}]")
+    if name == "boundary_epochs":
+        _check_boundaries(key, value)
+    if name not in RANGES or (value is None and name not in INTEGER_LISTS):
         return
     check, allowed = RANGES[name]
+    if name in INTEGER_LISTS:
+        if not isinstance(value, (list, ListConfig)) or not all(_is_integer(v) and check(v) for v in value):
+            _fail(key, value, "a list of integers >= 1, one per layer, e.g. [128] or [256, 128]")
+        return
+    kind = "an integer" if name in INTEGERS else "a number"
+    is_kind = _is_integer if name in INTEGERS else _is_number
     values = list(value) if isinstance(value, (list, ListConfig)) else [value]
     for v in values:
-        if not _is_number(v) or not math.isfinite(v) or not check(v):
-            _fail(key, value, f"a number {allowed}")
+        if not is_kind(v) or not math.isfinite(v) or not check(v):
+            _fail(key, value, f"{kind} {allowed}")
+
+
+def _check_boundaries(key, value):
+    """A piecewise schedule's epochs: a non-empty increasing list of numbers > 0."""
+    ok = isinstance(value, (list, ListConfig)) and len(value) > 0 and all(
+        _is_number(v) and math.isfinite(v) and v > 0 for v in value)
+    if not ok or any(a >= b for a, b in zip(value, list(value)[1:])):
+        _fail(key, value, "a non-empty list of increasing epochs > 0, e.g. [10, 15]")
+
+
+def _as_floats(node):
+    """Turns integers typed for float arguments into floats, in place (see FLOATS)."""
+    for name in list(node.keys()):
+        if OmegaConf.is_interpolation(node, name):
+            continue  # it takes its type from what it points at, converted where that is
+        value = node[name]
+        if isinstance(value, DictConfig):
+            _as_floats(value)
+        elif str(name) in FLOATS and _is_integer(value):
+            node[name] = float(value)
+        elif str(name) in FLOATS and isinstance(value, ListConfig):
+            for i in range(len(value)):
+                if not OmegaConf.is_interpolation(value, i) and _is_integer(value[i]):
+                    value[i] = float(value[i])
 
 
 def _check_activation(key, value):
@@ -132,7 +191,7 @@ def _check_trainer(cfg):
     vs = t.validation_split
     if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
         _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")
-    if t.verbose not in (0, 1, 2):
+    if not _is_integer(t.verbose) or t.verbose not in (0, 1, 2):
         _fail("trainer.verbose", t.verbose, "0, 1 or 2")
     if t.monitor_mode not in MONITOR_MODES:
         _fail("trainer.monitor_mode", t.monitor_mode, f"one of {', '.join(MONITOR_MODES)}")
@@ -140,8 +199,10 @@ def _check_trainer(cfg):
         not isinstance(t.metrics, ListConfig) or not all(isinstance(m, str) for m in t.metrics)
     ):
         _fail("trainer.metrics", t.metrics, "null or a list of Keras metric names, e.g. [accuracy]")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
-        _fail("seed", cfg.seed, "an integer >= 0")
+    if not _is_integer(cfg.seed) or not 0 <= cfg.seed <= SEED_MAX:
+        _fail("seed", cfg.seed, f"an integer in [0, {SEED_MAX}]")
+    if not isinstance(t.shuffle, bool):
+        _fail("trainer.shuffle", t.shuffle, "true or false")
     if not isinstance(cfg.deterministic, bool):
         _fail("deterministic", cfg.deterministic, "true or false")
     threads = cfg.get("threads")
@@ -162,11 +223,19 @@ def _check_trainer(cfg):
 
 
 def check_config(cfg):
-    """Checks every value that can be checked without data. Raises ConfigError."""
+    """Checks every value that can be checked without data. Raises ConfigError.
+
+    Integers given for float arguments (``optimizer.learning_rate=1``) are turned into
+    floats in ``cfg``, so that the run records what Keras is given.
+    """
+    _check_missing(cfg)
     _check_trainer(cfg)
     for group in CHECKED_GROUPS:
         for key, name, value in _walk(_select(cfg, group), group):
             _check_value(key, name, value)
+        _check_arguments(cfg, group)
+        _as_floats(_select(cfg, group))
+    _check_model_fits_data(cfg)
     plateau = [
         name for name, cb in _select(cfg, "callbacks").items()
         if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")
@@ -176,6 +245,72 @@ def check_config(cfg):
             f"callbacks.{plateau[0]} (ReduceLROnPlateau) cannot change the learning rate of a "
             f"schedule: the scheduler owns it. Use scheduler=constant with it, or drop "
             f"{plateau[0]} from callbacks. Received: scheduler={_choice(cfg, 'scheduler')}"
+        )
+
+
+def _check_missing(cfg):
+    """Mandatory values (``???`` in an option, e.g. data=csv's path) that were not given."""
+    missing = [k for k in _missing(cfg, "") if not k.startswith("hydra")]
+    if missing:
+        key = missing[0]
+        group = key.split(".")[0]
+        raise ConfigError(
+            f"{key} must be given: {group}={_choice(cfg, group)} has no default for it "
+            f"(see conf/{group}/{_choice(cfg, group)}.yaml). Received: {key}=???"
+        )
+
+
+def _missing(node, prefix):
+    # OmegaConf.missing_keys resolves interpolations, which fail on the hydra node outside a job.
+    for name in node.keys():
+        key = f"{prefix}{name}"
+        if OmegaConf.is_missing(node, name):
+            yield key
+        elif not OmegaConf.is_interpolation(node, name) and isinstance(node[name], DictConfig):
+            yield from _missing(node[name], f"{key}.")
+
+
+def _check_arguments(cfg, group):
+    """Keys a ``_partial_`` option (a model) does not take, found now rather than when the
+    run calls it. Other targets are called before any run is recorded."""
+    node = _select(cfg, group)
+    if not node.get("_partial_") or "_target_" not in node:
+        return
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(node._target_)).parameters
+    except (ImportError, ValueError, TypeError):
+        return  # a target that cannot be inspected is reported when it is built
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for name in node:
+        if not str(name).startswith("_") and name not in params:
+            known = ", ".join(n for n in params if n not in ("input_shape", "head"))
+            raise ConfigError(
+                f"{group}.{name} is not an argument of {group}={_choice(cfg, group)}; it takes {known}. "
+                f"Received: {group}.{name}={node[name]}"
+            )
+
+
+def _check_model_fits_data(cfg):
+    """model=cnn on a tabular data set, known from the names alone."""
+    from hydra.utils import get_object
+
+    from kerastrack.data import TABULAR_SETS
+
+    model, data = _select(cfg, "model"), _select(cfg, "data")
+    try:
+        needs_images = getattr(get_object(model._target_), "needs_images", False) if "_target_" in model else False
+    except ImportError:
+        return
+    data_set = str(data.get("_target_", "")).removeprefix("kerastrack.data.")
+    if needs_images and data_set in TABULAR_SETS:
+        m, d = _choice(cfg, "model"), _choice(cfg, "data")
+        raise ConfigError(
+            f"model={m} needs image data of shape (height, width, channels); data={d} is tabular. "
+            f"Use model=mlp or model=linear, or an image data set (digits, mnist, fashion_mnist, cifar10). "
+            f"Received: model={m}, data={d}"
         )
 
 

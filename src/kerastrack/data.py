@@ -15,6 +15,7 @@ import dataclasses
 import gzip
 import numbers
 import pickle
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, DataUnavailable
 
 TASKS = ("multiclass", "binary", "regression")
 
@@ -61,6 +62,9 @@ CIFAR10_CLASSES = [
     "truck",
 ]
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# Sets whose samples are feature vectors, not images (a model that needs images refuses them).
+TABULAR_SETS = ("iris", "wine", "breast_cancer", "diabetes", "csv")
 
 # `task="auto"` calls a float CSV target with more distinct values than this regression.
 AUTO_MAX_CLASSES = 20
@@ -241,7 +245,7 @@ def mnist(
     if path is None:
         from keras.datasets import mnist as keras_mnist
 
-        train, test = keras_mnist.load_data()
+        train, test = _download("mnist", keras_mnist.load_data, "a local mnist.npz (arrays x_train, y_train, x_test, y_test)")
     else:
         train, test = _read_mnist_npz(path)
     return _build(
@@ -281,7 +285,11 @@ def fashion_mnist(
     if path is None:
         from keras.datasets import fashion_mnist as keras_fashion_mnist
 
-        train, test = keras_fashion_mnist.load_data()
+        train, test = _download(
+            "fashion_mnist", keras_fashion_mnist.load_data,
+            "a directory with " + ", ".join(f + ".gz" for f in FASHION_MNIST_FILES),
+            install="apt-get install dataset-fashion-mnist",
+        )
     else:
         train, test = _read_fashion_mnist(path)
     return _build(
@@ -317,7 +325,7 @@ def cifar10(
     if path is None:
         from keras.datasets import cifar10 as keras_cifar10
 
-        train, test = keras_cifar10.load_data()
+        train, test = _download("cifar10", keras_cifar10.load_data, "an extracted cifar-10-batches-py directory")
     else:
         train, test = _read_cifar10(path)
     return _build(
@@ -333,6 +341,40 @@ def cifar10(
     )
 
 
+# Seconds one network operation of a download may block. Keras' downloader (urlretrieve)
+# sets no timeout and does not retry: on a network that drops packets it would hang.
+DOWNLOAD_TIMEOUT = 20
+
+
+def _download(name, load, local_format, install=None):
+    """Calls a keras.datasets loader, which uses its cache or downloads.
+
+    Args:
+        name: The data option, for the message.
+        load: The loader, e.g. ``keras.datasets.mnist.load_data``.
+        local_format: What ``data.path`` may point at instead.
+        install: A command that installs the data, if the system has a package.
+
+    Raises:
+        DataUnavailable: Not cached and the download failed (no network, a proxy, ...).
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        return load()
+    except Exception as exc:  # Keras re-raises any download failure as a bare Exception
+        if not isinstance(exc, OSError) and "URL fetch failure" not in str(exc):
+            raise
+        reason = " ".join(str(exc).split()).rsplit(" -- ", 1)[-1][:120]
+        how = f"install it with `{install}`, or give" if install else "give"
+        raise DataUnavailable(
+            f"data={name} is not on this machine and cannot be downloaded ({reason}): {how} "
+            f"local files in Keras' format with data.path=... ({local_format}). Received: data.path=null"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _user_path(path) -> Path:
     # Relative to where `python train.py` was started, also under hydra.job.chdir=true.
     from hydra.utils import to_absolute_path
@@ -343,9 +385,8 @@ def _user_path(path) -> Path:
 def _existing(path, kind: str, expected: str) -> Path:
     path = _user_path(path)
     if not (path.is_dir() if kind == "directory" else path.is_file()):
-        raise ConfigError(
-            f"data.path: no such {kind}. Received: data.path={path}; expected {expected}"
-        )
+        what = f"no such {kind}" if not path.exists() else f"{path.name} is not a {kind}"
+        raise ConfigError(f"data.path: {what}. Received: data.path={path}; expected {expected}")
     return path
 
 
@@ -473,9 +514,7 @@ def csv(
         raise ConfigError(
             f"data.task must be one of auto, {', '.join(TASKS)}. Received: data.task={task}"
         )
-    path = _user_path(path)
-    if not path.is_file():
-        raise ConfigError(f"data.path: no such file. Received: data.path={path}")
+    path = _existing(path, "file", "a CSV file with a header row")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -503,6 +542,15 @@ def csv(
     labels = frame.pop(target)
     # read_csv yields numbers, bools and strings; the strings become one-hot columns.
     features = pd.get_dummies(frame, dtype=np.float32)
+    # read_csv reads inf as a number; an inf feature makes the scaler fail, an inf target NaN losses.
+    columns = {**{c: features[c] for c in features.columns}, target: labels}
+    infinite = [str(c) for c, column in columns.items()
+                if pd.api.types.is_numeric_dtype(column) and np.isinf(column.to_numpy(np.float64)).any()]
+    if infinite:
+        raise ConfigError(
+            f"data.path: column {', '.join(map(str, infinite))} of {path} holds inf or -inf; "
+            f"replace those cells with finite numbers or drop the rows. Received: data.path={path}"
+        )
 
     distinct = labels.nunique()
     if task == "auto":
@@ -519,6 +567,11 @@ def csv(
             )
         y = labels.to_numpy(np.float32)
     else:
+        if distinct < 2:
+            raise ConfigError(
+                f"data.target: column '{target}' holds a single class ({labels.iloc[0]}); "
+                f"classification needs at least 2. Received: data.target={target}"
+            )
         if task == "binary" and distinct != 2:
             raise ConfigError(
                 f"data.task: binary needs exactly 2 classes; column '{target}' has "

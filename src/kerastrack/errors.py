@@ -10,5 +10,8 @@ class ConfigError(ValueError):
 
 
 class DataUnavailable(ConfigError):
-    """A data set that cannot be had on this machine (not installed, no network): every
-    job of a sweep would fail the same way, so a sweep stops at the first."""
+    """A data set that is neither on this machine nor downloadable now (no network).
+
+    Every job of a sweep would fail the same way, so a sweep stops at the first one. The
+    message says how to get the data, e.g. ``apt-get install dataset-fashion-mnist``.
+    """

@@ -72,16 +72,10 @@ class Head:
         if self.units > 1:  # argmax also fits ±1 "one-hot" targets
             return keras.metrics.CategoricalAccuracy(name="accuracy")
         if self.targets == "signed":
-            return keras.metrics.MeanMetricWrapper(_signed_accuracy, name="accuracy")
+            from kerastrack.losses import signed_accuracy
+
+            return keras.metrics.MeanMetricWrapper(signed_accuracy, name="accuracy")
         return keras.metrics.BinaryAccuracy(name="accuracy", threshold=self.threshold)
-
-
-def _signed_accuracy(y_true, y_pred):
-    # Keras has no accuracy for ±1 labels against raw scores (BinaryAccuracy compares the
-    # label with 0/1), so the sign test is written here.
-    from keras import ops
-
-    return ops.cast(ops.equal(y_true > 0, y_pred > 0), "float32")
 
 
 def resolve_head(loss_cfg, task, num_classes, loss_name="?", data_name="?"):
@@ -155,8 +149,44 @@ def resolve_metrics(names, head):
                 f"such as mae, mse, auc, precision, recall, top_k_categorical_accuracy "
                 f"(https://keras.io/api/metrics/). Received: trainer.metrics={list(names)}"
             ) from None
+        if head.task == "regression" and any(word in name for word in CLASSIFICATION_WORDS):
+            raise ConfigError(
+                f"trainer.metrics: {name} needs a classification data set. "
+                f"Received: trainer.metrics={list(names)} on a regression task; try [mae] or [mse]"
+            )
         if isinstance(metric, keras.metrics.Metric):
-            metrics.append(metric.__class__.from_config({**metric.get_config(), "name": name}))
+            metric = metric.__class__.from_config({**metric.get_config(), "name": name})
         else:
-            metrics.append(keras.metrics.MeanMetricWrapper(metric, name=name))
+            metric = keras.metrics.MeanMetricWrapper(metric, name=name)
+        _try_metric(metric, head, names)
+        metrics.append(metric)
     return metrics
+
+
+# Metric names that only mean something for classes (the same words tell monitor_mode
+# that higher is better).
+CLASSIFICATION_WORDS = ("acc", "auc", "precision", "recall", "f1")
+
+
+def _try_metric(metric, head, names):
+    """Runs a metric once on two samples of the head's targets and outputs.
+
+    A metric that cannot read them (top_k_categorical_accuracy on integer labels) would
+    otherwise fail at the first training step, with the run already recorded.
+    """
+    import keras
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():  # a metric's variables cannot be updated across replicas here
+        return
+    y_true = head.encode(np.array([0.5, 1.5]) if head.task == "regression" else np.array([0, 1]))
+    y_pred = np.full((2, head.units), 0.5, dtype="float32")
+    probe = metric.__class__.from_config(metric.get_config())
+    try:
+        probe.update_state(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"trainer.metrics: {metric.name} does not fit this loss's targets ({head.targets}, "
+            f"{head.units} outputs): {reason}. Received: trainer.metrics={list(names)}"
+        ) from None

@@ -1,4 +1,8 @@
-"""Losses that Keras does not ship."""
+"""Losses and metrics that Keras does not ship.
+
+They are registered with Keras so that a saved model (a checkpoint, the logged model)
+that uses them loads again once this module is imported.
+"""
 
 import keras
 from keras import ops
@@ -38,3 +42,12 @@ class MulticlassSVM(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="kerastrack")
+def signed_accuracy(y_true, y_pred):
+    """Accuracy for ±1 labels against raw scores: the signs agree.
+
+    Keras has none (BinaryAccuracy compares the label with 0/1), so it is written here.
+    """
+    return ops.cast(ops.equal(y_true > 0, y_pred > 0), "float32")

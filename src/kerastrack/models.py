@@ -95,6 +95,10 @@ def cnn(input_shape, head, filters=(32, 64), kernel_size=3, dense_units=128, act
     return keras.Model(inputs, _output(x, head, regularizer), name="cnn")
 
 
+# Read by the config check, which refuses model=cnn on a tabular data set before any run.
+cnn.needs_images = True
+
+
 def load_model(path):
     """Loads a saved model, e.g. a run's ``checkpoints/best.keras``, in Keras' safe mode.
 

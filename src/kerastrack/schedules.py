@@ -5,6 +5,8 @@ import math
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kerastrack.errors import ConfigError
+
 # Users think in epochs, Keras schedules count optimizer steps, and steps per epoch are
 # known only once the data and batch size are. Schedule options therefore name their
 # lengths in epochs; each key here is turned into the Keras argument beside it.
@@ -39,10 +41,34 @@ def build_schedule(cfg, steps_per_epoch):
     kwargs = OmegaConf.to_container(cfg, resolve=True)
     for epoch_key, step_key in EPOCH_ARGS.items():
         if epoch_key in kwargs:
-            kwargs[step_key] = epochs_to_steps(kwargs.pop(epoch_key), steps_per_epoch)
-    return instantiate(kwargs)
+            epochs = kwargs.pop(epoch_key)
+            kwargs[step_key] = epochs_to_steps(epochs, steps_per_epoch)
+            _check_steps(epoch_key, epochs, kwargs[step_key], steps_per_epoch)
+    # Plain lists and dicts: the schedule is saved with the model (checkpoints, the logged
+    # model), and Keras cannot serialize OmegaConf containers.
+    return instantiate(kwargs, _convert_="all")
+
+
+def _check_steps(key, epochs, steps, per_epoch):
+    """A length in epochs > 0 that rounds to 0 steps would divide by zero in Keras."""
+    pairs = zip(epochs, steps) if isinstance(epochs, list) else [(epochs, steps)]
+    if any(e > 0 and s == 0 for e, s in pairs):
+        raise ConfigError(
+            f"scheduler.{key} is less than one optimizer step ({per_epoch} steps per epoch); "
+            f"use at least {1 / per_epoch:.3g} epochs. Received: scheduler.{key}={epochs}"
+        )
 
 
 def steps_per_epoch(num_samples, batch_size):
-    """Optimizer steps in one pass over num_samples (Keras keeps the last partial batch)."""
-    return max(1, math.ceil(num_samples / batch_size))
+    """Optimizer steps in one pass over num_samples (Keras keeps the last partial batch).
+
+    Raises:
+        ConfigError: No sample is left to train on (trainer.validation_split took them
+            all); without this check a full batch would be 0 samples and divide by zero.
+    """
+    if num_samples < 1:
+        raise ConfigError(
+            "trainer.validation_split leaves no sample to train on; use a smaller share, or null "
+            "for the data set's own validation split. Received: trainer.validation_split leaving 0 samples"
+        )
+    return math.ceil(num_samples / batch_size)
