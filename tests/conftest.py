@@ -1,5 +1,11 @@
-"""Shared fixtures: the real config, composed and shrunk, and a throwaway MLflow store."""
+"""Shared fixtures: the real config, composed and shrunk, and a throwaway MLflow store.
 
+Also the ``extra`` marker: ``@pytest.mark.extra("ray")`` on a test that needs a part outside
+requirements.txt, which then skips without it, saying how to install it (see ``EXTRAS``).
+"""
+
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,57 @@ import kerastrack  # noqa: F401  (registers the kt.* resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; Playwright drives it (no browser download)
+
+
+def _ray_launcher():
+    try:
+        return all(importlib.util.find_spec(m) for m in ("ray", "hydra_plugins.hydra_ray_launcher"))
+    except ModuleNotFoundError:  # no hydra_plugins package at all
+        return False
+
+
+def _postgresql():
+    from tests.servers import postgres_bin
+
+    return postgres_bin() is not None
+
+
+def _fashion_mnist():
+    from kerastrack.data import DEBIAN_FASHION_MNIST
+
+    return DEBIAN_FASHION_MNIST.is_dir()
+
+
+# The parts outside requirements.txt that some tests need: a check that the part is here, and
+# how to install it. A newcomer's `pytest` skips those tests; `.ci/run` installs the parts and
+# runs again the tests that skipped for want of one.
+EXTRAS = {
+    "ray": (_ray_launcher, "the Ray launcher: pip install -r requirements-ray.txt"),
+    "postgresql": (_postgresql, "PostgreSQL: apt-get install postgresql"),
+    "chromium": (lambda: os.access(CHROMIUM, os.X_OK), f"{CHROMIUM}: apt-get install chromium"),
+    "fashion_mnist": (_fashion_mnist, "Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips the tests marked ``extra`` whose part is missing, naming what to install.
+
+    Each such test also carries the property ``missing_extra`` (in ``--junitxml`` reports), by
+    which `.ci/run` finds the tests to run again once the extras are installed.
+    """
+    present = {}
+    for item in items:
+        for mark in item.iter_markers("extra"):
+            (name,) = mark.args
+            if name not in EXTRAS:
+                raise pytest.UsageError(f"{item.nodeid}: unknown extra {name!r}; known: {', '.join(EXTRAS)}")
+            check, install = EXTRAS[name]
+            if name not in present:
+                present[name] = check()
+            if not present[name]:
+                item.add_marker(pytest.mark.skip(reason=f"needs {install} (outside requirements.txt)"))
+                item.user_properties.append(("missing_extra", name))
 
 
 def options(group):

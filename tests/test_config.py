@@ -1,7 +1,5 @@
 """The real config: every option of every group composes and builds; bad values are refused."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 from hydra.utils import instantiate
@@ -16,7 +14,12 @@ from tests.conftest import CONF, options
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 ALL_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 NEEDS_DOWNLOAD = {"mnist", "cifar10"}  # keras.datasets download; their readers are tested on small files
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+# Options that need a part outside requirements.txt (EXTRAS in tests/conftest.py).
+OPTION_EXTRAS = {("launcher", "ray"): "ray", ("data", "fashion_mnist"): "fashion_mnist"}
+OPTION_PARAMS = [
+    pytest.param(g, o, id=f"{g}={o}", marks=[pytest.mark.extra(OPTION_EXTRAS[g, o])] if (g, o) in OPTION_EXTRAS else [])
+    for g, o in ALL_OPTIONS
+]
 
 
 def _build(group, cfg, tmp_path):
@@ -48,11 +51,11 @@ def _build(group, cfg, tmp_path):
     return cfg[group]
 
 
-@pytest.mark.parametrize("group, option", ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
+@pytest.mark.parametrize("group, option", OPTION_PARAMS)
 def test_every_option_composes_checks_and_builds(group, option, make_cfg, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "data":
-        if option in NEEDS_DOWNLOAD or (option == "fashion_mnist" and not FASHION.is_dir()):
+        if option in NEEDS_DOWNLOAD:
             pytest.skip(f"data={option} downloads with keras.datasets (no network here); its reader is tested in test_data.py")
         overrides.append("data.limit=60")
         if option == "csv":

@@ -240,10 +240,7 @@ def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(
         np.testing.assert_array_equal(y_theirs, y_ours)
 
 
-@pytest.mark.skipif(
-    not data.DEBIAN_FASHION_MNIST.is_dir(),
-    reason=f"{data.DEBIAN_FASHION_MNIST} missing (apt-get install dataset-fashion-mnist)",
-)
+@pytest.mark.extra("fashion_mnist")
 def test_fashion_mnist_loads_debians_copy():
     (x_train, y_train), (x_test, y_test) = data._read_fashion_mnist(data.DEBIAN_FASHION_MNIST)
     assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)

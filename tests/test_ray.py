@@ -1,6 +1,5 @@
 """A sweep on Ray (`launcher=ray`): a local Ray instance, jobs logging to a real MLflow server."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,13 +13,7 @@ import pytest
 from kerastrack.tracking.server import MlflowServer, sqlite_uri
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("ray") is None or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
-        reason="the Ray launcher is not installed (pip install -r requirements-ray.txt; .ci/run installs it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.extra("ray")]
 
 
 def processes_mentioning(text):

@@ -14,21 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHROMIUM
 from tests.test_ui import UiProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EPOCHS = 3
 OPTIMIZERS = ("sgd", "adam")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                       reason=f"no {CHROMIUM}: install Debian's chromium package (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.extra("chromium")]
 
 
 @pytest.fixture(scope="module")
