@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -40,7 +40,6 @@ class Train:
     log_stem: Path
     pause_dir: Path | None = None
     returncode: int | None = None
-    _released: set = field(default_factory=set)
 
     @property
     def stdout(self):
