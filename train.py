@@ -21,7 +21,7 @@ try:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
-    from kerastrack.errors import ConfigError, DataUnavailable
+    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull
     from kerastrack.pipeline import DivergedError, train
     from kerastrack.secrets import mask_text
     from kerastrack.tracking import sweep
@@ -42,9 +42,9 @@ def main(cfg: DictConfig) -> float:
     except KeyboardInterrupt as exc:
         print(_interrupted_line(exc), file=sys.stderr)
         sys.exit(130)
-    except (ConfigError, DivergedError) as exc:
+    except (ConfigError, DivergedError, DiskFull) as exc:
         # One clear line instead of a traceback: the message names the key, the value
-        # and what would work. Exits non-zero.
+        # and what would work (or what is kept and how to go on). Exits non-zero.
         sys.exit(f"Error: {mask_text(str(exc))}")
 
 
@@ -60,7 +60,7 @@ def _sweep_job(cfg):
     except KeyboardInterrupt as exc:
         log.warning("%s", _interrupted_line(exc, resume_hint=False))
         return math.nan
-    except DataUnavailable as exc:
+    except (DataUnavailable, DiskFull) as exc:
         # Every job would fail the same way: say it once and stop the sweep.
         sweep.stop(f"Error: {exc}")
         return math.nan

@@ -80,3 +80,36 @@ def user_iris(**kwargs):
     from kerastrack.data import iris
 
     return iris(**kwargs)
+
+
+class FillDiskAtEpoch(keras.callbacks.Callback):
+    """Fills the disk of ``path`` at the end of an epoch, as another program would: every
+    write after it fails with ENOSPC (No space left on device).
+
+    Args:
+        path: A file to grow until the disk is full; only if it does not exist yet (a
+            resumed run, which has this callback in its config, does not fill it again).
+        epoch: The epoch (0-based) after which to fill it.
+    """
+
+    def __init__(self, path, epoch=1):
+        super().__init__()
+        self.path = path
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch != self.epoch or os.path.exists(f"{self.path}.done"):
+            return
+        open(f"{self.path}.done", "w").close()
+        chunk = b"\0" * (64 * 1024)
+        with open(self.path, "ab", buffering=0) as f:
+            try:
+                while True:
+                    f.write(chunk)
+            except OSError:
+                pass
+            try:  # the last few bytes
+                while True:
+                    f.write(b"\0")
+            except OSError:
+                pass

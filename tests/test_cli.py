@@ -99,3 +99,41 @@ def test_unknown_key_is_refused_by_hydra_before_anything_runs(tmp_path):
     assert "Could not override 'trainer.epoch'" in result.stderr and "Key 'epoch' is not in struct" in result.stderr
     assert "+trainer.epoch=3" in result.stderr  # how to add a key on purpose
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_error_line(tmp_path):
+    result = run_train(tmp_path, "hydra.run.dir=/dev/null/out")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: hydra.run.dir cannot be written (Not a directory): the run's outputs, logs and training state go "
+        "there. Choose another, e.g. hydra.run.dir=outputs/mine. Received: hydra.run.dir=/dev/null/out")
+    assert "Traceback" not in result.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_ctrl_c_while_the_libraries_load_says_no_run_was_recorded(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # Python is up; the imports of Hydra, TensorFlow and MLflow take seconds
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "Interrupted before the run opened: no run was recorded."
+    assert "Traceback" not in err
+
+
+def test_a_sweep_whose_data_cannot_be_had_says_so_once_and_stops(tmp_path):
+    # mnist is not on this machine and cannot be downloaded (no network here, and an empty
+    # Keras cache): every job would fail the same way.
+    result = run_train(tmp_path, "-m", "data=mnist", "optimizer=sgd,adam,rmsprop", "hydra.sweep.dir=sweep",
+                       env={"KERAS_HOME": str(tmp_path / "keras")})
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"Sweep dir: {tmp_path / 'sweep'}" in result.stdout + result.stderr  # said at the start
+    errors = [line for line in result.stderr.splitlines() if "data=mnist is not on this machine" in line]
+    assert len(errors) == 1 and errors[0].startswith("Error: ")  # once, not once per job
+    assert "Traceback" not in result.stderr
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (parent,) = client.search_runs(["1"])  # no child: no job opened a run
+    assert parent.info.status == "FAILED" and parent.data.tags["sweep.role"] == "parent"

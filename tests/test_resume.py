@@ -6,6 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
+from tests.conftest import ROOT
 from tests.test_cli import run_train
 from tests.test_pipeline import history
 
@@ -204,3 +205,40 @@ def test_an_interrupted_train_py_says_how_to_resume_and_the_command_works(tmp_pa
     (run,) = client.search_runs(["1"])
     assert run.info.status == "FINISHED" and run.data.tags["resume.count"] == "1"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_there_is_space(tmp_path):
+    # A small disk of its own (tmpfs) holds the store and the outputs, as a project dir on
+    # a full disk would; a callback fills it after epoch 1.
+    import os
+    import subprocess
+
+    import mlflow
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk (tmpfs) needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        full = run_train(disk, "trainer.epochs=4", "hydra.run.dir=out", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
+                         f"+callbacks.fill.path={disk / 'filler'}", env={"PYTHONPATH": str(ROOT)})
+        assert full.returncode == 1
+        assert "Traceback" not in full.stderr and "disk is full" not in full.stdout
+        errors = [line for line in full.stderr.splitlines() if "disk is full" in line]
+        assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): "
+                                                         "training stopped; run ")
+        assert errors[0].endswith(f"Free some space, then continue it: python train.py resume={disk / 'out'}")
+
+        (disk / "filler").unlink()
+        resumed = run_train(disk, f"resume={disk / 'out'}", env={"PYTHONPATH": str(ROOT)})
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        client = mlflow.MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
+        (run,) = client.search_runs(["1"])
+        assert run.info.status == "FINISHED"
+        for key in ("loss", "val_loss", "learning_rate"):
+            assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
+        assert len(steps(client, run.info.run_id, "best_val_loss")) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

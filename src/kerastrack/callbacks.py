@@ -86,6 +86,7 @@ class EpochLogger(keras.callbacks.Callback):
         missing = {k: v for k, v in record.items() if epoch not in self.on_record.get(k, ())}
         if missing:
             self.tracker.log_metrics(missing, step=epoch)
+        self.tracker.check()  # a store that can no longer write (a full disk) stops training
         if not math.isfinite(record.get("loss", 0.0)):
             # Also without TerminateOnNaN (callbacks=none): a diverged run trains no further.
             self.model.stop_training = True

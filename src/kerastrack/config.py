@@ -10,6 +10,7 @@ import inspect
 import math
 from numbers import Integral, Real
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kerastrack.errors import ConfigError
@@ -357,3 +358,32 @@ def group_choices(cfg):
     """The option chosen in each kerastrack config group, e.g. {"optimizer": "adam"}."""
     choices = dict(OmegaConf.select(cfg, "hydra.runtime.choices") or {}) or _hydra_choices()
     return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+class DirCheck(Callback):
+    """A Hydra callback that refuses a run or sweep dir that cannot be written.
+
+    Hydra creates the dir itself and, when it cannot, ends with a stack trace; this says it
+    in one line first, before anything is recorded.
+    """
+
+    def on_run_start(self, config, **kwargs):
+        _check_writable("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config, **kwargs):
+        _check_writable("hydra.sweep.dir", config.hydra.sweep.dir)
+
+
+def _check_writable(key, path):
+    import os
+    from pathlib import Path
+
+    directory = Path(str(path))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)  # what Hydra does next anyway
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SystemExit(f"Error: {key} cannot be written ({exc.strerror or exc}): the run's outputs, logs and "
+                         f"training state go there. Choose another, e.g. {key}=outputs/mine. Received: {key}={path}") from None

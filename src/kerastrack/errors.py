@@ -15,3 +15,24 @@ class DataUnavailable(ConfigError):
     Every job of a sweep would fail the same way, so a sweep stops at the first one. The
     message says how to get the data, e.g. ``apt-get install dataset-fashion-mnist``.
     """
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up during a run: training stopped; the message says what is kept
+    and how to continue once there is space."""
+
+
+def disk_full(exc):
+    """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from a write, or SQLite's
+    "database or disk is full"."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "disk is full" in str(exc) or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from kerastrack import plots, resume, secrets
 from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, DiskFull, disk_full
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
 from kerastrack.signals import Interrupted, interrupted, sigterm_as_interrupt
@@ -61,6 +61,8 @@ def train(cfg):
     except BaseException as exc:
         if interrupted(exc):  # what became of the run, for the one line train.py prints
             raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
+        if disk_full(exc):
+            raise DiskFull(_disk_full_message(tracker, output_dir)) from None
         raise
 
 
@@ -132,6 +134,21 @@ def _train(cfg, tracker, resumed, output_dir):
         if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
             state.discard()
     return best
+
+
+def _disk_full_message(tracker, output_dir):
+    try:
+        state = resume.read_state(output_dir / resume.STATE_DIR / "training_state.npz", "")
+    except ConfigError:
+        state = None
+    kept = f"The training state after epoch {state.meta['epoch'] - 1}" if state else "Its training state"
+    if tracker.status:  # the store took the final status
+        run = f"run {tracker.run_id} is {tracker.status}" if tracker.run_id else "the run stopped"
+    else:
+        run = (f"run {tracker.run_id} could not be closed in the store and shows RUNNING there" if tracker.run_id
+               else "no run was recorded")
+    return (f"the disk is full (No space left on device): training stopped; {run}. {kept} is kept in "
+            f"{output_dir / resume.STATE_DIR}. Free some space, then continue it: python train.py resume={output_dir}")
 
 
 def _log_missing_epochs(tracker, saved, on_record):

@@ -11,7 +11,8 @@ Environment:
         ``migrate``: inside the migrations of a fresh store: the one that creates the
         ``registered_model_tags`` table has run, its version is not stamped yet (what an
         interrupted ``mlflow db upgrade`` leaves: a re-run repeats it and fails);
-        ``open``: just before ``mlflow.start_run`` (a sweep's jobs only);
+        ``open``: while the data loads, before the run opens: just before scikit-learn's
+        ``load_digits`` (the default data set; a sweep's jobs only);
         ``fit``: just after ``kerastrack.callbacks.EpochLogger.on_epoch_end`` returned for
         epoch 1 (0-based): epochs 0 and 1 are finished and handed to the tracker;
         ``close``: just before a run's final status is set (``mlflow.end_run`` or
@@ -79,9 +80,12 @@ def _before(function, moment, jobs_only=False):
     return wrapper
 
 
-def _patch_fluent(module):
+def _patch_sklearn(module):
     if "open" in _MOMENTS:
-        module.start_run = _before(module.start_run, "open", jobs_only=True)
+        module.load_digits = _before(module.load_digits, "open", jobs_only=True)
+
+
+def _patch_fluent(module):
     if "close" in _MOMENTS:
         module.end_run = _before(module.end_run, "close", jobs_only=True)
 
@@ -135,6 +139,7 @@ def _patch_callbacks(module):
 
 
 _PATCHES = {
+    "sklearn.datasets": _patch_sklearn,
     "mlflow.tracking.fluent": _patch_fluent,
     "mlflow.tracking.client": _patch_client,
     "mlflow.store.db.utils": _patch_db_utils,

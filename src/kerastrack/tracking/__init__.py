@@ -7,12 +7,14 @@ through the tracker they are given.
 """
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import platform
 import re
 import subprocess
+import threading
 import traceback
 import uuid
 from pathlib import Path
@@ -37,8 +39,13 @@ class NullTracker:
     # Where calls that cannot reach a tracking server are kept (the pipeline sets
     # <output_dir>/mlflow-spool); see kerastrack.tracking.spool.
     spool_dir = None
-    # The run's final status once it ended (FINISHED, FAILED, KILLED); None before.
+    # The run's final status once it ended (FINISHED, FAILED, KILLED); None before, and
+    # when the store could not take it (the run then shows RUNNING there).
     status = None
+
+    def check(self):
+        """Raises if the store has failed under the run (a full disk): called every epoch,
+        so that training stops instead of going on unrecorded."""
 
     @contextlib.contextmanager
     def run(self, run_name, tags=None, run_id=None):
@@ -286,6 +293,7 @@ class MlflowTracker(NullTracker):
         # blocks in a 1 s queue poll, which every run then waits out when it closes;
         # buffered, it wakes as soon as the run closes, and writes in batches.
         os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
+        _StoreFull.install()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         _check_scheme(self.tracking_uri)
         self.experiment_name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
@@ -325,6 +333,10 @@ class MlflowTracker(NullTracker):
                 f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
                 f"Received: tracking.experiment_name={self.experiment_name}")
         return mlflow.set_experiment(self.experiment_name)
+
+    def check(self):
+        if _StoreFull.seen.is_set():
+            raise OSError(errno.ENOSPC, "the MLflow store could not be written: database or disk is full")
 
     def prepare(self):
         """Opens the store and the experiment before any time goes into data or training,
@@ -488,7 +500,11 @@ class MlflowTracker(NullTracker):
                 self.set_tags({**tags, "pruned": "true"} if pruned else tags)
                 if trace:
                     self.log_text(mask_text(trace), "error/traceback.txt")
-            self._end_run(status)
+            try:
+                self._end_run(status)
+            except Exception:  # noqa: BLE001 - the store cannot take it (a full disk): the caller says so
+                self.status = None
+                _forget_active_run(self.run_id)
 
     # -- the server may be away: every call goes through the outbox (tracking.spool) --
 
@@ -622,6 +638,29 @@ class MlflowTracker(NullTracker):
                         "artifact_path": "model"}
 
         self._send(None, live, spooled)
+
+
+class _StoreFull(logging.Filter):
+    """Notes a store that a full disk keeps from writing, and keeps MLflow from printing a
+    traceback for every batch it then fails to write: the pipeline stops the run and
+    says it once."""
+
+    seen = threading.Event()
+    LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue")
+
+    @classmethod
+    def install(cls):
+        for name in cls.LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls())
+
+    def filter(self, record):
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        if "disk is full" in text or "No space left on device" in text:
+            self.seen.set()
+            return False
+        return True
 
 
 def _forget_active_run(run_id):

@@ -92,11 +92,10 @@ def job():
 
 
 def stop(message):
-    """Stops the sweep from a job: jobs not started yet do not start; ``message`` is logged
-    once (the sweep then exits non-zero)."""
+    """Stops the sweep from a job: jobs not started yet do not start, and the sweep exits
+    non-zero with ``message`` (once, whichever job said it first)."""
     control = _control_dir()
     if not (control / STOPPING).exists():
-        log.error("%s", message)
         (control / "reason").write_text(message)
         (control / STOPPING).touch()
 
