@@ -21,8 +21,7 @@ try:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
-    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull
-    from kerastrack.pipeline import DivergedError, train
+    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError
     from kerastrack.secrets import mask_text
     from kerastrack.tracking import sweep
 except KeyboardInterrupt:
@@ -35,8 +34,12 @@ log = logging.getLogger("kerastrack")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Trains once and returns the best monitored value, for sweepers to optimize."""
+    # Imported here, not above: TensorFlow takes seconds to import, and a sweep's launching
+    # process, which trains nothing when jobs run in workers, does without it.
+    from kerastrack.pipeline import train
+
     if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return _sweep_job(cfg)
+        return _sweep_job(cfg, train)
     try:
         return train(cfg)
     except KeyboardInterrupt as exc:
@@ -48,7 +51,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(f"Error: {mask_text(str(exc))}")
 
 
-def _sweep_job(cfg):
+def _sweep_job(cfg, train):
     """One job of a sweep: a failed job must not abort the sweep (its run is recorded as
     FAILED, or KILLED when a search pruned it; the sweep callback counts it and the sweep
     exits non-zero at the end), but an interrupt stops the whole sweep."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 FAULTS_DIR = ROOT / "tests" / "faults"
-EPOCHS = 4
+EPOCHS = 3
 # Cheap and quiet: digits with the default MLP; no model artifact, no sweep report.
 COMMON = [f"trainer.epochs={EPOCHS}", "tracking.log_model=false"]
 SWEEP = ["-m", "launcher=parallel", "optimizer=sgd,adam", "hydra.callbacks.mlflow_sweep.report=false"]

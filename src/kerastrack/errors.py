@@ -9,6 +9,10 @@ class ConfigError(ValueError):
     """
 
 
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run is recorded as FAILED with diverged=true."""
+
+
 class DataUnavailable(ConfigError):
     """A data set that is neither on this machine nor downloadable now (no network).
 

@@ -11,17 +11,13 @@ from omegaconf import OmegaConf
 
 from kerastrack import plots, resume, secrets
 from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
-from kerastrack.errors import ConfigError, DiskFull, disk_full
+from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
 from kerastrack.signals import Interrupted, interrupted, sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite; the run is recorded as FAILED with diverged=true."""
 
 
 def train(cfg):
@@ -79,7 +75,8 @@ def _train(cfg, tracker, resumed, output_dir):
 
     trainer = cfg.trainer
     y_train = head.encode(data.y_train)
-    fit_size = math.floor(len(data.x_train) * (1 - (trainer.validation_split or 0)))
+    fit_size = math.floor(len(data.x_train) * (1 - (trainer.validation_split or 0)))  # as Keras splits
+    _check_split(trainer.validation_split, fit_size, len(data.x_train))
     batch_size = fit_size if trainer.batch_size == "full" else trainer.batch_size
     schedule = _build("scheduler", choices, lambda: build_schedule(cfg.scheduler, steps_per_epoch(fit_size, batch_size)))
     rate = {"learning_rate": schedule} if schedule is not None else {}
@@ -134,6 +131,15 @@ def _train(cfg, tracker, resumed, output_dir):
         if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
             state.discard()
     return best
+
+
+def _check_split(validation_split, fit_size, n):
+    if validation_split and (fit_size < 1 or fit_size == n):
+        what = "train" if fit_size < 1 else "validate"
+        raise ConfigError(
+            f"trainer.validation_split leaves no sample to {what} on: {fit_size} of the {n} training samples to "
+            f"train on, {n - fit_size} to validate on. Use a share in between, or null for the data set's own "
+            f"validation split. Received: trainer.validation_split={validation_split}")
 
 
 def _disk_full_message(tracker, output_dir):
