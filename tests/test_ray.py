@@ -69,3 +69,42 @@ def test_a_sweep_on_ray_logs_every_job_to_the_tracking_server(tmp_path, ray_tmp)
     assert not (tmp_path / "mlflow.db").exists()
     # The local Ray instance went down with the sweep.
     assert processes_mentioning(ray_tmp) == []
+
+
+def test_sigterm_to_a_sweep_on_ray_kills_its_runs_in_order_and_the_relaunch_completes_them(tmp_path, ray_tmp):
+    # ray.init installs a SIGTERM handler of its own (exit at once): the sweep's must win,
+    # so that the jobs close their runs KILLED and the same command continues them.
+    import signal
+    import time
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "RAY_TMPDIR": ray_tmp}
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=ray", "optimizer=sgd,adam", "trainer.epochs=150",
+               "tracking.log_model=false", "trainer.verbose=0", "hydra.sweep.dir=sweep",
+               "hydra.callbacks.mlflow_sweep.report=false"]
+    sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # both jobs training: each has an epoch on record
+        time.sleep(1)
+        if (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("kerastrack"):
+            children = [r for r in client.search_runs(["1"]) if r.data.tags.get("sweep.role") == "child"]
+            if len(children) == 2 and all(client.get_metric_history(r.info.run_id, "loss") for r in children):
+                break
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert f"Continue it with: python {ROOT / 'train.py'} " in err and "hydra.sweep.dir=" in err
+    stopped = {r.info.run_id: r.info.status for r in client.search_runs(["1"])}
+    assert sorted(stopped.values()) == ["KILLED", "KILLED", "KILLED"]  # the parent and both children
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = client.search_runs(["1"])
+    assert {r.info.run_id for r in runs} == set(stopped)  # the same runs, completed in place
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        if run.data.tags.get("sweep.role") == "child":
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+            assert sorted(steps) == list(range(150))
+    assert processes_mentioning(ray_tmp) == []

@@ -123,6 +123,19 @@ def parse_overrides(overrides):
     return [(o.get_key_element(), o) for o in parsed]
 
 
+def _start_ray_first(config):
+    """Starts Ray in this process before the sweep's interrupt handlers go in, when the
+    launcher is Ray's: ``ray.init`` installs a SIGTERM handler of its own (exit at once,
+    leaving the jobs' runs RUNNING), which would replace them if Hydra's Ray launcher
+    started Ray later. The launcher then finds Ray started and uses it."""
+    if "hydra_ray_launcher" not in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
+        return
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**OmegaConf.to_container(config.hydra.launcher.ray.init, resolve=True))
+
+
 def continue_command(argv, directory):
     """The command line that continues a sweep: the same one, into the same sweep dir."""
     args = [a for a in argv[1:] if not a.startswith(("hydra.sweep.dir=", "+hydra.sweep.dir="))]
@@ -158,6 +171,7 @@ class MlflowSweepCallback(Callback):
         log.info("Sweep dir: %s", self.sweep_dir)
         os.environ[LAUNCHER_PID] = str(os.getpid())
         _ACTIVE.append(self)
+        _start_ray_first(config)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_interrupt)
         tracker = instantiate(config.tracking)
