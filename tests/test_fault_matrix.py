@@ -151,8 +151,12 @@ def _single_after_interrupt(check, cwd, moment, first):
         (run,) = runs
         check.status(cwd, run, "KILLED")
         check.epochs_once(cwd, run, 2)
-        check("resume=" in first.stderr, "stderr names no command to continue (resume=)")
-        resumed = run_train(cwd, f"resume={run.info.run_id}", "tracking.log_model=false", name="resume")
+        last = (first.stderr.strip().splitlines() or [""])[-1]
+        said = f"Interrupted: run {run.info.run_id} is KILLED, with every finished epoch. Continue it with: python train.py resume="
+        if not check(last.startswith(said), f"the last line does not say how to continue: {last!r}"):
+            return
+        resumed = run_train(cwd, last.removeprefix(said.rsplit(" ", 1)[0] + " "), "tracking.log_model=false",
+                            name="resume")
         _check_resumed(check, cwd, run, resumed)
     elif moment == "close":
         runs = all_runs(cwd)

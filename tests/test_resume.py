@@ -144,6 +144,19 @@ def test_a_damaged_or_missing_state_is_one_error_naming_the_file(damage, named, 
     assert run.info.status == "KILLED" and steps(runs.client, run_id, "loss") == [0, 1, 2]  # nothing restarted
 
 
+def test_a_resumed_run_stays_in_its_own_experiment_and_says_so(make_cfg, runs, tmp_path, caplog):
+    import logging
+
+    run_id = killed_at(make_cfg, tmp_path, 0, "trainer.epochs=2")
+    own = runs.client.get_run(run_id).info.experiment_id
+    with caplog.at_level(logging.INFO, logger="kerastrack"):
+        train(make_cfg(f"resume={run_id}", "trainer.epochs=2", "tracking.experiment_name=elsewhere"))
+    assert runs.client.get_run(run_id).info.experiment_id == own
+    assert runs.client.get_experiment_by_name("elsewhere") is None  # not created on the way
+    finished = [r.getMessage() for r in caplog.records if "FINISHED in" in r.getMessage()]
+    assert finished and finished[-1].endswith(f"(experiment {runs.client.get_experiment(own).name})")
+
+
 def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_path):
     from filelock import FileLock
 
@@ -183,28 +196,6 @@ def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_p
     assert skipped.info.end_time == before["trainer.epochs=2"].info.end_time  # untouched
     assert resumed.info.status == "FINISHED" and resumed.data.tags["resume.count"] == "1"
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")] == [0, 1, 2]
-
-
-@pytest.mark.slow
-def test_an_interrupted_train_py_says_how_to_resume_and_the_command_works(tmp_path):
-    import mlflow
-
-    killed = run_train(tmp_path, "trainer.epochs=3", "tracking.log_model=false", "hydra.run.dir=out",
-                       "+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=0",
-                       f"+callbacks.stop.once={tmp_path / 'signalled'}")
-    assert killed.returncode == 130
-    last = killed.stderr.strip().splitlines()[-1]
-    run_id = json.loads((tmp_path / "out" / "state" / "run.json").read_text())["run_id"]
-    assert last == (f"Interrupted: run {run_id} is KILLED, with every finished epoch. "
-                    f"Continue it with: python train.py resume={tmp_path / 'out'}")
-    assert "Traceback" not in killed.stderr
-
-    resumed = run_train(tmp_path, f"resume={tmp_path / 'out'}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs(["1"])
-    assert run.info.status == "FINISHED" and run.data.tags["resume.count"] == "1"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1, 2]
 
 
 @pytest.mark.slow

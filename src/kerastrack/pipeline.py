@@ -134,10 +134,10 @@ def _train(cfg, tracker, resumed, output_dir):
 
 
 def _check_split(validation_split, fit_size, n):
-    if validation_split and (fit_size < 1 or fit_size == n):
-        what = "train" if fit_size < 1 else "validate"
+    # Keras keeps at least one sample for validation (it floors the training share).
+    if validation_split and fit_size < 1:
         raise ConfigError(
-            f"trainer.validation_split leaves no sample to {what} on: {fit_size} of the {n} training samples to "
+            f"trainer.validation_split leaves no sample to train on: {fit_size} of the {n} training samples to "
             f"train on, {n - fit_size} to validate on. Use a share in between, or null for the data set's own "
             f"validation split. Received: trainer.validation_split={validation_split}")
 

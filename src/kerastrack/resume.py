@@ -219,6 +219,9 @@ def _load(output_dir, run_id, tracker, received, fallback_config=None):
                           f"Received: {received}")
     state = Path(output_dir) / STATE_DIR
     info = _read_json(state / "run.json", received, missing={})
+    if run_id and info.get("run_id") not in (None, run_id):
+        raise ConfigError(f"resume: the state in {state} belongs to run {info['run_id']}, not to run {run_id}: a run "
+                          f"continues only from its own state. Received: {received}")
     if (state / "config.yaml").is_file() or fallback_config is None:
         config = _read_yaml(state / "config.yaml", received)
     else:

@@ -72,7 +72,9 @@ def job():
     jobs.mkdir(parents=True, exist_ok=True)
     me = jobs / f"{socket.gethostname()}-{os.getpid()}"
     me.touch()  # before looking at the mark: the launcher marks, then looks at the jobs
-    in_worker = os.environ.get(LAUNCHER_PID, str(os.getpid())) != str(os.getpid())
+    # Not the launching process: a worker of the parallel launcher (which inherits its
+    # environment) or of Ray (which does not).
+    in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_worker:
         signal.signal(signal.SIGINT, signal.default_int_handler)
