@@ -14,7 +14,7 @@ from kerastrack.config import check_config, check_monitors, group_choices, monit
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.schedules import build_schedule, steps_per_epoch
-from kerastrack.signals import Interrupted, interrupted, sigterm_as_interrupt
+from kerastrack.signals import Interrupted, forget_interrupts, interrupted, sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -36,6 +36,7 @@ def train(cfg):
         ConfigError: A config value that cannot work (before any run is recorded).
         DivergedError: The loss became NaN or infinite.
     """
+    forget_interrupts()
     check_config(cfg)
     choices = group_choices(cfg)
     # First: a tracking server that is down is reported before any time goes into data.

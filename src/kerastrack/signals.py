@@ -31,7 +31,11 @@ class Interrupted(KeyboardInterrupt):
 def interrupted(exc):
     """Whether ``exc`` is an interrupt, or an error an interrupt caused: Ctrl-C lands
     anywhere, and TensorFlow turns one raised inside its device scope into "RuntimeError:
-    Exiting device scope without proper scope nesting" (the interrupt is its context)."""
+    Exiting device scope without proper scope nesting" (the interrupt is its context), or
+    into errors of its own that do not carry it at all; so a signal received during the
+    run (see ``sigterm_as_interrupt``) counts too."""
+    if _received:
+        return True
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
@@ -41,7 +45,21 @@ def interrupted(exc):
     return False
 
 
-def _interrupt(signum, frame):
+_received = []  # the signals received during the current run
+
+
+def forget_interrupts():
+    """Starts a run with no interrupt received (a process may train several runs)."""
+    _received.clear()
+
+
+def interrupt_once(signum, frame):
+    """Raises KeyboardInterrupt for the first Ctrl-C or SIGTERM and ignores the ones after
+    it: a second signal (a terminal's Ctrl-C reaches every process of the group, and a
+    sweep's launcher also sends SIGTERM) must not cut short the closing of the run."""
+    _received.append(signum)
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -51,21 +69,17 @@ def _main_thread():
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM (kill, schedulers) raises KeyboardInterrupt, as Ctrl-C does (main thread only)."""
+    """For the duration of a run: SIGTERM (kill, schedulers) raises KeyboardInterrupt, as
+    Ctrl-C does, once; later ones are ignored until the run is closed (main thread only)."""
     if not _main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, interrupt_once) for sig in _SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def install_sigterm_as_interrupt():
-    """Like ``sigterm_as_interrupt`` for the rest of the process."""
-    if _main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

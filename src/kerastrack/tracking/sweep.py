@@ -32,6 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from kerastrack.secrets import mask_override, mask_uri
+from kerastrack.signals import interrupt_once
 
 log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
@@ -48,10 +49,6 @@ def _control_dir(hydra_cfg=None):
     from hydra.core.hydra_config import HydraConfig
 
     return Path(sweep_dir(hydra_cfg or HydraConfig.get())) / CONTROL_DIR
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @contextlib.contextmanager
@@ -77,8 +74,8 @@ def job():
     in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_worker:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, interrupt_once)
     try:
         if (control / STOPPING).exists():
             raise SweepInterrupted
