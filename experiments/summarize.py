@@ -1,6 +1,6 @@
 """Prints a study's group table (Markdown) from MLflow: the numbers in experiments/*/README.md.
 
-    python experiments/summarize.py optimizers --tracking-uri sqlite:////tmp/studies/mlflow.db
+    python experiments/summarize.py optimizers --tracking-uri sqlite:///studies/mlflow.db
 
 Finds the latest sweep of ``experiment=<study>`` (or takes ``--parent``), groups its runs as
 ``python -m kerastrack.report`` does (the swept values other than seed) and prints, per group,
@@ -185,7 +185,7 @@ def layer_table(records, epoch):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study")
-    parser.add_argument("--tracking-uri", default="sqlite:////tmp/studies/mlflow.db")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="the studies' store; default: ./mlflow.db")
     parser.add_argument("--parent", help="the sweep's parent run id; default: the latest sweep of the study")
     parser.add_argument("--monitor", help="rank by this metric instead of the runs' trainer.monitor")
     args = parser.parse_args(argv)

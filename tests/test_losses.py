@@ -1,4 +1,4 @@
-"""Losses against the seed notes' worked values, and the multiclass SVM loss."""
+"""Losses against worked values, and the multiclass SVM loss."""
 
 import keras
 import numpy as np

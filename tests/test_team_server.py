@@ -1,4 +1,4 @@
-"""The team setup of the README: ``mlflow server`` on PostgreSQL with a file artifact store.
+"""The team setup of docs/team-server.md: ``mlflow server`` on PostgreSQL with a file artifact store.
 
 A real PostgreSQL, a real ``mlflow server`` and a real parallel sweep (``python train.py -m
 launcher=parallel``) writing to it over HTTP from several processes at once; then MLflow's
@@ -64,8 +64,8 @@ COLLEAGUE, COLLEAGUE_PASSWORD = "bob", "bob-pw-for-tests"
 def auth_server(postgres, tmp_path_factory):  # noqa: F811
     """``mlflow server --app-name basic-auth``, its user store in PostgreSQL, users alice and bob."""
     tmp = tmp_path_factory.mktemp("auth")
-    # The README's ini; the credential cache spares a PBKDF2 hash per request (each epoch is
-    # several requests), a large share of the logged run's time on a busy machine.
+    # The ini of docs/team-server.md; the credential cache spares a PBKDF2 hash per request (each
+    # epoch is several requests), a large share of the logged run's time on a busy machine.
     ini = tmp / "basic_auth.ini"
     ini.write_text("[mlflow]\n"
                    "default_permission = EDIT\n"
@@ -134,7 +134,7 @@ def test_credentials_from_the_environment_log_the_run(auth_server, tmp_path, mon
     recorded = [*run.data.params.values(), *run.data.tags.values(), open(config).read()]
     assert not [text for text in recorded if PASSWORD in text], "the password was recorded"
 
-    # default_permission = EDIT (the README's ini): a colleague may log into alice's experiment.
+    # default_permission = EDIT (docs/team-server.md's ini): a colleague may log into alice's experiment.
     credentials(monkeypatch, COLLEAGUE, COLLEAGUE_PASSWORD)
     colleague = mlflow.MlflowClient(auth_server.url)
     run_id = colleague.create_run(run.info.experiment_id).info.run_id

@@ -277,7 +277,7 @@ class MaskSecretsCallback(Callback):
     the first job starts: this callback rewrites them masked at the start of each job (and
     the multirun's again at its end). It also masks every log record of the process from
     the start of the run or multirun on (``mask_log_records``). What stays in plain text:
-    README, "Credentials".
+    docs/team-server.md, "Credentials".
     """
 
     def on_run_start(self, config, **kwargs):

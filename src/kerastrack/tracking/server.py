@@ -31,9 +31,9 @@ def free_port(host=LOOPBACK):
 class MlflowServer:
     """``mlflow server`` on ``host:port``, as a context manager.
 
-    The defaults are the light configuration measured in issue 5: one worker and no job
-    runner, ~5 s to start, 2 processes, ~0.5 GB (the CLI defaults take 11-13 s, 15
-    processes and 2.4 GB).
+    The defaults are the light configuration (measured in docs/performance.md): one worker
+    and no job runner, ~5 s to start, 2 processes, ~0.5 GB (the CLI defaults take 11-13 s,
+    15 processes and 2.4 GB).
 
     Args:
         backend_store_uri: The store, e.g. ``sqlite:////abs/mlflow.db`` or
