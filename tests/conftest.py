@@ -2,21 +2,20 @@
 
 Also the ``extra`` marker: ``@pytest.mark.extra("ray")`` on a test that needs a part outside
 requirements.txt, which then skips without it, saying how to install it (see ``EXTRAS``).
+
+Plain helpers that tests import (paths, ``run_train``, store readers) are in tests/helpers.py:
+nothing imports from this file.
 """
 
 import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 import kerastrack  # noqa: F401  (registers the kt.* resolvers)
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; Playwright drives it (no browser download)
+from tests.helpers import CHROMIUM, CONF
 
 
 def _ray_launcher():
@@ -67,11 +66,6 @@ def pytest_collection_modifyitems(config, items):
             if not present[name]:
                 item.add_marker(pytest.mark.skip(reason=f"needs {install} (outside requirements.txt)"))
                 item.user_properties.append(("missing_extra", name))
-
-
-def options(group):
-    """Every option of a config group: one YAML file each."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests import helpers
+from tests.helpers import ROOT, store_client
 
 FAULTS_DIR = ROOT / "tests" / "faults"
 EPOCHS = 3
@@ -197,16 +198,6 @@ def deliver(train, how, pids=()):
 # -- the store --
 
 
-def store_uri(cwd):
-    return f"sqlite:///{Path(cwd) / 'mlflow.db'}"
-
-
-def client(cwd):
-    import mlflow
-
-    return mlflow.MlflowClient(store_uri(cwd))
-
-
 def all_runs(cwd):
     """Every run in the launch dir's store, oldest first; [] without a store.
 
@@ -214,7 +205,7 @@ def all_runs(cwd):
     """
     if not (Path(cwd) / "mlflow.db").exists():
         return []
-    mlflow_client = client(cwd)
+    mlflow_client = store_client(cwd)
     experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
     if not experiments:
         return []
@@ -223,7 +214,7 @@ def all_runs(cwd):
 
 def steps(cwd, run_id, key):
     """The steps of ``key`` in the run, one entry per logged value, sorted."""
-    return sorted(m.step for m in client(cwd).get_metric_history(run_id, key))
+    return helpers.steps(store_client(cwd), run_id, key)
 
 
 def sweep_runs(cwd):
@@ -265,7 +256,7 @@ class Checks:
                 self.failures.append(f"{train.log_stem.name}: a traceback on {stream}: {traceback_summary(text)}")
 
     def status(self, cwd, run, expected):
-        status = client(cwd).get_run(run.info.run_id).info.status
+        status = store_client(cwd).get_run(run.info.run_id).info.status
         allowed = (expected,) if isinstance(expected, str) else tuple(expected)
         return self(status in allowed, f"run {run.info.run_id[:8]} ({run.info.run_name}) is {status}, "
                                        f"expected {' or '.join(allowed)}")

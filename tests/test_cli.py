@@ -8,18 +8,9 @@ import sys
 import mlflow
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_train, store_client
 
 pytestmark = pytest.mark.slow
-
-
-def run_train(cwd, *overrides, script=ROOT / "train.py", env=None):
-    """``python train.py`` as a user runs it from ``cwd``, with ``env`` added to a clean
-    environment: the test process's MLFLOW_* variables are dropped, so that only ``env``
-    says where runs go and with which credentials."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=300)
 
 
 def git(cwd, *args):
@@ -42,7 +33,7 @@ def test_train_records_into_the_launch_directory_store(tmp_path):
                        script=project / "train.py")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (launch / "mlflow.db").is_file()
-    client = mlflow.MlflowClient(f"sqlite:///{launch / 'mlflow.db'}")
+    client = store_client(launch)
     (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["optimizer"] == "nesterov"
     assert run.data.tags["git.dirty"] == "true" and len(run.data.tags["git.commit"]) == 40
@@ -64,7 +55,7 @@ def test_bad_value_is_one_line_and_a_non_zero_exit(tmp_path):
     assert lines[-1] == "Error: optimizer.momentum must be a number in [0, 1]. Received: optimizer.momentum=1.5"
     assert "Traceback" not in result.stderr
     if (tmp_path / "mlflow.db").exists():
-        client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        client = store_client(tmp_path)
         assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
@@ -85,7 +76,7 @@ def test_two_runs_started_at_once_on_a_fresh_store_both_succeed(tmp_path):
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     found = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
     assert sorted(r.data.tags["optimizer"] for r in found) == ["adam", "sgd"]
     assert all(r.info.status == "FINISHED" for r in found)
@@ -134,6 +125,6 @@ def test_a_sweep_whose_data_cannot_be_had_says_so_once_and_stops(tmp_path):
     errors = [line for line in result.stderr.splitlines() if "data=mnist is not on this machine" in line]
     assert len(errors) == 1 and errors[0].startswith("Error: ")  # once, not once per job
     assert "Traceback" not in result.stderr
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     (parent,) = client.search_runs(["1"])  # no child: no job opened a run
     assert parent.info.status == "FAILED" and parent.data.tags["sweep.role"] == "parent"

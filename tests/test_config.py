@@ -9,7 +9,7 @@ from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head
 from kerastrack.pipeline import train
 from kerastrack.schedules import build_schedule
-from tests.conftest import CONF, options
+from tests.helpers import CONF, options
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 ALL_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]

@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 
 from kerastrack import data
 from kerastrack.errors import ConfigError
+from tests.helpers import CONF
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF_DIR = CONF / "data"
 
 SKLEARN_SETS = [
     # function, task, num_classes, input_shape, samples

@@ -1,12 +1,11 @@
 """Devices and numerics: mixed precision, XLA, and MirroredStrategy on logical CPUs."""
 
 import keras
-import mlflow
 import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
-from tests.test_cli import run_train
+from tests.helpers import run_train, store_client
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     result = run_train(tmp_path, "distribute=mirrored", "logical_cpus=2", "trainer.epochs=2",
                        "tracking.log_model=false", "trainer.verbose=0")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["distribute.num_replicas"] == "2" and run.data.tags["distribute"] == "mirrored"

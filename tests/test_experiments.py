@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from kerastrack.config import check_config
 from kerastrack.data import DEBIAN_FASHION_MNIST
 from kerastrack.pipeline import train
-from tests.conftest import options
+from tests.helpers import options
 
 EXPERIMENTS = options("experiment")
 PARSER = OverridesParser.create()

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head
 from kerastrack.losses import MulticlassSVM
-from tests.conftest import CONF, options
+from tests.helpers import CONF, options
 
 Y = np.array([1, 2, 3, 4, 5, 6], "float32")
 Y_HAT = np.array([1, 3, 4, 4, 5, 9], "float32")

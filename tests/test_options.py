@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kerastrack.pipeline import train
-from tests.conftest import options
+from tests.helpers import options
 
 ROWS = [
     # data, model, loss, optimizer, scheduler, callbacks

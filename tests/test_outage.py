@@ -12,20 +12,9 @@ from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
 from kerastrack.tracking.spool import Spool, upload_dir
-from tests.conftest import ROOT
+from tests.helpers import ROOT, artifacts, steps
 
 EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s")
-
-
-def steps(client, run_id, key):
-    return sorted(m.step for m in client.get_metric_history(run_id, key))
-
-
-def artifact_paths(client, run_id, path=None):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
 
 
 @pytest.fixture
@@ -97,7 +86,7 @@ def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request
         assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
     assert {"best_val_loss", "test_accuracy"} <= set(run.data.metrics)
     assert {"plots/learning_curves.png", "plots/confusion_matrix.png", "config/config.yaml"} <= set(
-        artifact_paths(client, run.info.run_id))
+        artifacts(client, run.info.run_id))
     assert any("metric values" in line for line in lines) and any("FINISHED" in line for line in lines)
 
     assert upload_dir(out, log_progress=lines.append) is None  # again: nothing left, nothing doubled
@@ -119,7 +108,7 @@ def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, reques
     for key in EPOCH_KEYS:
         assert steps(client, run_id, key) == [0, 1, 2], key
     assert run.data.params["trainer.epochs"] == "3" and run.data.tags["optimizer"] == "adam"
-    assert {"plots/learning_curves.png", "config/config.yaml"} <= set(artifact_paths(client, run_id))
+    assert {"plots/learning_curves.png", "config/config.yaml"} <= set(artifacts(client, run_id))
     assert upload_dir(out, log_progress=lambda line: None) is None
     assert len(client.search_runs([run.info.experiment_id])) == 1
 

@@ -9,18 +9,7 @@ import yaml
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import DivergedError, train
-from tests.conftest import CONF, options
-
-
-def history(client, run, key):
-    return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
-
-
-def artifacts(client, run_id, path=None):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += artifacts(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
+from tests.helpers import CONF, artifacts, history, options
 
 
 def test_a_run_records_every_epoch_and_the_summary(make_cfg, runs, tmp_path):

@@ -11,8 +11,8 @@ import mlflow
 import pytest
 
 from kerastrack.tracking.server import MlflowServer, sqlite_uri
+from tests.helpers import ROOT, store_client
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.extra("ray")]
 
 
@@ -82,7 +82,7 @@ def test_sigterm_to_a_sweep_on_ray_kills_its_runs_in_order_and_the_relaunch_comp
                "tracking.log_model=false", "trainer.verbose=0", "hydra.sweep.dir=sweep",
                "hydra.callbacks.mlflow_sweep.report=false"]
     sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # both jobs training: each has an epoch on record
         time.sleep(1)

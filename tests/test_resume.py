@@ -6,9 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
-from tests.conftest import ROOT
-from tests.test_cli import run_train
-from tests.test_pipeline import history
+from tests.helpers import ROOT, history, run_train, steps, store_client
 
 PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
 
@@ -87,10 +85,6 @@ def test_what_cannot_be_resumed_is_refused_before_anything_runs(make_cfg, runs, 
     with pytest.raises(ConfigError, match="has no saved training state"):
         train(make_cfg(f"resume={tmp_path}"))
     assert len(runs()) == 1
-
-
-def steps(client, run_id, key):
-    return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
 def test_a_new_run_never_trains_on_from_another_runs_state_in_its_output_dir(make_cfg, runs, tmp_path):
@@ -173,14 +167,12 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_p
 def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_path):
     # Job 0 (2 epochs) finishes; job 1 (3 epochs) is killed after epoch 2, which kills the
     # sweep. The same command into the same sweep dir skips job 0 and resumes job 1.
-    import mlflow
-
     command = ["-m", "trainer.epochs=2,3", "hydra.sweep.dir=sweep", "tracking.log_model=false", "trainer.verbose=0",
                "+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=2",
                f"+callbacks.stop.once={tmp_path / 'signalled'}", "hydra.callbacks.mlflow_sweep.report=false"]
     first = run_train(tmp_path, *command)
     assert first.returncode != 0
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     before = {r.info.run_name: r for r in client.search_runs(["1"])}
     assert before["trainer.epochs=2"].info.status == "FINISHED"
     assert before["trainer.epochs=3"].info.status == "KILLED"
@@ -205,8 +197,6 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
     import os
     import subprocess
 
-    import mlflow
-
     if os.geteuid() != 0:
         pytest.skip("mounting a small disk (tmpfs) needs root")
     disk = tmp_path / "disk"
@@ -225,7 +215,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
         (disk / "filler").unlink()
         resumed = run_train(disk, f"resume={disk / 'out'}", env={"PYTHONPATH": str(ROOT)})
         assert resumed.returncode == 0, resumed.stderr[-3000:]
-        client = mlflow.MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
+        client = store_client(disk)
         (run,) = client.search_runs(["1"])
         assert run.info.status == "FINISHED"
         for key in ("loss", "val_loss", "learning_rate"):

@@ -18,8 +18,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from kerastrack.search import PruningCallback
-from tests.conftest import CONF
-from tests.test_cli import run_train
+from tests.helpers import CONF, run_train, store_client
 
 # Hydra's plugin scan executes every plugin module again, replacing its classes: scan
 # first, so that the names imported here are the ones the sweeper uses.
@@ -228,11 +227,9 @@ def test_a_search_in_process_ends_trials_right_and_resumes(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_train_py_search_records_every_trial_in_optuna_and_mlflow(tmp_path):
-    import mlflow
-
     quick = ["trainer.epochs=3", "tracking.log_model=false", "trainer.verbose=0", "hydra.callbacks.mlflow_sweep.report=false"]
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     seen = 0
     for n_trials in (4, 6):  # then the same command again: it resumes the study
         result = run_train(tmp_path, "-m", SEARCH, f"hydra.sweeper.n_trials={n_trials}", *SPACE, *quick)

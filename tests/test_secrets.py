@@ -12,8 +12,7 @@ from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.secrets import mask_override, mask_secrets, mask_text, mask_uri, unmask
 from kerastrack.tracking.server import free_port
-from tests.conftest import ROOT
-from tests.test_cli import run_train
+from tests.helpers import ROOT, run_train
 
 PASSWORD, TOKEN, URI_PASSWORD = "hunter2-secret", "tok-from-env-s3cret", "pw-in-uri-s3cret"
 SECRETS = (PASSWORD, TOKEN, URI_PASSWORD)

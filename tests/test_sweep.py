@@ -2,17 +2,16 @@
 
 import json
 
-import mlflow
 import pytest
 
-from tests.test_cli import run_train
+from tests.helpers import run_train, store_client
 
 pytestmark = pytest.mark.slow
 QUICK = ["trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0"]
 
 
 def sweep_runs(tmp_path):
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     exp = client.get_experiment_by_name("kerastrack")
     found = client.search_runs([exp.experiment_id])
     (parent,) = [r for r in found if r.data.tags.get("sweep.role") == "parent"]

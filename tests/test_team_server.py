@@ -10,7 +10,7 @@ import mlflow.server
 import pytest
 
 from tests.servers import mlflow_server, postgres  # noqa: F401  (postgres: a fixture)
-from tests.test_cli import run_train
+from tests.helpers import run_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.extra("postgresql")]
 OPTIMIZERS = ["sgd", "adam", "rmsprop", "momentum"]

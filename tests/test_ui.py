@@ -3,17 +3,13 @@
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from kerastrack import ui
 from kerastrack.errors import ConfigError
-from kerastrack.tracking.server import free_port
+from tests.helpers import UiProcess, children
 
 
 def group_alive(pgid):
@@ -22,69 +18,6 @@ def group_alive(pgid):
     except ProcessLookupError:
         return False
     return True
-
-
-def children(pid):
-    """Pids whose parent is ``pid`` (from /proc: the server is in its own session)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
-class UiProcess:
-    """``python -m kerastrack.ui`` as a subprocess in its own process group, as a terminal runs it.
-
-    Args:
-        cwd: Where it starts (its default store is ``cwd/mlflow.db``).
-        args: More command-line arguments.
-    """
-
-    def __init__(self, cwd, *args):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        self.process = subprocess.Popen([sys.executable, "-m", "kerastrack.ui", "--port", str(self.port), *args],
-                                        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
-
-    def wait_ready(self, timeout=90):
-        """Reads its output until it prints the URL; returns the output so far."""
-        deadline = time.monotonic() + timeout
-        lines = []
-        for line in self.process.stdout:  # ends when the process exits
-            lines.append(line)
-            if line.startswith("MLflow UI: "):
-                return "".join(lines)
-            if time.monotonic() > deadline:
-                break
-        self.kill()
-        raise AssertionError(f"kerastrack.ui did not print its URL:\n{''.join(lines)}")
-
-    def stop(self, signum=signal.SIGINT, timeout=30):
-        """Sends ``signum`` to the ui process only (the server's group is its job); returns its exit code."""
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self.kill()
-
-    def kill(self):
-        with contextlib.suppress(ProcessLookupError):
-            for pid in children(self.process.pid):
-                os.killpg(pid, signal.SIGKILL)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.process.poll() is None:
-            self.kill()
 
 
 def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path, monkeypatch):

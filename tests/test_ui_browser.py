@@ -10,14 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM
-from tests.test_ui import UiProcess
+from tests.helpers import CHROMIUM, ROOT, UiProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EPOCHS = 3
