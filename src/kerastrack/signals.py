@@ -53,13 +53,19 @@ def forget_interrupts():
     _received.clear()
 
 
+def ignore(signum, frame):
+    """Ignores a signal. A Python handler rather than SIG_IGN: a signal that arrived just
+    before the switch is then dropped quietly (with SIG_IGN, Python prints "OSError: Signal
+    15 ignored due to race condition" with a traceback)."""
+
+
 def interrupt_once(signum, frame):
     """Raises KeyboardInterrupt for the first Ctrl-C or SIGTERM and ignores the ones after
     it: a second signal (a terminal's Ctrl-C reaches every process of the group, and a
     sweep's launcher also sends SIGTERM) must not cut short the closing of the run."""
     _received.append(signum)
     for sig in _SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, ignore)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -89,7 +95,7 @@ def signals_held():
     if not _main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _SIGNALS}
+    previous = {sig: signal.signal(sig, ignore) for sig in _SIGNALS}
     try:
         yield
     finally:

@@ -32,7 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from kerastrack.secrets import mask_override, mask_uri
-from kerastrack.signals import interrupt_once
+from kerastrack.signals import ignore, interrupt_once
 
 log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
@@ -86,7 +86,7 @@ def job():
     finally:
         me.unlink(missing_ok=True)
         if in_worker:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, ignore)
             signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
 
 
