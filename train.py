@@ -65,7 +65,7 @@ def _sweep_job(cfg, train):
         return math.nan
     except (DataUnavailable, DiskFull) as exc:
         # Every job would fail the same way: say it once and stop the sweep.
-        sweep.stop(f"Error: {exc}")
+        sweep.stop(f"Error: {mask_text(str(exc))}")
         return math.nan
     except Exception as exc:
         if type(exc).__name__ == "TrialPruned":
