@@ -74,33 +74,30 @@ def _main_thread():
 
 
 @contextlib.contextmanager
+def _handling(handler):
+    """SIGINT and SIGTERM go to ``handler`` for the duration (main thread only: Python
+    delivers signals there, and other threads may not install handlers)."""
+    if not _main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def sigterm_as_interrupt():
     """For the duration of a run: SIGTERM (kill, schedulers) raises KeyboardInterrupt, as
-    Ctrl-C does, once; later ones are ignored until the run is closed (main thread only)."""
-    if not _main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, interrupt_once) for sig in _SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    Ctrl-C does, once; later ones are ignored until the run is closed."""
+    return _handling(interrupt_once)
 
 
-@contextlib.contextmanager
 def signals_held():
-    """Ignores SIGINT and SIGTERM for the duration (main thread only): for closing a run
-    that is already ending because of an error or an interruption."""
-    if not _main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, ignore) for sig in _SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """Ignores SIGINT and SIGTERM for the duration: for closing a run that is already
+    ending because of an error or an interruption."""
+    return _handling(ignore)
 
 
 @contextlib.contextmanager
@@ -108,15 +105,8 @@ def signals_deferred():
     """Holds SIGINT and SIGTERM back for the duration and raises KeyboardInterrupt after it
     if one came (main thread only): for work that must complete or not start (closing a
     finished run, creating a store), without losing the user's interrupt."""
-    if not _main_thread():
-        yield
-        return
     received = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in _SIGNALS}
-    try:
+    with _handling(lambda signum, frame: received.append(signum)):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if received:
         raise KeyboardInterrupt(f"signal {received[0]}")
