@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests import helpers
-from tests.helpers import ROOT, store_client
+from tests.helpers import ROOT, as_in_a_terminal, store_client
 
 FAULTS_DIR = ROOT / "tests" / "faults"
 EPOCHS = 3
@@ -157,7 +157,8 @@ def start_train(cwd, *args, pause_at=None, name="train"):
     with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
         process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
                                    env=subprocess_env(pause_at, pause_dir), stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=as_in_a_terminal)
     return Train(list(args), cwd, process, stem, pause_dir)
 
 

@@ -144,3 +144,12 @@ def artifacts(client, run_id, path=None):
     for item in client.list_artifacts(run_id, path):
         found += artifacts(client, run_id, item.path) if item.is_dir else [item.path]
     return found
+
+
+def as_in_a_terminal():
+    """``preexec_fn`` for a ``python train.py`` that a test sends Ctrl-C: SIGINT's default
+    action, as a terminal gives it. A shell starting a background job (pytest run with
+    ``&``, some CI runners) passes SIGINT on ignored, and Python then keeps ignoring it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -8,7 +8,7 @@ import sys
 import mlflow
 import pytest
 
-from tests.helpers import ROOT, run_train, store_client
+from tests.helpers import ROOT, as_in_a_terminal, run_train, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,8 @@ def test_ctrl_c_while_the_libraries_load_says_no_run_was_recorded(tmp_path):
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py")], cwd=tmp_path, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py")], cwd=tmp_path, preexec_fn=as_in_a_terminal,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)  # Python is up; the imports of Hydra, TensorFlow and MLflow take seconds
     proc.send_signal(signal.SIGINT)
