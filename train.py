@@ -21,9 +21,9 @@ try:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
-    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError
+    from kerastrack import sweep
+    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, is_pruned
     from kerastrack.secrets import mask_text
-    from kerastrack.tracking import sweep
 except KeyboardInterrupt:
     print(NOTHING_RECORDED, file=sys.stderr)
     sys.exit(130)
@@ -68,7 +68,7 @@ def _sweep_job(cfg, train):
         sweep.stop(f"Error: {mask_text(str(exc))}")
         return math.nan
     except Exception as exc:
-        if type(exc).__name__ == "TrialPruned":
+        if is_pruned(exc):
             log.info("trial pruned: %s", exc)
         else:
             log.error("job failed: %s: %s", type(exc).__name__, exc,

@@ -51,10 +51,9 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
     from mlflow.utils import requirements_utils
 
     from kerastrack import pipeline
-    from kerastrack.callbacks import EpochLogger
+    from kerastrack.callbacks import EpochLogger, TrainingState
     from kerastrack.config import monitor_mode
     from kerastrack.heads import resolve_head, resolve_metrics
-    from kerastrack.resume import TrainingState
     from kerastrack.tracking import MlflowTracker, library_versions
 
 
@@ -138,8 +137,9 @@ def fit_b(s, epochs, clock):
         model = fit(s, epochs, [clock, logger, state])
         state.discard()  # the next fit starts afresh
         start = time.perf_counter()
-        pipeline._log_best(tracker, logger.epochs, s.monitor, s.mode)
-        pipeline._log_results(tracker, model, s.data, s.head, logger.epochs, s.metric_names, s.outdir, s.batch_size)
+        summary = pipeline._Summary(tracker, {}, logger.epochs)
+        summary.log_best(s.monitor, s.mode)
+        summary.log_results(model, s.data, s.head, s.metric_names, s.batch_size, s.outdir)
     return logger.spent[1:], time.perf_counter() - start  # the latter includes closing the run
 
 
@@ -275,7 +275,7 @@ def main():
     row("  of which in their own hooks", f"{hooks:.1f} ms",
         f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target B/A <= 1.01  {ok(b_over_a <= 1.01)} (on the larger)")
     row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms", f"C/A {ratio['C']:.3f}")
-    print("2. end of run without the model: _log_best, _log_results (test metrics, plots), closing the run")
+    print("2. end of run without the model: best and test metrics, plots, closing the run")
     row("first in the process, as in train.py", f"{cold:.2f} s", f"target <= 1 s  {ok(cold <= 1)}")
     row("later ones", f"{warm:.2f} s")
     print(f"3. model logging: {args.model_rounds} rounds")

@@ -7,8 +7,8 @@ from hydra.utils import instantiate
 from kerastrack.config import BOOLEANS, RANGES, check_config
 from kerastrack.errors import ConfigError
 from kerastrack.heads import resolve_head
-from kerastrack.pipeline import train
-from kerastrack.schedules import build_schedule
+from kerastrack.pipeline import _instantiate, train
+from kerastrack.schedules import in_steps
 from tests.helpers import CONF, options
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -27,7 +27,7 @@ def _build(group, cfg, tmp_path):
     if group == "optimizer":
         return instantiate(cfg.optimizer)
     if group == "scheduler":
-        return build_schedule(cfg.scheduler, steps_per_epoch=10)
+        return _instantiate(in_steps(cfg.scheduler, steps_per_epoch=10), "scheduler", {})
     if group == "loss":
         task = cfg.loss.tasks[0]
         return instantiate(cfg.loss.fn), resolve_head(cfg.loss, task, {"multiclass": 3, "binary": 2}.get(task))
@@ -101,10 +101,10 @@ def test_parallel_launcher_preset_limits_threads(make_cfg):
 
 def test_schedule_lengths_are_in_epochs(make_cfg):
     cfg = make_cfg("scheduler=cosine_warmup", "trainer.epochs=10", "optimizer.learning_rate=0.1")
-    schedule = build_schedule(cfg.scheduler, steps_per_epoch=7)
+    schedule = instantiate(in_steps(cfg.scheduler, steps_per_epoch=7))
     assert (schedule.warmup_steps, schedule.decay_steps) == (14, 56)
     assert float(schedule(14)) == pytest.approx(0.1)
-    piecewise = build_schedule(make_cfg("scheduler=piecewise", "optimizer.learning_rate=0.5").scheduler, 3)
+    piecewise = instantiate(in_steps(make_cfg("scheduler=piecewise", "optimizer.learning_rate=0.5").scheduler, 3))
     assert list(piecewise.boundaries) == [30, 45]
     assert [float(piecewise(s)) for s in (0, 31, 46)] == pytest.approx([0.5, 0.05, 0.005])
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_harness import (
-    COMMON, EPOCHS, INTERRUPTED, SWEEP, Checks, all_runs, continue_command, deliver, run_train, start_train,
+    COMMON, INTERRUPTED, SWEEP, Checks, all_runs, continue_command, deliver, run_train, start_train,
     sweep_dir_of, sweep_runs, without_sweep_dir,
 )
 

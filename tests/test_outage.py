@@ -11,7 +11,8 @@ import pytest
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
-from kerastrack.tracking.spool import Spool, upload_dir
+from kerastrack.tracking.spool import Spool
+from kerastrack.upload import upload_dir
 from tests.helpers import ROOT, artifacts, steps
 
 EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s")

@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from hydra.utils import instantiate
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import DivergedError, train
@@ -84,10 +85,10 @@ def test_logged_learning_rate_follows_the_schedule(scheduler, make_cfg, runs):
                    "scheduler.boundary_epochs=[1,2]" if scheduler == "piecewise" else "scheduler.decay_epochs=2")
     train(cfg)
     (run,) = runs()
-    from kerastrack.schedules import build_schedule, steps_per_epoch
+    from kerastrack.schedules import in_steps, steps_per_epoch
 
     steps = steps_per_epoch(int(run.data.params["dataset.sizes"].split()[0].split("=")[1]), cfg.trainer.batch_size)
-    schedule = build_schedule(cfg.scheduler, steps)
+    schedule = instantiate(in_steps(cfg.scheduler, steps))
     logged = [v for _, v in history(runs.client, run, "learning_rate")]
     assert len(set(logged)) > 1, logged
     assert logged == pytest.approx([float(schedule(e * steps)) for e in range(4)], rel=1e-5)

@@ -162,7 +162,8 @@ def test_an_upload_refused_for_want_of_credentials_says_where_they_come_from(tmp
     import http.server
     import threading
 
-    from kerastrack.tracking.spool import Spool, upload_dir
+    from kerastrack.tracking.spool import Spool
+    from kerastrack.upload import upload_dir
 
     class Unauthorized(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's name

@@ -4,7 +4,6 @@ tracker, see kerastrack.tracking) and the training state a run keeps for ``resum
 import json
 import logging
 import math
-import os
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import keras
 import numpy as np
 
 from kerastrack.errors import ConfigError
+from kerastrack.files import write_atomic
 
 log = logging.getLogger(__name__)
 # Keras callbacks' state that their on_train_begin resets (and BackupAndRestore does not keep).
@@ -201,16 +201,10 @@ class TrainingState(keras.callbacks.Callback):
         return [*self.model.variables, *optimizer.variables]
 
     def _write(self, arrays, meta):
-        tmp = self.path.with_name(f"{self.FILE}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.savez(f, *arrays, meta=np.array(meta))
-                f.flush()
-                os.fsync(f.fileno())  # whole on disk before it replaces the last good state
-            os.replace(tmp, self.path)
+            write_atomic(self.path, lambda f: np.savez(f, *arrays, meta=np.array(meta)))
         except OSError as exc:  # a full disk: keep the last whole state, report it on the training thread
-            tmp.unlink(missing_ok=True)
             self._error = exc
 
     def _wait(self):

@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.hydra_utils import group_choices
 
 # Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
 # the optimizer's), which OmegaConf has no syntax for.
@@ -342,22 +343,7 @@ def monitor_mode(monitor, mode="auto"):
 
 
 def _choice(cfg, group):
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
-    return choices.get(group, "?") if choices else _hydra_choices().get(group, "?")
-
-
-def _hydra_choices():
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    return dict(HydraConfig.get().runtime.choices)
-
-
-def group_choices(cfg):
-    """The option chosen in each kerastrack config group, e.g. {"optimizer": "adam"}."""
-    choices = dict(OmegaConf.select(cfg, "hydra.runtime.choices") or {}) or _hydra_choices()
-    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+    return group_choices(cfg).get(group, "?")
 
 
 class DirCheck(Callback):

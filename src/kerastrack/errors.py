@@ -26,6 +26,13 @@ class DiskFull(RuntimeError):
     and how to continue once there is space."""
 
 
+def is_pruned(exc):
+    """Whether ``exc`` is a search's pruning of a trial (``optuna.TrialPruned``): the run
+    ends KILLED with ``pruned=true``, not FAILED. Matched by name, so that Optuna stays an
+    optional import."""
+    return type(exc).__name__ == "TrialPruned"
+
+
 def disk_full(exc):
     """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from a write, or SQLite's
     "database or disk is full"."""

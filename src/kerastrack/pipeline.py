@@ -10,11 +10,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kerastrack import plots, resume, secrets
-from kerastrack.config import check_config, check_monitors, group_choices, monitor_mode
+from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
+from kerastrack.config import check_config, check_monitors, monitor_mode
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
 from kerastrack.heads import resolve_head, resolve_metrics
-from kerastrack.schedules import build_schedule, steps_per_epoch
+from kerastrack.hydra_utils import code_dir, group_choices, task_overrides
+from kerastrack.probes import Probe
+from kerastrack.schedules import in_steps, steps_per_epoch
 from kerastrack.signals import Interrupted, forget_interrupts, interrupted, sigterm_as_interrupt
+from kerastrack.tracking import flatten_config, git_state, library_versions
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -38,10 +42,9 @@ def train(cfg):
     """
     forget_interrupts()
     check_config(cfg)
-    choices = group_choices(cfg)
     # First: a tracking server that is down is reported before any time goes into data.
-    tracker = _build("tracking", choices, lambda: instantiate(cfg.tracking))
-    resumed = resume.plan(cfg, tracker, _command_line_overrides())
+    tracker = _instantiate(cfg.tracking, "tracking", group_choices(cfg))
+    resumed = resume.plan(cfg, tracker, task_overrides())
     if resumed and resumed.finished_best is not None:  # a re-launched sweep's finished job
         return resumed.finished_best
     if resumed:
@@ -49,12 +52,13 @@ def train(cfg):
         check_config(cfg)
     else:
         tracker.prepare()  # the store and experiment, before any time goes into data
+    choices = group_choices(cfg)
     output_dir = _output_dir(cfg.paths.output_dir)
     try:
         with resume.claim(output_dir, tracker, resumed):
             _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
-            with _devices(cfg):
-                return _train(cfg, tracker, resumed, output_dir)
+            with _devices(cfg, choices):
+                return _train(cfg, choices, tracker, resumed, output_dir)
     except BaseException as exc:
         if interrupted(exc):  # what became of the run, for the one line train.py prints
             raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
@@ -63,10 +67,10 @@ def train(cfg):
         raise
 
 
-def _train(cfg, tracker, resumed, output_dir):
-    """``train`` under the run's dtype policy and tf.distribute strategy scope."""
-    choices = group_choices(cfg)
-    data = _build("data", choices, lambda: instantiate(cfg.data))
+def _train(cfg, choices, tracker, resumed, output_dir):
+    """The recipe, under the run's dtype policy and tf.distribute strategy scope: build
+    everything, open the run, fit, record the results."""
+    data = _instantiate(cfg.data, "data", choices)
     log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
              data.num_classes, data.input_shape, len(data.x_train), len(data.x_val), len(data.x_test))
     head = resolve_head(cfg.loss, data.task, data.num_classes, choices.get("loss", "?"), choices.get("data", "?"))
@@ -79,14 +83,10 @@ def _train(cfg, tracker, resumed, output_dir):
     fit_size = math.floor(len(data.x_train) * (1 - (trainer.validation_split or 0)))  # as Keras splits
     _check_split(trainer.validation_split, fit_size, len(data.x_train))
     batch_size = fit_size if trainer.batch_size == "full" else trainer.batch_size
-    schedule = _build("scheduler", choices, lambda: build_schedule(cfg.scheduler, steps_per_epoch(fit_size, batch_size)))
-    rate = {"learning_rate": schedule} if schedule is not None else {}
-    optimizer = _build("optimizer", choices, lambda: instantiate(cfg.optimizer, **rate))
-    loss = _build("loss", choices, lambda: instantiate(cfg.loss.fn))
-    callbacks = [_build(f"callbacks.{n}", choices, lambda cb=cb: instantiate(cb)) for n, cb in cfg.callbacks.items()]
-    from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
-    from kerastrack.probes import Probe
-
+    schedule = _instantiate(in_steps(cfg.scheduler, steps_per_epoch(fit_size, batch_size)), "scheduler", choices)
+    optimizer = _instantiate(cfg.optimizer, "optimizer", choices, **({"learning_rate": schedule} if schedule else {}))
+    loss = _instantiate(cfg.loss.fn, "loss", choices)
+    callbacks = [_instantiate(cb, f"callbacks.{name}", choices) for name, cb in cfg.callbacks.items()]
     probes = [c for c in callbacks if isinstance(c, Probe)]
     callbacks = [c for c in callbacks if not isinstance(c, Probe)]
     if tracker.log_every_n_steps:
@@ -94,19 +94,18 @@ def _train(cfg, tracker, resumed, output_dir):
     sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
     epoch_logger = EpochLogger(tracker, probes, sample)
     state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None)
-    tracker.spool_dir = output_dir / "mlflow-spool"  # what cannot reach the tracking server
-    monitor, mode = trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode)
 
-    run_id = resumed.run_id if resumed else None
+    run = tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=resumed.run_id if resumed else None,
+                      output_dir=output_dir)
     try:
-        with sigterm_as_interrupt(), tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=run_id):
+        with sigterm_as_interrupt(), run:
             if resumed:  # params, config and git state are on record since the first start
                 epoch_logger.on_record = tracker.metric_steps(tracker.run_id)
                 _log_missing_epochs(tracker, resumed.saved, epoch_logger.on_record)
             else:
-                _log_setup(tracker, cfg, data, output_dir)
+                _log_setup(tracker, cfg, data)
             resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
-            model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
+            model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile)
             if not resumed:
                 tracker.log_params({"model.num_params": model.count_params()})
@@ -119,19 +118,45 @@ def _train(cfg, tracker, resumed, output_dir):
                 # callback can stop or break the run. The state goes last (see there).
                 callbacks=[epoch_logger, *callbacks, state], verbose=trainer.verbose,
             )
-            summary = _Summary(tracker, epoch_logger.on_record)
-            best = summary.log_best(epoch_logger.epochs, monitor, mode)
+            summary = _Summary(tracker, epoch_logger.on_record, epoch_logger.epochs)
+            best = summary.log_best(trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode))
             if (epoch := epoch_logger.diverged_epoch) is not None:
                 tracker.set_tags({"diverged": "true", "diverged_epoch": str(epoch)})
                 raise DivergedError(
                     f"the loss became {epoch_logger.epochs[epoch]['loss']} at epoch {epoch}: training diverged. "
                     f"Try a smaller optimizer.learning_rate. Received: optimizer.learning_rate={cfg.optimizer.learning_rate}"
                 )
-            _log_results(summary, model, data, head, epoch_logger.epochs, [m.name for m in metrics], output_dir, batch_size)
+            summary.log_results(model, data, head, names[1:], batch_size, output_dir)
     finally:
         if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
             state.discard()
     return best
+
+
+def _instantiate(node, key, choices, **runtime_args):
+    """``hydra.utils.instantiate`` with the values known only at run time, turning a
+    library's complaint about a config value into a ConfigError naming the option.
+
+    Args:
+        node: The config node (``_target_`` ...); None gives None (a constant learning rate).
+        key: Its key in the config, for the message, e.g. ``callbacks.early_stopping``.
+        choices: The config-group choices, for the message (``Received: optimizer=adam``).
+        **runtime_args: Arguments known only now (``_partial_`` options take them later).
+    """
+    if node is None:
+        return None
+    try:
+        # Plain lists and dicts: what is built is saved with the model (checkpoints, the
+        # logged model), and Keras cannot serialize OmegaConf containers.
+        return instantiate(node, _convert_="all", **runtime_args)
+    except ConfigError:
+        raise
+    except (InstantiationException, TypeError, ValueError) as exc:
+        if isinstance(exc.__cause__, ConfigError):  # ours, raised inside a target Hydra called
+            raise exc.__cause__ from None
+        reason = " ".join(str(exc).split())
+        group = key.split(".")[0]
+        raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
 
 
 def _check_split(validation_split, fit_size, n):
@@ -172,13 +197,6 @@ def _log_missing_epochs(tracker, saved, on_record):
             log.info("logged what the store lacked of epochs 0..%d (lost when the run was killed)", step)
 
 
-def _command_line_overrides():
-    from hydra.core.hydra_config import HydraConfig
-
-    # As typed: "+api_token=${oc.env:MY_TOKEN}" is not resolved (without MY_TOKEN, resolving fails).
-    return OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) if HydraConfig.initialized() else []
-
-
 def _resumed_config(recorded, current):
     """The resumed run's own config, with this invocation's verbosity and threads."""
     cfg = recorded.copy()
@@ -203,20 +221,6 @@ def _output_dir(path):
                           f"training state go there. Choose another with paths.output_dir=... or "
                           f"hydra.run.dir=... Received: paths.output_dir={path}") from None
     return output_dir
-
-
-def _build(key, choices, make):
-    """Runs a constructor, turning a library's complaint about a value into a ConfigError."""
-    try:
-        return make()
-    except ConfigError:
-        raise
-    except (InstantiationException, TypeError, ValueError) as exc:
-        if isinstance(exc.__cause__, ConfigError):  # ours, raised inside a target Hydra called
-            raise exc.__cause__ from None
-        reason = " ".join(str(exc).split())
-        group = key.split(".")[0]
-        raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
 
 
 def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
@@ -258,7 +262,7 @@ def _split_cpu(tf, n):
 
 
 @contextlib.contextmanager
-def _devices(cfg):
+def _devices(cfg, choices):
     """The run's dtype policy (trainer.precision) and tf.distribute strategy (distribute).
 
     The model, optimizer and metrics must be created under both: Keras reads the global
@@ -276,7 +280,7 @@ def _devices(cfg):
             # MirroredStrategy's own default without GPUs is one CPU device; mirror over
             # the logical CPUs instead (logical_cpus), the only devices a CPU machine has.
             devices = {"devices": [d.name for d in tf.config.list_logical_devices("CPU")]}
-        strategy = _build("distribute", group_choices(cfg), lambda: instantiate(spec, **devices))
+        strategy = _instantiate(spec, "distribute", choices, **devices)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(cfg.trainer.precision)
     try:
@@ -295,24 +299,17 @@ def _run_name(choices):
 def _tags(choices, cfg):
     """One tag per config-group choice (optimizer=adam, ...), the library versions, and the
     config's hash (a re-launched sweep finds its finished jobs by it)."""
-    from kerastrack.tracking import library_versions
-
     tags = {group: choice for group, choice in choices.items() if group not in ("paths", "trainer")}
     tags.update({f"version.{name}": v for name, v in library_versions().items()})
     tags["config.hash"] = resume.config_hash(cfg)
     return tags
 
 
-def _plain_config(cfg):
-    return OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
-
-
-def _log_setup(tracker, cfg, data, output_dir):
-    from hydra.core.hydra_config import HydraConfig
-
-    from kerastrack.tracking import code_dir, flatten_config, git_state
-
-    plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(_plain_config(cfg), resolve=True)))
+def _log_setup(tracker, cfg, data):
+    """What the run's numbers depend on: the config (credentials masked), the data set as
+    loaded, the command line's overrides and the code's git state."""
+    plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
+    plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(plain, resolve=True)))
     tracker.log_params(flatten_config(plain))
     tracker.log_params({
         "dataset.task": data.task, "dataset.num_classes": data.num_classes,
@@ -321,8 +318,7 @@ def _log_setup(tracker, cfg, data, output_dir):
         "distribute.num_replicas": _num_replicas(),
     })
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
-    overrides = [secrets.mask_override(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
-    tracker.log_text(OmegaConf.to_yaml(overrides), "config/overrides.yaml")
+    tracker.log_text(OmegaConf.to_yaml([secrets.mask_override(o) for o in task_overrides()]), "config/overrides.yaml")
     git = git_state(code_dir())
     if git:
         tracker.set_tags({"git.commit": git["commit"], "git.dirty": str(git["dirty"]).lower()})
@@ -338,43 +334,48 @@ def _num_replicas():
 
 
 class _Summary:
-    """Logs a run's one-value metrics (best_*, test_*) once: a resumed run that reached them
-    before it was stopped does not log them again."""
+    """Logs a run's one-value metrics (best_*, test_*), figures and model once training is
+    done; a resumed run that reached them before it was stopped does not log them again.
 
-    def __init__(self, tracker, on_record):
+    Args:
+        tracker: The run's tracker.
+        on_record: What the store has of the run: key -> steps.
+        epochs: One dict of logged values per epoch.
+    """
+
+    def __init__(self, tracker, on_record, epochs):
         self.tracker = tracker
         self.on_record = on_record
+        self.epochs = epochs
 
     def log(self, metrics, step):
         metrics = {k: v for k, v in metrics.items() if k not in self.on_record}
         if metrics:
             self.tracker.log_metrics(metrics, step=step)
 
-    def log_best(self, epochs, monitor, mode):
-        values = [e[monitor] for e in epochs if math.isfinite(e.get(monitor, math.nan))]
+    def log_best(self, monitor, mode):
+        values = [e[monitor] for e in self.epochs if math.isfinite(e.get(monitor, math.nan))]
         if not values:
             return math.nan
         best = max(values) if mode == "max" else min(values)
-        best_epoch = next(i for i, e in enumerate(epochs) if e.get(monitor) == best)
+        best_epoch = next(i for i, e in enumerate(self.epochs) if e.get(monitor) == best)
         self.log({f"best_{monitor}": best, "best_epoch": best_epoch}, step=best_epoch)
         return best
 
+    def log_results(self, model, data, head, metric_names, batch_size, output_dir):
+        """Test metrics, figures and the model, with the weights training ended with."""
+        results = model.evaluate(data.x_test, head.encode(data.y_test), batch_size=batch_size, return_dict=True,
+                                 verbose=0)
+        self.log({f"test_{k}": float(v) for k, v in results.items()}, step=len(self.epochs) - 1)
+        log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
 
-def _log_results(summary, model, data, head, epochs, metric_names, output_dir, batch_size):
-    """Test metrics, figures and the model, with the weights training ended with."""
-    tracker = summary.tracker
-    y_test = head.encode(data.y_test)
-    results = model.evaluate(data.x_test, y_test, batch_size=batch_size, return_dict=True, verbose=0)
-    summary.log({f"test_{k}": float(v) for k, v in results.items()}, step=len(epochs) - 1)
-    log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
-
-    figures = {"learning_curves.png": plots.learning_curves(epochs, metric_names)}
-    if data.task != "regression":
-        predicted = head.predict_classes(model.predict(data.x_test, batch_size=batch_size, verbose=0))
-        figures["confusion_matrix.png"] = plots.confusion_matrix(data.y_test, predicted, data.class_names)
-    for name, fig in figures.items():
-        fig.savefig(output_dir / name, dpi=100)
-        plots.close(fig)
-        tracker.log_artifact(output_dir / name, "plots")
-    if tracker.log_model:
-        tracker.log_keras_model(model, input_example=data.x_test[:5])
+        figures = {"learning_curves.png": plots.learning_curves(self.epochs, metric_names)}
+        if data.task != "regression":
+            predicted = head.predict_classes(model.predict(data.x_test, batch_size=batch_size, verbose=0))
+            figures["confusion_matrix.png"] = plots.confusion_matrix(data.y_test, predicted, data.class_names)
+        for name, fig in figures.items():
+            fig.savefig(output_dir / name, dpi=100)
+            plots.close(fig)
+            self.tracker.log_artifact(output_dir / name, "plots")
+        if self.tracker.log_model:
+            self.tracker.log_keras_model(model, input_example=data.x_test[:5])

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from kerastrack.callbacks import TrainingState
 from kerastrack.errors import ConfigError
+from kerastrack.files import write_atomic
+from kerastrack.hydra_utils import group_choices, parse_overrides
 from kerastrack.secrets import is_masked, is_secret_key, mask_override, mask_secrets, mask_value
+from kerastrack.tracking.spool import Spool
 
 log = logging.getLogger(__name__)
 STATE_DIR = "state"
@@ -59,9 +63,9 @@ def save_run_info(output_dir, cfg, choices, run_id):
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     # No credentials on disk: resuming takes the masked values from the new invocation.
     masked = mask_secrets(OmegaConf.to_container(plain, resolve=True))
-    _write_atomic(state / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(masked)))
+    write_atomic(state / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(masked)))
     info = {"run_id": run_id, "choices": choices, "host": socket.gethostname(), "pid": os.getpid()}
-    _write_atomic(state / "run.json", json.dumps(info, indent=1))
+    write_atomic(state / "run.json", json.dumps(info, indent=1))
 
 
 @dataclass
@@ -210,8 +214,6 @@ def _alive(pid):
 
 def _load(output_dir, run_id, tracker, received, fallback_config=None):
     """Reads and checks everything a resumed run needs, before the run is reopened."""
-    from kerastrack.tracking.spool import Spool
-
     spool = Spool(output_dir)
     if spool.pending():
         raise ConfigError(f"run {run_id} has tracking calls that never reached the server, in {spool.directory}; "
@@ -237,8 +239,6 @@ def _load(output_dir, run_id, tracker, received, fallback_config=None):
 
 
 def _choices_of(cfg):
-    from kerastrack.config import group_choices
-
     return group_choices(cfg) if cfg is not None else {}
 
 
@@ -306,8 +306,6 @@ def _reason(exc):
 
 def in_use(output_dir):
     """Whether a process holds the run lock of ``output_dir`` (a run or a resume in it)."""
-    from filelock import FileLock, Timeout
-
     lock_path = Path(output_dir) / STATE_DIR / "lock"
     if not lock_path.exists():
         return False
@@ -333,8 +331,6 @@ def claim(output_dir, tracker, resumed=None):
     Raises:
         ConfigError: The lock is held, or the dir holds another run's unfinished state.
     """
-    from filelock import FileLock, Timeout
-
     state = Path(output_dir) / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     lock = FileLock(state / "lock")
@@ -373,9 +369,6 @@ def _check_fresh(state, tracker, output_dir):
 def _check_overrides(config, current, overrides, target):
     """Refuses command-line overrides that would make the resumed run another experiment:
     each overridden key must have the value (or group option) the run has."""
-    from kerastrack.config import group_choices
-    from kerastrack.tracking.sweep import parse_overrides
-
     changed = []
     recorded_choices, current_choices = config.hydra.runtime.choices, group_choices(current)
     keys = dict.fromkeys(key.lstrip("+~") for key, _ in parse_overrides(overrides))
@@ -398,8 +391,3 @@ def _check_overrides(config, current, overrides, target):
             f"resume continues run {target} with its own config; these overrides would change the experiment: "
             f"{'; '.join(changed)}. Drop them, or start a new run. Received: {' '.join(map(mask_override, overrides))}")
 
-
-def _write_atomic(path, text):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

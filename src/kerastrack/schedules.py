@@ -2,7 +2,6 @@
 
 import math
 
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
@@ -25,8 +24,9 @@ def epochs_to_steps(epochs, steps_per_epoch):
     return int(round(float(epochs) * steps_per_epoch))
 
 
-def build_schedule(cfg, steps_per_epoch):
-    """Instantiates a scheduler option, or returns None for a constant rate.
+def in_steps(cfg, steps_per_epoch):
+    """A scheduler option with its lengths in optimizer steps, ready to instantiate, or None
+    for a constant rate.
 
     Args:
         cfg: The scheduler config: empty for a constant rate, else a ``_target_`` at a
@@ -34,7 +34,7 @@ def build_schedule(cfg, steps_per_epoch):
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
-        A ``keras.optimizers.schedules.LearningRateSchedule`` or None.
+        A plain dict for ``hydra.utils.instantiate``, or None.
     """
     if not cfg or "_target_" not in cfg:
         return None
@@ -44,9 +44,7 @@ def build_schedule(cfg, steps_per_epoch):
             epochs = kwargs.pop(epoch_key)
             kwargs[step_key] = epochs_to_steps(epochs, steps_per_epoch)
             _check_steps(epoch_key, epochs, kwargs[step_key], steps_per_epoch)
-    # Plain lists and dicts: the schedule is saved with the model (checkpoints, the logged
-    # model), and Keras cannot serialize OmegaConf containers.
-    return instantiate(kwargs, _convert_="all")
+    return kwargs
 
 
 def _check_steps(key, epochs, steps, per_epoch):

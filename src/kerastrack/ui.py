@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_text, mask_uri
-from kerastrack.tracking import resolve_tracking_uri
 from kerastrack.tracking.server import LOOPBACK, MlflowServer
+from kerastrack.tracking.store import resolve_tracking_uri, sqlite_path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -45,7 +45,7 @@ def store_uri(backend_store_uri=None, cwd=None):
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         return None
-    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri if "://" not in uri else None
+    path = sqlite_path(uri) if uri.startswith("sqlite:") else uri if "://" not in uri else None
     if path is not None and not Path(path).exists():
         raise ConfigError(f"there is no MLflow store at {path}: run `python train.py` in this directory first, "
                           f"or pass --backend-store-uri (or set MLFLOW_TRACKING_URI). Received: backend_store_uri={uri}")
@@ -81,7 +81,7 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
     """
     # The store's own directory: the server's artifact destination and working directory,
     # so that nothing it writes lands in the caller's current directory.
-    local = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else None
+    local = sqlite_path(uri).parent if sqlite_path(uri) else None
     log = tempfile.NamedTemporaryFile(prefix="kerastrack-ui-", suffix=".log", delete=False)  # noqa: SIM115
     log.close()
     server = MlflowServer(uri, artifacts_destination=local / "mlartifacts" if local else None, host=host,

@@ -13,7 +13,6 @@ optuna is imported only when a search runs.
 
 import logging
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_override, mask_uri
+from kerastrack.tracking.store import absolute_sqlite_uri
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class KerastrackOptunaSweeper(Sweeper):
     def sweep(self, arguments):
         import optuna
 
-        from kerastrack.tracking.sweep import CONTROL_DIR, STOPPING
+        from kerastrack.sweep import CONTROL_DIR, STOPPING
 
         space, fixed = search_space(self.params + list(arguments))
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -304,10 +304,7 @@ def quote(text):
 
 def absolute_storage(storage, base_dir):
     """A relative SQLite path made absolute against ``base_dir``; other URLs unchanged."""
-    prefix = "sqlite:///"
-    if storage and storage.startswith(prefix) and storage != f"{prefix}:memory:" and not os.path.isabs(storage[len(prefix):]):
-        return f"{prefix}{(Path(base_dir) / storage[len(prefix):]).resolve()}"
-    return storage
+    return absolute_sqlite_uri(storage, base_dir) if storage else storage
 
 
 def default_study_name(task_overrides):

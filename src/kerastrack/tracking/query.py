@@ -9,9 +9,9 @@ import fnmatch
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kerastrack.errors import ConfigError
+from kerastrack.tracking.store import sqlite_path
 
 LATEST = "latest"
 PARENT_FILTER = "tags.`sweep.role` = 'parent'"
@@ -119,14 +119,13 @@ def _client(tracking_uri):
 
     # Opening a missing SQLite file would create an empty store: a typo in the URI, or
     # the wrong directory, would then read as "no runs" instead of being reported.
-    if tracking_uri.startswith("sqlite:///"):
-        path = tracking_uri[len("sqlite:///"):]
-        if path != ":memory:" and not Path(path).is_file():
-            raise ConfigError(
-                f"There is no MLflow store at {path}; pass the store that the runs were "
-                f"recorded in (--tracking-uri, or $MLFLOW_TRACKING_URI). "
-                f"Received: tracking_uri={tracking_uri}"
-            )
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"There is no MLflow store at {path}; pass the store that the runs were "
+            f"recorded in (--tracking-uri, or $MLFLOW_TRACKING_URI). "
+            f"Received: tracking_uri={tracking_uri}"
+        )
     return mlflow.MlflowClient(tracking_uri)
 
 

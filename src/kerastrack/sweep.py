@@ -1,12 +1,10 @@
-"""Sweeps in MLflow: one parent run per multirun, every job a child run of it.
+"""Sweeps: the launching process's work around a multirun, and each job's part in it.
 
 Sweep-level work belongs to the launching process, so it lives in a Hydra Callback
-(registered in conf/train.yaml, always on). It creates the store and the experiment once
-before any job starts (mlflow creates SQLite tables without a lock: jobs creating a fresh
-mlflow.db at once corrupt it), opens the parent, and at the end records how many jobs
-failed, logs the comparison report on the parent and closes it in a true state. Jobs find
-their parent through the ``sweep.dir`` tag (see ``MlflowTracker``), which works with any
-launcher whose jobs reach the same tracking server.
+(registered in conf/train.yaml, always on). Through the tracker it creates the store and
+the experiment once before any job starts and opens the sweep's parent run
+(``tracking.parent``); at the end it records how many jobs failed, logs the comparison
+report on the parent and closes it in a true state.
 
 An interrupt stops a sweep in a true state. Ctrl-C (to the terminal's process group) or
 SIGTERM to the launching process marks the sweep dir as stopping and sends SIGTERM to the
@@ -19,7 +17,6 @@ re-launch continues them too).
 
 import atexit
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -29,9 +26,10 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kerastrack.secrets import mask_override, mask_uri
+from kerastrack.hydra_utils import parse_overrides, sweep_dir
 from kerastrack.signals import ignore, interrupt_once
 
 log = logging.getLogger(__name__)
@@ -46,9 +44,7 @@ class SweepInterrupted(Exception):
 
 
 def _control_dir(hydra_cfg=None):
-    from hydra.core.hydra_config import HydraConfig
-
-    return Path(sweep_dir(hydra_cfg or HydraConfig.get())) / CONTROL_DIR
+    return Path(sweep_dir(hydra_cfg)) / CONTROL_DIR
 
 
 @contextlib.contextmanager
@@ -108,20 +104,6 @@ def report_interrupted():
     return True
 
 
-def sweep_dir(hydra_cfg):
-    """The sweep dir as an absolute path (Hydra's is relative to the launch dir)."""
-    cwd = OmegaConf.select(hydra_cfg, "runtime.cwd", default=None) or Path.cwd()
-    return str((Path(cwd) / str(hydra_cfg.sweep.dir)).resolve())
-
-
-def parse_overrides(overrides):
-    """(key, value) pairs of Hydra override strings, sweeps included (value as written)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    return [(o.get_key_element(), o) for o in parsed]
-
-
 def _start_ray_first(config):
     """Starts Ray in this process before the sweep's interrupt handlers go in, when the
     launcher is Ray's: ``ray.init`` installs a SIGTERM handler of its own (exit at once,
@@ -154,13 +136,9 @@ class MlflowSweepCallback(Callback):
 
     def __init__(self, report=True):
         self.report = report
-        self.parent_id = None
+        self.parent = None
 
     def on_multirun_start(self, config, **kwargs):
-        from hydra.utils import instantiate
-
-        from kerastrack.tracking import MlflowTracker
-
         self.sweep_dir = sweep_dir(config.hydra)
         self._control = _control_dir(config.hydra)
         for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
@@ -173,39 +151,16 @@ class MlflowSweepCallback(Callback):
         _start_ray_first(config)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_interrupt)
-        tracker = instantiate(config.tracking)
-        if not isinstance(tracker, MlflowTracker):
-            return
-        import mlflow
-
-        experiment = tracker._set_experiment()  # store + experiment, created once, here
-        self.client = mlflow.MlflowClient(tracker.tracking_uri)
         overrides = list(config.hydra.overrides.task)
         keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
         # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         keys += [str(k) for k in params if str(k) not in keys]
-        earlier = self.client.search_runs(
-            [experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-            filter_string=f"tags.`sweep.dir` = '{self.sweep_dir}' and tags.`sweep.role` = 'parent'")
-        if earlier:
-            # A re-launch into the same sweep dir continues that sweep: its jobs skip what
-            # finished and resume what was cut short (kerastrack.resume.plan).
-            self.parent_id = earlier[0].info.run_id
-            self.client.update_run(self.parent_id, status="RUNNING")
-            count = int(earlier[0].data.tags.get("sweep.relaunches", "0")) + 1
-            self.client.set_tag(self.parent_id, "sweep.relaunches", str(count))
-            log.info("continuing the sweep of %s (parent run %s)", self.sweep_dir, self.parent_id)
-        else:
-            self.parent_id = self.client.create_run(
-                experiment.experiment_id,
-                run_name=f"sweep {', '.join(keys) or 'of 1'} ({Path(self.sweep_dir).parent.name} {Path(self.sweep_dir).name})",
-                tags={"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": self.sweep_dir,
-                      "sweep.overrides": " ".join(mask_override(o) for o in overrides)[:5000]},
-            ).info.run_id
-        self.experiment_id = experiment.experiment_id
-        log.info("MLflow parent run %s (%s)", self.parent_id, mask_uri(tracker.tracking_uri))
-        atexit.register(self._close_if_open)
+        # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
+        # what finished and resume what was cut short (kerastrack.resume.plan).
+        self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
+        if self.parent is not None:
+            atexit.register(self._close_if_open)
 
     def _on_interrupt(self, signum, frame):
         """The launching process's Ctrl-C/SIGTERM: the first stops the sweep in order (see
@@ -226,10 +181,9 @@ class MlflowSweepCallback(Callback):
 
     def close_interrupted(self):
         """Ends the parent KILLED and prints the one line that says how to continue."""
-        if self.parent_id is not None:
+        if self.parent is not None:
             with contextlib.suppress(Exception):
-                self.client.set_terminated(self.parent_id, "KILLED")
-            self.parent_id = None
+                self._end("KILLED")
         if _ACTIVE and _ACTIVE[-1] is self:
             _ACTIVE.pop()
         print(f"Interrupted: the sweep in {self.sweep_dir} stopped; its runs are KILLED with every finished "
@@ -240,57 +194,54 @@ class MlflowSweepCallback(Callback):
             _ACTIVE.pop()
         reason = self._control / "reason"
         if reason.exists():  # a job stopped the sweep (e.g. its data cannot be had)
-            if self.parent_id is not None:
-                self.client.set_terminated(self.parent_id, "FAILED")
-                self.parent_id = None
+            if self.parent is not None:
+                self._end("FAILED")
             sys.exit(reason.read_text().strip())
         if (self._control / STOPPING).exists():
             self.close_interrupted()
             sys.exit(130)
-        if self.parent_id is None:
+        if self.parent is None:
             return
-        children = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=10000)
+        children = self.parent.children()
         # Jobs that failed before their run opened (a bad value) have no child run, but
         # every job has a Hydra output dir.
         n_jobs = max(len(children), len(list(Path(self.sweep_dir).glob("*/.hydra"))))
-        n_done = sum(r.info.status == "FINISHED" or r.data.tags.get("pruned") == "true" for r in children)
+        n_done = sum(r.status == "FINISHED" or r.tags.get("pruned") == "true" for r in children)
         n_failed = n_jobs - n_done
         try:
-            self.client.log_metric(self.parent_id, "n_jobs", n_jobs)
-            self.client.log_metric(self.parent_id, "n_failed", n_failed)
+            self.parent.log_counts(n_jobs, n_failed)
             if self.report and children:
                 try:
                     self._log_report()
                 except Exception as exc:  # noqa: BLE001 - a report must not fail a finished sweep
                     log.warning("no comparison report: %s: %s", type(exc).__name__, exc)
         finally:
-            self.client.set_terminated(self.parent_id, "FINISHED")
-            self.parent_id = None
+            self._end("FINISHED")
         if n_failed:
             sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed; their runs are FAILED in MLflow "
                      f"(error.message tag) and their logs are in {self.sweep_dir}")
 
     def _log_report(self):
+        # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start
+        # of train.py, and only a sweep's end needs them.
         from kerastrack import report
         from kerastrack.tracking.query import fetch_runs
 
-        records = fetch_runs(self.client.tracking_uri, parent=self.parent_id)
+        records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
         result = report.build_report(records)
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
-        for path in paths.values():
-            self.client.log_artifact(self.parent_id, str(path), "report")
+        self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value)
         print(report.format_table(result))
-        if result.best_run_id:
-            self.client.set_tag(self.parent_id, "best_run_id", result.best_run_id)
-            self.client.log_metric(self.parent_id, f"best_{result.monitor}", float(result.best_value))
+
+    def _end(self, status):
+        parent, self.parent = self.parent, None
+        parent.end(status)
 
     def _close_if_open(self):
         # Runs at interpreter exit: the sweep died before on_multirun_end (Hydra skips it
         # when a job raises), so the parent must not stay RUNNING.
-        if self.parent_id is None:
+        if self.parent is None:
             return
         interrupted = (self._control / STOPPING).exists() or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
-        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FAILED")
-        self.parent_id = None
+        self._end("KILLED" if interrupted else "FAILED")
 

@@ -1,0 +1,30 @@
+"""Files written whole or not at all: the training state, a run's saved config and id,
+a spool's progress. A crash or a full disk leaves the old file or the new one, never half.
+"""
+
+import os
+from pathlib import Path
+
+
+def write_atomic(path, content):
+    """Writes ``content`` to ``path`` through a synced temporary file beside it, renamed over
+    it (atomic on POSIX). On any error the temporary file is removed and ``path`` is as it was.
+
+    Args:
+        path: The file.
+        content: Text, bytes, or a function that writes to a binary file object.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())  # whole on disk before it replaces the last good file
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,314 @@
+"""``MlflowTracker``: a run's life in MLflow, from opening to a true final status.
+
+Every call goes through an ``Outbox``: what cannot reach a tracking server is spooled in
+the run's output dir, not lost, and uploaded when the server is back.
+"""
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from kerastrack.errors import ConfigError
+from kerastrack.hydra_utils import in_multirun
+from kerastrack.secrets import mask_text, mask_uri
+from kerastrack.signals import signals_deferred, signals_held
+from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
+from kerastrack.tracking.parent import ParentRun, child_tags, find_child, find_parent
+from kerastrack.tracking.provenance import library_versions
+from kerastrack.tracking.query import to_record
+from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
+from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.tracker import NullTracker, closing
+from kerastrack.tracking.workarounds import KerasFlavor, StoreFull, forget_active_run
+
+DEFAULT_EXPERIMENT = "kerastrack"
+log = logging.getLogger(__name__)
+
+
+class MlflowTracker(NullTracker):
+    """Logs runs to MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI. None: $MLFLOW_TRACKING_URI, else an SQLite file
+            ``mlflow.db`` in the launch directory.
+        experiment_name: None: $MLFLOW_EXPERIMENT_NAME, else "kerastrack".
+        run_name: None: the pipeline builds one from the config choices.
+        log_model: Log the trained model with ``mlflow.keras.log_model``.
+        log_every_n_steps: Also log batch metrics every N optimizer steps; 0 is off.
+        offline: Do not contact the server: everything goes to the spool, for
+            ``python -m kerastrack.upload`` to send later.
+    """
+
+    def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
+                 log_every_n_steps=0, offline=False):
+        if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
+            raise ConfigError(
+                f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
+                f"Received: tracking.log_every_n_steps={log_every_n_steps}"
+            )
+        # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
+        # blocks in a 1 s queue poll, which every run then waits out when it closes;
+        # buffered, it wakes as soon as the run closes, and writes in batches.
+        os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
+        StoreFull.install()
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        check_scheme(self.tracking_uri)
+        self.experiment_name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.run_name = run_name
+        self.log_model = log_model
+        self.log_every_n_steps = log_every_n_steps
+        self.run_id = None
+        self.offline = offline
+        self._outbox = None
+        # A remote server can go away: bounded retries, synchronous metrics (async ones
+        # fail unseen, in MLflow's thread, and are lost), and a check now, before training.
+        self.remote = connect(self.tracking_uri, check=not offline)
+
+    def _client(self):
+        import mlflow  # deferred: see store.py
+
+        return mlflow.MlflowClient(self.tracking_uri)
+
+    def _set_experiment(self):
+        """Opens the store and the experiment (both created if new); returns the experiment.
+
+        Raises:
+            ConfigError: The experiment was deleted in MLflow (it is in the trash).
+        """
+        import mlflow
+
+        open_store(self.tracking_uri)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = self._client().get_experiment_by_name(self.experiment_name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ConfigError(
+                f"tracking.experiment_name: the experiment '{self.experiment_name}' was deleted in MLflow (it is in "
+                f"the trash, id {experiment.experiment_id}); restore it (mlflow experiments restore --experiment-id "
+                f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
+                f"Received: tracking.experiment_name={self.experiment_name}")
+        return mlflow.set_experiment(self.experiment_name)
+
+    def check(self):
+        if StoreFull.seen.is_set():
+            raise OSError(errno.ENOSPC, "the MLflow store could not be written: database or disk is full")
+
+    def prepare(self):
+        """Opens the store and the experiment before any time goes into data or training,
+        so that a store or experiment that cannot be used is reported first."""
+        if not self.offline:
+            self._set_experiment()
+
+    def open_sweep(self, directory, keys, overrides):
+        """Creates the store and experiment once, before any job starts (MLflow creates
+        SQLite tables without a lock), and opens or continues the sweep's parent run."""
+        experiment = self._set_experiment()
+        parent = ParentRun(self._client(), experiment.experiment_id, directory, keys, overrides)
+        if parent.continued:
+            log.info("continuing the sweep of %s (parent run %s)", directory, parent.run_id)
+        log.info("MLflow parent run %s (%s)", parent.run_id, mask_uri(self.tracking_uri))
+        return parent
+
+    @contextlib.contextmanager
+    def run(self, run_name, tags=None, run_id=None, output_dir=None):
+        self.run_id = self.status = None
+        self._outbox = None
+        spool = Spool(Path(output_dir or Path.cwd()) / SPOOL_DIRNAME)
+        try:
+            # Opened whole or not at all: an interrupt while opening lands once it is open,
+            # and closes it KILLED below, instead of stranding a RUNNING run.
+            with signals_deferred():
+                self._open(self.run_name or run_name, tags, run_id, spool)
+        except KeyboardInterrupt:
+            if self.run_id:
+                self._end("KILLED", "KeyboardInterrupt", "interrupted while starting")
+            raise
+        with closing(self._end):
+            yield self
+        # Everything is recorded: the close completes, and an interrupt during it is
+        # raised after it (the caller reports a FINISHED run that was interrupted).
+        with signals_deferred():
+            if self._end_run("FINISHED"):
+                log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
+                         self._outbox.meta["run_name"], mask_uri(self.tracking_uri), self.experiment_name)
+
+    def _open(self, run_name, tags, run_id, spool):
+        """Starts (or reopens) the run and its outbox; offline, the run is only the spool's."""
+        meta = {"tracking_uri": mask_uri(self.tracking_uri), "experiment_name": self.experiment_name}
+        if self.offline:
+            meta.update(run_id=None, run_name=run_name, tags=tags or {}, start_time=now_ms())
+            spool.write_meta(**meta)
+            log.info("tracking.offline=true: run '%s' recorded in %s only", run_name, spool.directory)
+        else:
+            active = self._start_run(run_name, tags, run_id)
+            self.run_id = active.info.run_id
+            # The experiment may be the resumed run's own; the spool keeps no password: the
+            # upload takes it from the environment (or --tracking-uri).
+            meta.update(experiment_name=self.experiment_name, run_id=self.run_id, run_name=active.info.run_name)
+        self._outbox = Outbox(spool, meta, self._client, offline=self.offline)
+
+    def _start_run(self, run_name, tags, run_id):
+        import mlflow
+
+        if run_id:
+            open_store(self.tracking_uri)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            previous = self._client().get_run(run_id)
+            experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
+            self.experiment_name = experiment.name  # the run's own, whatever the config says
+            active = mlflow.start_run(run_id=run_id)
+            self._mark_resumed(previous)
+            return active
+        experiment = self._set_experiment()
+        parent = find_parent(self._client(), experiment.experiment_id) if in_multirun() else None
+        if parent is None:
+            return mlflow.start_run(run_name=run_name, tags=tags)
+        sweep_tags, swept = child_tags(parent)
+        return mlflow.start_run(run_name=self.run_name or swept or run_name, tags={**(tags or {}), **sweep_tags},
+                                parent_run_id=parent.info.run_id)
+
+    def _mark_resumed(self, run):
+        """Counts the resumption; the error of the interruption moves to ``resume.last_error``
+        (a FINISHED run must not carry an error tag)."""
+        import mlflow
+
+        client = self._client()
+        run_id, previous = run.info.run_id, run.data.tags
+        for tag in ("error.type", "error.message", "pruned"):
+            if tag in previous:
+                client.delete_tag(run_id, tag)
+        mlflow.set_tags({
+            "resume.count": str(int(previous.get("resume.count", "0")) + 1),
+            "resume.last_error": (f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"
+                                  if run.info.status != "RUNNING" else
+                                  "RUNNING: killed hard (the process ended without closing the run)")[:5000],
+        })
+
+    def get_run(self, run_id):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return to_record(open_store(self.tracking_uri).get_run(run_id))
+        except MlflowException:
+            return None
+
+    def find_sweep_child(self, config_hash):
+        if not in_multirun():
+            return None
+        client = self._client()
+        parent = find_parent(client, self._set_experiment().experiment_id)
+        return find_child(client, parent, config_hash) if parent else None
+
+    def metric_steps(self, run_id):
+        client = self._client()
+        return {key: [m.step for m in client.get_metric_history(run_id, key)]
+                for key in client.get_run(run_id).data.metrics}
+
+    def _end(self, status, error_type, message, trace=None, pruned=False):
+        with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
+            # Best effort: if the store itself is what failed, still try to close the run.
+            with contextlib.suppress(Exception):
+                # MLflow's errors name the URL they called, password included.
+                tags = {"error.type": error_type, "error.message": mask_text(message)[:5000]}
+                self.set_tags({**tags, "pruned": "true"} if pruned else tags)
+                if trace:
+                    self.log_text(mask_text(trace), "error/traceback.txt")
+            try:
+                self._end_run(status)
+            except Exception:  # noqa: BLE001 - the store cannot take it (a full disk): the caller says so
+                self.status = None
+                forget_active_run(self.run_id)
+
+    def _end_run(self, status):
+        """Sets the final status on the server, or in the spool after what it holds;
+        returns whether the server has it."""
+        import mlflow
+
+        self.status = status
+        if self._outbox is None:  # the run opened, its outbox not yet
+            mlflow.end_run(status)
+            return True
+        if self._outbox.terminate(status, lambda: mlflow.end_run(status)):
+            return True
+        forget_active_run(self.run_id)
+        spool, name, uri = self._outbox.spool.directory, self._outbox.meta["run_name"], mask_uri(self.tracking_uri)
+        if self.offline:
+            log.info("Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
+                     name, status, spool, uri, UPLOAD_COMMAND, spool)
+        else:
+            log.warning("MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
+                        "status are in %s. Upload them (the run stays RUNNING on the server until then) with: "
+                        "%s %s", self.run_id, name, status, uri, spool, UPLOAD_COMMAND, spool)
+        return False
+
+    def _send(self, op, call, spool_op=None):
+        if self._outbox is None:  # outside a run: straight through, as MLflow would
+            return call()
+        self._outbox.send(op, call, spool_op)
+
+    def log_params(self, params):
+        import mlflow
+
+        self._send({"op": "params", "params": {k: str(v) for k, v in params.items()}},
+                   lambda: mlflow.log_params(params))
+
+    def log_metrics(self, metrics, step):
+        import mlflow
+
+        timestamp = now_ms()
+        # Local store: queued, not written on the training thread (a synchronous SQLite
+        # write costs ~7 ms here, against ~0.6 ms queued); closing the run flushes the
+        # queue. Remote server: synchronous, so that a failure is seen and spooled.
+        self._send({"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp},
+                   lambda: mlflow.log_metrics(metrics, step=step, synchronous=self.remote, timestamp=timestamp))
+
+    def set_tags(self, tags):
+        import mlflow
+
+        self._send({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}}, lambda: mlflow.set_tags(tags))
+
+    def log_text(self, text, artifact_file):
+        import mlflow
+
+        directory, _, name = artifact_file.rpartition("/")
+        self._send(None, lambda: mlflow.log_text(text, artifact_file),
+                   lambda: {"op": "artifact", "path": self._outbox.spool.add_text(text, name),
+                            "artifact_path": directory or None})
+
+    def log_artifact(self, local_path, artifact_path=None):
+        import mlflow
+
+        self._send(None, lambda: mlflow.log_artifact(str(local_path), artifact_path),
+                   lambda: {"op": "artifact", "path": self._outbox.spool.add_file(local_path),
+                            "artifact_path": artifact_path})
+
+    def log_keras_model(self, model, input_example):
+        """Logs the model with an input example and signature.
+
+        Requirements are given explicitly: left to MLflow, it infers them by loading the
+        model in a fresh Python process, which imports TensorFlow again (~5 s here).
+        """
+        from mlflow.models import Model, infer_signature
+
+        signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+        versions = library_versions()
+        requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
+        # What mlflow.keras.log_model does, through KerasFlavor (see there). MLflow checks
+        # the input example by predicting with Keras' progress bar on stdout: keep it quiet.
+        kwargs = {"model": model, "input_example": input_example, "signature": signature,
+                  "pip_requirements": requirements}
+
+        def live():
+            with contextlib.redirect_stdout(io.StringIO()):
+                Model.log(artifact_path=None, name="model", flavor=KerasFlavor, **kwargs)
+
+        def spooled():  # saved in MLflow's format; uploaded as the run's artifacts under model/
+            with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+                KerasFlavor.save_model(path=os.path.join(tmp, "model"), **kwargs)
+                return {"op": "artifact", "path": self._outbox.spool.add_file(os.path.join(tmp, "model")),
+                        "artifact_path": "model"}
+
+        self._send(None, live, spooled)

@@ -1,0 +1,100 @@
+"""The tracker's interface, and how a run's end maps to its final status.
+
+The pipeline owns the run through a tracker's ``run()`` context: it is opened before the
+model is built and always closed in a true state, FINISHED only when the block completes,
+KILLED on Ctrl-C/SIGTERM (or a search's pruning), FAILED on any other error (recorded).
+Callbacks log through the tracker they are given. ``NullTracker`` records nothing
+(``tracking=none``); ``mlflow_tracker.MlflowTracker`` records to MLflow.
+"""
+
+import contextlib
+import traceback
+
+from kerastrack.errors import is_pruned
+from kerastrack.signals import interrupted
+
+
+@contextlib.contextmanager
+def closing(end):
+    """Ends a run in the state that matches how the block ended: ``end(status, error_type,
+    message, trace=None, pruned=False)`` records KILLED for Ctrl-C/SIGTERM or a search's
+    pruning, FAILED with the error for anything else. A completed block is the caller's
+    to close (FINISHED)."""
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 - whatever it is, the run must not stay RUNNING
+        if interrupted(exc):
+            end("KILLED", "KeyboardInterrupt", "interrupted (Ctrl-C or SIGTERM)")
+        elif is_pruned(exc):
+            end("KILLED", type(exc).__name__, str(exc) or "pruned by the search", pruned=True)
+        else:
+            end("FAILED", type(exc).__name__, str(exc), traceback.format_exc())
+        raise
+
+
+class NullTracker:
+    """Records nothing; the interface every tracker has (``tracking=none``)."""
+
+    log_every_n_steps = 0
+    log_model = False
+    run_id = None
+    # The run's final status once it ended (FINISHED, FAILED, KILLED); None before, and
+    # when the store could not take it (the run then shows RUNNING there).
+    status = None
+
+    def check(self):
+        """Raises if the store has failed under the run (a full disk): called every epoch,
+        so that training stops instead of going on unrecorded."""
+
+    @contextlib.contextmanager
+    def run(self, run_name, tags=None, run_id=None, output_dir=None):
+        """The run's context (see the module's docstring).
+
+        Args:
+            run_name: The name of a new run.
+            tags: Tags of a new run.
+            run_id: Reopen this (KILLED or FAILED) run instead of starting a new one.
+            output_dir: The run's output dir: what cannot reach a server is spooled there.
+        """
+        self.status = None
+        with closing(lambda status, *error, **kwargs: setattr(self, "status", status)):
+            yield self
+        self.status = "FINISHED"
+
+    def open_sweep(self, directory, keys, overrides):
+        """The sweep's parent run (a ``parent.ParentRun``), opened or continued; None here."""
+        return None
+
+    def get_run(self, run_id):
+        """The recorded run (a ``query.RunRecord``), or None if the store has no such run."""
+        return None
+
+    def find_sweep_child(self, config_hash):
+        """In a re-launched sweep: the latest child of its parent with this config hash."""
+        return None
+
+    def metric_steps(self, run_id):
+        """Every metric of the run on record: key -> the steps logged (a list, one entry per
+        value, so a step logged twice shows twice)."""
+        return {}
+
+    def prepare(self):
+        """Opens the store and experiment ahead of the run (nothing to do here)."""
+
+    def log_params(self, params):
+        pass
+
+    def log_metrics(self, metrics, step):
+        pass
+
+    def set_tags(self, tags):
+        pass
+
+    def log_text(self, text, artifact_file):
+        pass
+
+    def log_artifact(self, local_path, artifact_path=None):
+        pass
+
+    def log_keras_model(self, model, input_example):
+        pass

@@ -1,0 +1,69 @@
+"""The house's layout: no import circles among kerastrack's modules (function-local imports
+count), no module over 400 lines, and only ``tracking/`` imports mlflow."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+MODULES = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): p
+           for p in sorted(SRC.rglob("*.py")) if "egg-info" not in str(p)}
+
+
+def _imports(path):
+    """Every module a file imports, at any depth of its code: ``from package import module``
+    is that module, ``from module import name`` the module."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+            yield from (m for m in submodules if m in MODULES)
+            if not all(m in MODULES for m in submodules):
+                yield node.module
+
+
+def _graph():
+    """kerastrack module -> the kerastrack modules it imports."""
+    return {name: {t for t in _imports(path) if t in MODULES and t != name} for name, path in MODULES.items()}
+
+
+def _cycle(graph):
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt):], nxt] if nxt in stack else [node, nxt]
+            if nxt not in state and (found := visit(nxt, [*stack, nxt])):
+                return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_the_checker_finds_a_circle_hidden_in_a_function():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_of_src_imports_itself_in_a_circle():
+    assert _cycle(_graph()) is None
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_is_over_400_lines(name):
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= 400, f"{MODULES[name]} has {lines} lines"
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    importers = sorted(name for name, path in MODULES.items()
+                       if any(t == "mlflow" or t.startswith("mlflow.") for t in _imports(path)))
+    assert importers and all(name.startswith("kerastrack.tracking") for name in importers), importers
