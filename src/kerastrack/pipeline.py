@@ -374,7 +374,6 @@ def _log_results(summary, model, data, head, epochs, metric_names, output_dir, b
         figures["confusion_matrix.png"] = plots.confusion_matrix(data.y_test, predicted, data.class_names)
     for name, fig in figures.items():
         fig.savefig(output_dir / name, dpi=100)
-        plots.close(fig)
         tracker.log_artifact(output_dir / name, "plots")
     if tracker.log_model:
         tracker.log_keras_model(model, input_example=data.x_test[:5])
