@@ -375,7 +375,6 @@ class _Summary:
             figures["confusion_matrix.png"] = plots.confusion_matrix(data.y_test, predicted, data.class_names)
         for name, fig in figures.items():
             fig.savefig(output_dir / name, dpi=100)
-            plots.close(fig)
             self.tracker.log_artifact(output_dir / name, "plots")
         if self.tracker.log_model:
             self.tracker.log_keras_model(model, input_example=data.x_test[:5])

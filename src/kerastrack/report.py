@@ -7,11 +7,12 @@ a figure of the mean learning curves (± std across seeds) to ``report/<parent i
 Groups are the swept values other than ``seed``, so that ``-m optimizer=sgd,adam
 seed=0,1,2`` compares two optimizers, each averaged over three seeds. Standard deviations
 are sample standard deviations (ddof=1): a group of one run has none.
+
+This module owns the tables, the HTML page and the command line; ``kerastrack.plots`` draws the figure.
 """
 
 import argparse
 import base64
-import fnmatch
 import html
 import json
 import math
@@ -20,12 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
+from kerastrack import plots
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_text
@@ -33,13 +33,6 @@ from kerastrack.secrets import mask_text
 MODES = ("auto", "min", "max")
 DDOF = 1
 FINISHED = "FINISHED"
-# Keys that are logged every epoch but are not a model metric.
-NOT_METRICS = ("loss", "learning_rate", "epoch_time_s")
-# Panels switch to a log y axis when max / min of their curves exceeds this: rates of
-# different optimizers and schedules differ by decades, and a loss on its way to diverging
-# would otherwise flatten every other curve to a line at the bottom.
-LOG_SPREAD, LR_LOG_SPREAD = 100, 9.9
-LEGEND_ROWS = 24
 
 
 @dataclass
@@ -95,7 +88,6 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
     swept = _swept_keys(records)
     group_keys = _group_keys(records, swept, group_keys)
     table = _run_table(records, swept, monitor, mode)
-    extra = _extra_keys(records, extra_keys or [])
     labels = {r.run_id: _group_label(r, group_keys) for r in records}
     best = table.iloc[0]
     found = not math.isnan(best[f"best_{monitor}"])
@@ -106,7 +98,7 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
         best_value=float(best[f"best_{monitor}"]),
         monitor=monitor,
         mode=mode,
-        figure=_figure(records, labels, _main_metric(records), monitor, extra),
+        figure=plots.comparison_figure(records, labels, monitor, extra_keys or [], DDOF),
     )
 
 
@@ -186,10 +178,7 @@ def _monitor_and_mode(records, monitor, mode):
 
 
 def _swept_keys(records):
-    keys = {}  # a dict keeps the sweep's order across runs
-    for record in records:
-        keys.update(dict.fromkeys(_swept_values(record)))
-    return list(keys)
+    return list(dict.fromkeys(k for r in records for k in _swept_values(r)))  # in the sweep's order
 
 
 def _swept_values(record):
@@ -216,10 +205,7 @@ def _group_keys(records, swept, group_keys):
 def _value_of(record, key):
     if key == "name":
         return record.name
-    for source in (_swept_values(record), record.params, record.tags):
-        if key in source:
-            return source[key]
-    return ""
+    return next((s[key] for s in (_swept_values(record), record.params, record.tags) if key in s), "")
 
 
 def _group_label(record, group_keys):
@@ -228,16 +214,8 @@ def _group_label(record, group_keys):
     return ",".join(f"{k}={_value_of(record, k)}" for k in group_keys) or "all runs"
 
 
-def _finite_series(record, key):
-    """A run's values of ``key`` by epoch, with NaN where a value is NaN or infinite."""
-    points = record.history.get(key, [])
-    steps = pd.Index([s for s, _ in points], dtype="int64")
-    values = pd.Series([v for _, v in points], index=steps, dtype=float)
-    return values.where(np.isfinite(values)).groupby(level=0).last()
-
-
 def _best(record, monitor, mode):
-    values = _finite_series(record, monitor).dropna()
+    values = plots.finite_series(record, monitor).dropna()
     if values.empty:
         return math.nan, pd.NA
     epoch = values.idxmax() if mode == "max" else values.idxmin()  # the first of ties
@@ -305,112 +283,6 @@ def _group_table(records, table, group_keys, labels, monitor, mode):
     return groups.iloc[order].reset_index(drop=True)
 
 
-# -- the figure -------------------------------------------------------------------------
-
-
-def _main_metric(records):
-    """The validation key of the runs' first metric, e.g. "val_accuracy", or None."""
-    logged = {k for r in records for k in r.history}
-    for record in records:
-        for name in _param_list(record.params.get("trainer.metrics")):
-            if f"val_{name}" in logged:
-                return f"val_{name}"
-    candidates = sorted(k for k in logged if k.startswith("val_") and k[4:] not in NOT_METRICS)
-    return candidates[0] if candidates else None
-
-
-def _param_list(value):
-    # Params are str(list) of the config, e.g. "['accuracy', 'auc']"; "None" means default.
-    return re.findall(r"[\w.-]+", value or "") if value and value.startswith("[") else []
-
-
-def _extra_keys(records, patterns):
-    """The logged per-epoch keys that ``patterns`` (names or globs) match, in pattern order."""
-    logged = sorted({k for r in records for k, points in r.history.items() if points})
-    keys = {}
-    for pattern in patterns:
-        found = fnmatch.filter(logged, pattern)
-        if not found:
-            raise ConfigError(
-                f"No run logged a per-epoch metric matching '{pattern}' to plot; the runs have: "
-                f"{', '.join(logged) or 'nothing'}. Received: extra_keys={list(patterns)}"
-            )
-        keys.update(dict.fromkeys(found))
-    return list(keys)
-
-
-def _panels(records, main_metric, monitor, extra=()):
-    panels = [("loss", "train loss"), ("val_loss", "validation loss")]
-    for key in dict.fromkeys(k for k in (main_metric, monitor) if k not in (None, "loss", "val_loss")):
-        panels.append((key, key.replace("val_", "validation ", 1)))  # the ranking is always plotted
-    panels.append(("learning_rate", "learning rate"))
-    panels += [(key, key) for key in extra if key not in {k for k, _ in panels}]
-    return [(key, title) for key, title in panels if any(r.history.get(key) for r in records)]
-
-
-def _figure(records, labels, main_metric, monitor, extra=()):
-    panels = _panels(records, main_metric, monitor, extra)
-    columns = 2 if len(panels) > 1 else 1
-    rows = math.ceil(len(panels) / columns)
-    order = list(dict.fromkeys(labels[r.run_id] for r in records))
-    # Searches (Optuna) make one group per trial: wrap the legend rather than overflow,
-    # and widen the figure by the legend so that the panels keep their size.
-    legend_columns = math.ceil(len(order) / LEGEND_ROWS)
-    legend_width = legend_columns * (0.07 * max(len(label) for label in order) + 0.8)
-    fig = Figure(figsize=(5.2 * columns + legend_width, 3.6 * rows), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    colours = _colours(len(order))
-    for ax, (key, title) in zip(axes, panels):
-        for i, label in enumerate(order):
-            group = [r for r in records if labels[r.run_id] == label]
-            _plot_group(ax, group, key, colours[i], f"{label} (n={len(group)})")
-        _style(ax, key, title)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    handles, legend_labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)", ncols=legend_columns)
-    return fig
-
-
-def _colours(n):
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _plot_group(ax, group, key, colour, label):
-    curves = pd.concat([_finite_series(r, key) for r in group], axis=1) if group else pd.DataFrame()
-    if curves.empty:
-        # Keep the group in this panel's legend even when it logged nothing here.
-        ax.plot([], [], color=colour, marker=".", label=label)
-        return
-    curves = curves.sort_index()
-    epochs = curves.index.to_numpy(dtype=float)
-    # Each epoch averages the runs that reached it (early stopping) with a finite value.
-    mean = curves.mean(axis=1).to_numpy(dtype=float)
-    std = curves.std(axis=1, ddof=DDOF).to_numpy(dtype=float)
-    ax.plot(epochs, mean, color=colour, marker=".", markersize=4, label=label)
-    band = np.isfinite(std)
-    if band.any():
-        ax.fill_between(epochs, mean - std, mean + std, where=band, color=colour, alpha=0.18, linewidth=0)
-
-
-def _style(ax, key, title):
-    ax.set_title(title)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(key)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if _spread(ax) > (LR_LOG_SPREAD if key == "learning_rate" else LOG_SPREAD):
-        ax.set_yscale("log")
-
-
-def _spread(ax):
-    """max / min of the plotted curves; 0 when they are not all positive."""
-    values = np.concatenate([line.get_ydata() for line in ax.lines] or [[]]).astype(float)
-    values = values[np.isfinite(values)]
-    return values.max() / values.min() if len(values) and values.min() > 0 else 0.0
-
-
 # -- output -----------------------------------------------------------------------------
 
 
@@ -418,17 +290,13 @@ def _number(value):
     return f"{value:.4g}"
 
 
-def _text(df):
-    """``df`` as an aligned plain-text table, a missing value shown as '-'."""
-    return _for_display(df).to_string(index=False, float_format=_number, na_rep="-")
-
-
-def _for_display(df):
-    # Nullable integer columns print a missing value as <NA>, whatever na_rep says.
+def _text(df, render=pd.DataFrame.to_string, **options):
+    """``df`` as an aligned plain-text table (or as ``render`` writes it), a missing value shown as '-'."""
     df = df.copy()
+    # Nullable integer columns print a missing value as <NA>, whatever na_rep says.
     for column in df.columns[df.dtypes == "Int64"]:
         df[column] = df[column].astype(object).where(df[column].notna(), "-")
-    return df
+    return render(df, index=False, float_format=_number, na_rep="-", **options)
 
 
 def _marked(report):
@@ -439,7 +307,7 @@ def _marked(report):
 
 def _html(report, title, png):
     def frame(df):
-        return _for_display(df).to_html(index=False, float_format=_number, na_rep="-", border=0, classes="table")
+        return _text(df, pd.DataFrame.to_html, border=0, classes="table")
 
     image = base64.b64encode(png).decode("ascii")
     best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
@@ -517,9 +385,7 @@ def _run(args):
     print(format_table(report))
     print("\nGroups (mean ± std over finished runs):\n")
     print(_text(report.groups))
-    print("\nWrote:")
-    for path in paths.values():
-        print(f"  {path}")
+    print("\nWrote:", *(f"  {path}" for path in paths.values()), sep="\n")
     return 0
 
 
