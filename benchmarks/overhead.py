@@ -105,7 +105,7 @@ def setup(seed, workdir):
     """The default config (digits, mlp, adam) composed as train.py does, and what fit needs."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"seed={seed}", "data=digits"])
-    data = instantiate(cfg.data)  # kerastrack.data.digits(seed=seed)
+    data = instantiate(cfg.data)  # kerastrack.data.sklearn_set("digits", seed=seed)
     head = resolve_head(cfg.loss, data.task, data.num_classes)
     tf.config.experimental.enable_op_determinism()  # as train.py's default deterministic=true
     (Path(workdir) / "outputs").mkdir()  # train() creates its output dir before the run

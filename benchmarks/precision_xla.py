@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from kerastrack import models  # noqa: E402
-from kerastrack.data import digits  # noqa: E402
+from kerastrack.data import sklearn_set  # noqa: E402
 from kerastrack.heads import Head  # noqa: E402
 
 VARIANTS = {  # name: (dtype policy, jit_compile)
@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
-    data = digits(seed=0)
+    data = sklearn_set("digits", seed=0)
     head = Head("multiclass", data.num_classes, "softmax", "one_hot")
     print(f"digits: {len(data.x_train)} training samples, batch {args.batch_size}, "
           f"{args.rounds} rounds x {args.epochs} epochs, {os.cpu_count()} cores")

@@ -32,7 +32,7 @@ def _postgresql():
 
 
 def _fashion_mnist():
-    from kerastrack.data import DEBIAN_FASHION_MNIST
+    from kerastrack.datafiles import DEBIAN_FASHION_MNIST
 
     return DEBIAN_FASHION_MNIST.is_dir()
 

@@ -77,9 +77,9 @@ class StopServerAtEpoch(keras.callbacks.Callback):
 
 def user_iris(**kwargs):
     """A user's own data function: its samples' shape is known only once it has loaded."""
-    from kerastrack.data import iris
+    from kerastrack.data import sklearn_set
 
-    return iris(**kwargs)
+    return sklearn_set(**kwargs)
 
 
 class FillDiskAtEpoch(keras.callbacks.Callback):

@@ -154,6 +154,8 @@ BAD = [
     (["model=cnn", "model.dense_units=-1"], "model.dense_units must be an integer > 0"),
     (["+model.foo=1"], "model.foo is not an argument of model=mlp; it takes hidden_units, activation, dropout, l1, l2. Received: model.foo=1"),
     (["data=iris", "model=cnn"], "model=cnn needs image data of shape (height, width, channels); data=iris is tabular"),
+    (["data=csv", "data.path={tmp}/three.csv", "data.target=y", "model=cnn"], "model=cnn needs image data of shape (height, width, channels); data=csv is tabular"),
+    (["data=iris", "data.name=irsi"], "data.name must be one of digits, iris, wine, breast_cancer, diabetes. Received: data.name=irsi"),
     (["data=csv"], "data.path must be given: data=csv has no default for it (see conf/data/csv.yaml). Received: data.path=???"),
     (["data=csv", "data.path={tmp}/inf.csv"], "data.target must be given"),
     (["data=iris", "trainer.validation_split=0.999"], "trainer.validation_split leaves no sample to train on: 0 of the 90 training samples to train on, 90 to validate on. Use a share in between, or null for the data set's own validation split. Received: trainer.validation_split=0.999"),

@@ -1,5 +1,6 @@
-"""Tests for kerastrack.data: real loaders on scikit-learn's sets and on tiny files
-written here in the real MNIST (.npz), Fashion-MNIST (IDX) and CIFAR-10 (pickle) formats."""
+"""Tests for kerastrack.data and kerastrack.datafiles: real loaders on scikit-learn's sets and
+on tiny files written here in the real MNIST (.npz), Fashion-MNIST (IDX) and CIFAR-10 (pickle)
+formats."""
 
 import gzip
 import inspect
@@ -13,21 +14,22 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from kerastrack import data
+from kerastrack import data, datafiles
 from kerastrack.errors import ConfigError
 from tests.helpers import CONF
 
 CONF_DIR = CONF / "data"
 
 SKLEARN_SETS = [
-    # function, task, num_classes, input_shape, samples
-    (data.digits, "multiclass", 10, (8, 8, 1), 1797),
-    (data.iris, "multiclass", 3, (4,), 150),
-    (data.wine, "multiclass", 3, (13,), 178),
-    (data.breast_cancer, "binary", 2, (30,), 569),
-    (data.diabetes, "regression", None, (10,), 442),
+    # name, task, num_classes, input_shape, samples
+    ("digits", "multiclass", 10, (8, 8, 1), 1797),
+    ("iris", "multiclass", 3, (4,), 150),
+    ("wine", "multiclass", 3, (13,), 178),
+    ("breast_cancer", "binary", 2, (30,), 569),
+    ("diabetes", "regression", None, (10,), 442),
 ]
 CLASSIFIERS = [s[0] for s in SKLEARN_SETS if s[1] != "regression"]
+KERAS_IMAGE_SETS = ["mnist", "fashion_mnist", "cifar10"]
 
 
 def splits(ds):
@@ -43,11 +45,11 @@ def assert_same(a, b):
 # --- scikit-learn sets ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn, task, num_classes, input_shape, n", SKLEARN_SETS)
-def test_sklearn_set_shapes_dtypes_and_scaling(fn, task, num_classes, input_shape, n):
-    ds = fn(seed=0, val_size=0.2, test_size=0.2)
+@pytest.mark.parametrize("name, task, num_classes, input_shape, n", SKLEARN_SETS)
+def test_sklearn_set_shapes_dtypes_and_scaling(name, task, num_classes, input_shape, n):
+    ds = data.sklearn_set(name, seed=0, val_size=0.2, test_size=0.2)
     assert (ds.name, ds.task, ds.num_classes, ds.input_shape) == (
-        fn.__name__,
+        name,
         task,
         num_classes,
         input_shape,
@@ -73,21 +75,21 @@ def test_sklearn_set_shapes_dtypes_and_scaling(fn, task, num_classes, input_shap
 
 
 def test_class_names_come_from_sklearn():
-    assert data.digits().class_names == [str(i) for i in range(10)]
-    assert data.iris().class_names == ["setosa", "versicolor", "virginica"]
-    assert data.breast_cancer().class_names == ["malignant", "benign"]
+    assert data.sklearn_set("digits").class_names == [str(i) for i in range(10)]
+    assert data.sklearn_set("iris").class_names == ["setosa", "versicolor", "virginica"]
+    assert data.sklearn_set("breast_cancer").class_names == ["malignant", "benign"]
 
 
-@pytest.mark.parametrize("fn", [s[0] for s in SKLEARN_SETS])
-def test_split_is_fixed_by_the_seed(fn):
-    assert_same(fn(seed=7), fn(seed=7))
-    other = fn(seed=8)
-    assert not np.array_equal(fn(seed=7).y_train, other.y_train)
+@pytest.mark.parametrize("name", [s[0] for s in SKLEARN_SETS])
+def test_split_is_fixed_by_the_seed(name):
+    assert_same(data.sklearn_set(name, seed=7), data.sklearn_set(name, seed=7))
+    other = data.sklearn_set(name, seed=8)
+    assert not np.array_equal(data.sklearn_set(name, seed=7).y_train, other.y_train)
 
 
-@pytest.mark.parametrize("fn", CLASSIFIERS)
-def test_stratification_keeps_class_shares_in_every_split(fn):
-    ds = fn(seed=3)
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_stratification_keeps_class_shares_in_every_split(name):
+    ds = data.sklearn_set(name, seed=3)
     everything = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
     share = np.bincount(everything) / len(everything)
     for _, y in splits(ds):
@@ -96,19 +98,19 @@ def test_stratification_keeps_class_shares_in_every_split(fn):
 
 
 def test_limit_takes_a_seeded_stratified_subset_of_each_split():
-    ds = data.digits(seed=1, limit=50)
+    ds = data.sklearn_set("digits", seed=1, limit=50)
     assert [len(y) for _, y in splits(ds)] == [50, 50, 50]
     for _, y in splits(ds):
         assert set(np.unique(y)) == set(range(10))
-    assert_same(ds, data.digits(seed=1, limit=50))
-    big = data.digits(seed=1, limit=1000)  # val and test have only 360 each
+    assert_same(ds, data.sklearn_set("digits", seed=1, limit=50))
+    big = data.sklearn_set("digits", seed=1, limit=1000)  # val and test have only 360 each
     assert [len(y) for _, y in splits(big)] == [1000, 360, 360]
     # Tiny limits cannot hold every class and fall back to a plain random subset.
-    assert len(data.iris(limit=2).y_train) == 2
+    assert len(data.sklearn_set("iris", limit=2).y_train) == 2
 
 
 def test_limited_tabular_train_split_is_standardized():
-    ds = data.wine(limit=40)
+    ds = data.sklearn_set("wine", limit=40)
     np.testing.assert_allclose(ds.x_train.mean(axis=0), 0, atol=1e-5)
 
 
@@ -131,23 +133,23 @@ def test_limited_tabular_train_split_is_standardized():
 )
 def test_bad_split_settings_raise_config_error(kwargs, key):
     with pytest.raises(ConfigError, match="Received") as info:
-        data.iris(**kwargs)
+        data.sklearn_set("iris", **kwargs)
     assert str(info.value).startswith(key)
     assert f"{key.split(' + ')[0]}=" in str(info.value)
 
 
 def test_keras_sets_validate_before_loading_anything():
     # A bad value must fail fast, not start a download or read a file first.
-    for fn in (data.mnist, data.fashion_mnist, data.cifar10):
+    for name in KERAS_IMAGE_SETS:
         with pytest.raises(ConfigError, match="data.val_size"):
-            fn(val_size=0)
+            data.keras_images(name, val_size=0)
         with pytest.raises(ConfigError, match="data.limit"):
-            fn(limit=0)
+            data.keras_images(name, limit=0)
 
 
 def test_sklearn_sets_do_not_import_tensorflow():
     code = (
-        "import sys; from kerastrack import data; data.digits(); data.iris(); "
+        "import sys; from kerastrack import data; data.sklearn_set('digits'); data.sklearn_set('iris'); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
         "sorted(m for m in sys.modules if m.startswith(('keras', 'tensorflow')))[:5]"
     )
@@ -180,7 +182,7 @@ def fashion_dir(tmp_path):
     (x_train, y_train), (x_test, y_test) = tiny_images(100, (28, 28), 0), tiny_images(
         30, (28, 28), 1
     )
-    for name, array in zip(data.FASHION_MNIST_FILES, (y_train, x_train, y_test, x_test)):
+    for name, array in zip(datafiles.FASHION_MNIST_FILES, (y_train, x_train, y_test, x_test)):
         write_idx(folder / f"{name}.gz", array)
     return folder, (x_train, y_train), (x_test, y_test)
 
@@ -203,22 +205,22 @@ def check_image_set(ds, raw_train, raw_test, shape, pixel_max=255):
 
 def test_fashion_mnist_reads_gzipped_idx_files(fashion_dir):
     folder, train, test = fashion_dir
-    ds = data.fashion_mnist(str(folder), seed=0, val_size=0.2)
+    ds = data.keras_images("fashion_mnist", str(folder), seed=0, val_size=0.2)
     check_image_set(ds, train, test, (28, 28, 1))
     assert len(ds.y_val) == 20
     assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
-    assert_same(ds, data.fashion_mnist(str(folder), seed=0, val_size=0.2))
+    assert_same(ds, data.keras_images("fashion_mnist", str(folder), seed=0, val_size=0.2))
     assert not np.array_equal(
-        ds.y_train, data.fashion_mnist(str(folder), seed=1, val_size=0.2).y_train
+        ds.y_train, data.keras_images("fashion_mnist", str(folder), seed=1, val_size=0.2).y_train
     )
 
 
 def test_fashion_mnist_reads_plain_idx_files_and_the_debian_default(tmp_path, monkeypatch):
     train, test = tiny_images(100, (28, 28), 2), tiny_images(20, (28, 28), 3)
-    for name, array in zip(data.FASHION_MNIST_FILES, (train[1], train[0], test[1], test[0])):
+    for name, array in zip(datafiles.FASHION_MNIST_FILES, (train[1], train[0], test[1], test[0])):
         write_idx(tmp_path / name, array)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path)
-    check_image_set(data.fashion_mnist(val_size=0.2), train, test, (28, 28, 1))
+    monkeypatch.setattr(datafiles, "DEBIAN_FASHION_MNIST", tmp_path)
+    check_image_set(data.keras_images("fashion_mnist", val_size=0.2), train, test, (28, 28, 1))
 
 
 def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(
@@ -235,7 +237,7 @@ def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(
     (home / "datasets" / "fashion-mnist").symlink_to(folder)
     monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
     theirs = keras.datasets.fashion_mnist.load_data()
-    ours = data._read_fashion_mnist(folder)
+    ours = datafiles.read_fashion_mnist(folder)
     for (x_theirs, y_theirs), (x_ours, y_ours) in zip(theirs, ours):
         np.testing.assert_array_equal(x_theirs, x_ours)
         np.testing.assert_array_equal(y_theirs, y_ours)
@@ -243,10 +245,10 @@ def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(
 
 @pytest.mark.extra("fashion_mnist")
 def test_fashion_mnist_loads_debians_copy():
-    (x_train, y_train), (x_test, y_test) = data._read_fashion_mnist(data.DEBIAN_FASHION_MNIST)
+    (x_train, y_train), (x_test, y_test) = datafiles.read_fashion_mnist(datafiles.DEBIAN_FASHION_MNIST)
     assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)
     assert x_test.shape == (10000, 28, 28) and y_test.shape == (10000,)
-    ds = data.fashion_mnist(limit=200)  # path=None picks the Debian copy
+    ds = data.keras_images("fashion_mnist", limit=200)  # path=None picks the Debian copy
     assert [len(y) for _, y in splits(ds)] == [200, 200, 200]
     assert ds.input_shape == (28, 28, 1) and ds.x_train.max() <= 1
     assert set(np.unique(ds.y_train)) == set(range(10))
@@ -256,10 +258,10 @@ def test_mnist_reads_a_keras_format_npz(tmp_path):
     train, test = tiny_images(100, (28, 28), 4), tiny_images(30, (28, 28), 5)
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1])
-    ds = data.mnist(str(path), seed=0, val_size=0.2)
+    ds = data.keras_images("mnist", str(path), seed=0, val_size=0.2)
     check_image_set(ds, train, test, (28, 28, 1))
     assert ds.class_names == [str(i) for i in range(10)]
-    assert [len(y) for _, y in splits(data.mnist(str(path), val_size=0.2, limit=15))] == [
+    assert [len(y) for _, y in splits(data.keras_images("mnist", str(path), val_size=0.2, limit=15))] == [
         15,
         15,
         15,
@@ -284,7 +286,7 @@ def write_cifar(folder, seed=6, per_batch=20):
 
 def test_cifar10_reads_python_batches_channels_last(tmp_path):
     raw = write_cifar(tmp_path / "cifar-10-batches-py")
-    ds = data.cifar10(str(tmp_path / "cifar-10-batches-py"), seed=0, val_size=0.2)
+    ds = data.keras_images("cifar10", str(tmp_path / "cifar-10-batches-py"), seed=0, val_size=0.2)
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major.
     to_image = lambda rows: rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # noqa: E731
     train = (
@@ -303,7 +305,7 @@ def test_cifar10_reader_matches_keras_load_batch(tmp_path):
 
     write_cifar(tmp_path / "c")
     x_theirs, y_theirs = load_batch(str(tmp_path / "c" / "test_batch"))
-    x_ours, y_ours = data._read_cifar10(tmp_path / "c")[1]
+    x_ours, y_ours = datafiles.read_cifar10(tmp_path / "c")[1]
     np.testing.assert_array_equal(x_theirs.transpose(0, 2, 3, 1), x_ours)
     np.testing.assert_array_equal(y_theirs, y_ours)
 
@@ -313,28 +315,28 @@ def test_cifar10_refuses_pickles_that_would_run_code(tmp_path):
     with open(tmp_path / "c" / "data_batch_3", "wb") as f:
         pickle.dump({b"data": Path("x"), b"labels": []}, f)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        data.cifar10(str(tmp_path / "c"))
+        data.keras_images("cifar10", str(tmp_path / "c"))
 
 
 def test_missing_or_incomplete_paths_raise_config_error(tmp_path, fashion_dir):
     cases = [
-        (data.mnist, tmp_path / "nope.npz", ".npz with arrays x_train"),
-        (data.fashion_mnist, tmp_path / "nope", "train-labels-idx1-ubyte"),
-        (data.cifar10, tmp_path / "nope", "cifar-10-batches-py"),
+        ("mnist", tmp_path / "nope.npz", ".npz with arrays x_train"),
+        ("fashion_mnist", tmp_path / "nope", "train-labels-idx1-ubyte"),
+        ("cifar10", tmp_path / "nope", "cifar-10-batches-py"),
     ]
-    for fn, path, expected in cases:
+    for name, path, expected in cases:
         with pytest.raises(ConfigError, match="data.path") as info:
-            fn(str(path))
+            data.keras_images(name, str(path))
         assert f"Received: data.path={path}" in str(info.value) and expected in str(info.value)
 
     folder = fashion_dir[0]
     (folder / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(ConfigError, match="no t10k-images-idx3-ubyte"):
-        data.fashion_mnist(str(folder))
+        data.keras_images("fashion_mnist", str(folder))
 
     np.savez(tmp_path / "partial.npz", x_train=np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(ConfigError, match="lacks arrays y_train, x_test, y_test"):
-        data.mnist(str(tmp_path / "partial.npz"))
+        data.keras_images("mnist", str(tmp_path / "partial.npz"))
 
 
 # --- CSV ----------------------------------------------------------------------------
@@ -446,30 +448,42 @@ def test_csv_class_too_small_to_stratify(tmp_path):
 # --- conf/data/*.yaml ---------------------------------------------------------------
 
 
-def test_every_data_config_matches_its_function():
+# Each family function and the table of the sets it loads (None: the family is one set).
+FAMILIES = {"sklearn_set": data.SKLEARN_SETS, "keras_images": data.KERAS_IMAGE_SETS, "csv": None}
+
+
+def test_every_data_config_names_its_set_and_a_family_that_has_it():
     names = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-    assert names == sorted(
-        [
-            "digits",
-            "iris",
-            "wine",
-            "breast_cancer",
-            "diabetes",
-            "mnist",
-            "fashion_mnist",
-            "cifar10",
-            "csv",
-        ]
-    )
+    assert names == sorted([*data.SKLEARN_SETS, *data.KERAS_IMAGE_SETS, "csv"])
     for name in names:
         cfg = OmegaConf.load(CONF_DIR / f"{name}.yaml")
-        assert cfg._target_ == f"kerastrack.data.{name}"
-        params = inspect.signature(getattr(data, name)).parameters
+        family = cfg._target_.removeprefix("kerastrack.data.")
+        assert family in FAMILIES, (name, cfg._target_)
+        if FAMILIES[family] is None:
+            assert family == name and "name" not in cfg
+        else:
+            assert cfg.name == name and name in FAMILIES[family]
+        params = inspect.signature(getattr(data, family)).parameters
         assert set(cfg) - {"_target_"} == set(params), name
         assert OmegaConf.to_container(cfg)["seed"] == "${seed}"
-        assert inspect.getdoc(getattr(data, name)).count("Args:") == 1
+    for family in FAMILIES:
+        assert inspect.getdoc(getattr(data, family)).count("Args:") == 1
     csv_cfg = OmegaConf.load(CONF_DIR / "csv.yaml")
     assert OmegaConf.is_missing(csv_cfg, "path") and OmegaConf.is_missing(csv_cfg, "target")
+
+
+def test_tabular_sets_are_the_feature_vector_sets():
+    assert data.TABULAR_SETS == ("iris", "wine", "breast_cancer", "diabetes", "csv")
+
+
+@pytest.mark.parametrize("family, known", [
+    (data.sklearn_set, "digits, iris, wine, breast_cancer, diabetes"),
+    (data.keras_images, "mnist, fashion_mnist, cifar10"),
+])
+def test_a_set_name_its_family_lacks_names_the_sets_it_has(family, known):
+    with pytest.raises(ConfigError) as info:
+        family("irsi")
+    assert str(info.value) == f"data.name must be one of {known}. Received: data.name=irsi"
 
 
 @pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer", "diabetes"])
@@ -479,7 +493,7 @@ def test_sklearn_configs_instantiate(name):
     cfg = OmegaConf.create({"seed": 5, "data": OmegaConf.load(CONF_DIR / f"{name}.yaml")})
     ds = instantiate(cfg.data)
     assert isinstance(ds, data.Dataset)
-    assert_same(ds, getattr(data, name)(seed=5))
+    assert_same(ds, data.sklearn_set(name, seed=5))
 
 
 @pytest.mark.parametrize("name, how", [
@@ -497,7 +511,7 @@ def test_a_keras_data_set_that_cannot_be_had_says_how_to_get_it(name, how, make_
     from kerastrack.pipeline import train
 
     monkeypatch.setattr(keras_config, "keras_home", lambda: str(tmp_path / "keras-home"))  # nothing cached
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(datafiles, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
 
     def offline(*args, **kwargs):  # the test must not download 30-170 MB where there is a network
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from kerastrack.config import check_config
-from kerastrack.data import DEBIAN_FASHION_MNIST
+from kerastrack.datafiles import DEBIAN_FASHION_MNIST
 from kerastrack.pipeline import train
 from tests.helpers import options
 

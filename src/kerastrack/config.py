@@ -306,7 +306,11 @@ def _check_model_fits_data(cfg):
         needs_images = getattr(get_object(model._target_), "needs_images", False) if "_target_" in model else False
     except ImportError:
         return
-    data_set = str(data.get("_target_", "")).removeprefix("kerastrack.data.")
+    target = str(data.get("_target_", ""))
+    if not target.startswith("kerastrack.data."):
+        return  # a user's own data function: its samples' shape is known once it has loaded
+    # Our YAMLs name their set (data=iris: `name: iris`); the CSV family is a set of its own.
+    data_set = data.get("name", target.removeprefix("kerastrack.data."))
     if needs_images and data_set in TABULAR_SETS:
         m, d = _choice(cfg, "model"), _choice(cfg, "data")
         raise ConfigError(
