@@ -1,6 +1,5 @@
 """The sweep report, on a real MLflow store filled with synthetic runs (no training)."""
 
-import ast
 import json
 import math
 import time
@@ -14,7 +13,6 @@ from mlflow.entities import Metric, Param, RunTag
 from kerastrack.errors import ConfigError
 from kerastrack.report import build_report, format_table, main, write_report
 from kerastrack.tracking.query import fetch_parent, fetch_runs
-from tests.helpers import ROOT
 
 DDOF = 1  # sample std across seeds, as the report documents
 T0 = int(time.time() * 1000) - 3_600_000
@@ -275,39 +273,3 @@ def test_cli_plot_adds_panels_and_refuses_an_unknown_key(probe_sweep, tmp_path, 
     assert main([*argv, "--plot", "weight_l1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and "weight_l1" in err and "update_per_step" in err and len(err.splitlines()) == 1
-
-
-def mlflow_imports(path):
-    """``(line, statement)`` of every import of mlflow in the module at ``path``, at any depth
-    (a function's own imports too), including ``importlib.import_module("mlflow...")`` and
-    ``__import__("mlflow...")`` with a literal name."""
-    def is_mlflow(name):
-        return name == "mlflow" or name.startswith("mlflow.")
-
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""] if node.level == 0 else []  # a relative import stays in its package
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and (getattr(node.func, "id", None) == "__import__" or getattr(node.func, "attr", None) == "import_module")):
-            names = [node.args[0].value]
-        else:
-            continue
-        if any(is_mlflow(name) for name in names):
-            found.append((node.lineno, ast.unparse(node)))
-    return found
-
-
-def test_only_the_tracking_package_imports_mlflow():
-    # The house rule: every use of MLflow goes through kerastrack.tracking, so that its API
-    # changes in one place. Every module of src/ is read, not just the ones a test imports.
-    source = ROOT / "src"
-    modules = sorted(source.rglob("*.py"))
-    assert {m.relative_to(source).parts[0] for m in modules} >= {"kerastrack", "hydra_plugins"}
-    tracking = source / "kerastrack" / "tracking"
-    outside = [f"{module.relative_to(ROOT)}:{line}: {statement}" for module in modules
-               if tracking not in module.parents for line, statement in mlflow_imports(module)]
-    assert not outside, "only src/kerastrack/tracking/ may import mlflow; found:\n" + "\n".join(outside)

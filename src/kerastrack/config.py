@@ -299,7 +299,7 @@ def _check_model_fits_data(cfg):
     """model=cnn on a tabular data set, known from the names alone."""
     from hydra.utils import get_object
 
-    from kerastrack.data import TABULAR_SETS
+    from kerastrack.data import TABULAR_SETS  # scikit-learn and pandas: deferred, every process loads config
 
     model, data = _select(cfg, "model"), _select(cfg, "data")
     try:

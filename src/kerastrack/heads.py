@@ -72,7 +72,7 @@ class Head:
         if self.units > 1:  # argmax also fits ±1 "one-hot" targets
             return keras.metrics.CategoricalAccuracy(name="accuracy")
         if self.targets == "signed":
-            from kerastrack.losses import signed_accuracy
+            from kerastrack.losses import signed_accuracy  # imports keras: deferred as above
 
             return keras.metrics.MeanMetricWrapper(signed_accuracy, name="accuracy")
         return keras.metrics.BinaryAccuracy(name="accuracy", threshold=self.threshold)

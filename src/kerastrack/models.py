@@ -6,6 +6,7 @@ head are known only once the data set and loss are.
 
 import keras
 
+import kerastrack.losses  # noqa: F401 - registers the losses a saved model may name
 from kerastrack.errors import ConfigError
 
 
@@ -110,6 +111,4 @@ def load_model(path):
     Args:
         path: A ``.keras`` file.
     """
-    import kerastrack.losses  # noqa: F401 - registers the losses a saved model may name
-
     return keras.saving.load_model(path, safe_mode=True)

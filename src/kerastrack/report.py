@@ -29,6 +29,8 @@ from kerastrack import plots
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_text
+from kerastrack.tracking.query import fetch_parent, fetch_runs
+from kerastrack.tracking.store import resolve_tracking_uri
 
 MODES = ("auto", "min", "max")
 DDOF = 1
@@ -363,8 +365,6 @@ def _parser():
 
 
 def _run(args):
-    from kerastrack.tracking import resolve_tracking_uri
-    from kerastrack.tracking.query import fetch_parent, fetch_runs
 
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     if args.parent is None and args.experiment is not None:

@@ -26,8 +26,10 @@ from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
+from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_override, mask_uri
+from kerastrack.sweep import CONTROL_DIR, STOPPING
 from kerastrack.tracking.store import absolute_sqlite_uri
 
 log = logging.getLogger(__name__)
@@ -105,8 +107,6 @@ class KerastrackOptunaSweeper(Sweeper):
     def setup(self, *, hydra_context, task_function, config):
         from hydra.core.plugins import Plugins
 
-        from kerastrack.config import monitor_mode
-
         for key in ("n_trials", "n_jobs"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -127,8 +127,6 @@ class KerastrackOptunaSweeper(Sweeper):
 
     def sweep(self, arguments):
         import optuna
-
-        from kerastrack.sweep import CONTROL_DIR, STOPPING
 
         space, fixed = search_space(self.params + list(arguments))
         sweep_dir = Path(self.config.hydra.sweep.dir)
