@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.files import writable_dir
 from kerastrack.hydra_utils import group_choices
 
 # Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
@@ -185,11 +186,14 @@ def _select(cfg, path):
 
 def _check_trainer(cfg):
     t = cfg.trainer
-    if not isinstance(t.epochs, int) or isinstance(t.epochs, bool) or t.epochs < 1:
-        _fail("trainer.epochs", t.epochs, "an integer >= 1")
-    bs = t.batch_size
-    if bs != "full" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
-        _fail("trainer.batch_size", bs, "an integer >= 1 or full")
+    for key, value, allowed, other in (
+        ("trainer.epochs", t.epochs, "an integer >= 1", ()),
+        ("trainer.batch_size", t.batch_size, "an integer >= 1 or full", ("full",)),
+        ("threads", cfg.get("threads"), "null (TensorFlow's default) or an integer >= 1", (None,)),
+        ("logical_cpus", cfg.get("logical_cpus"), "null (one CPU device) or an integer >= 1", (None,)),
+    ):
+        if value not in other and not (_is_integer(value) and value >= 1):
+            _fail(key, value, allowed)
     vs = t.validation_split
     if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
         _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")
@@ -207,12 +211,6 @@ def _check_trainer(cfg):
         _fail("trainer.shuffle", t.shuffle, "true or false")
     if not isinstance(cfg.deterministic, bool):
         _fail("deterministic", cfg.deterministic, "true or false")
-    threads = cfg.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        _fail("threads", threads, "null (TensorFlow's default) or an integer >= 1")
-    logical_cpus = cfg.get("logical_cpus")
-    if logical_cpus is not None and (not isinstance(logical_cpus, int) or isinstance(logical_cpus, bool) or logical_cpus < 1):
-        _fail("logical_cpus", logical_cpus, "null (one CPU device) or an integer >= 1")
     if t.precision not in PRECISIONS:
         _fail("trainer.precision", t.precision, f"one of {', '.join(PRECISIONS)}")
     if not (isinstance(t.jit_compile, bool) or t.jit_compile == "auto"):
@@ -365,15 +363,8 @@ class DirCheck(Callback):
 
 
 def _check_writable(key, path):
-    import os
-    from pathlib import Path
-
-    directory = Path(str(path))
     try:
-        directory.mkdir(parents=True, exist_ok=True)  # what Hydra does next anyway
-        probe = directory / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        writable_dir(path)  # Hydra creates it next anyway
     except OSError as exc:
         raise SystemExit(f"Error: {key} cannot be written ({exc.strerror or exc}): the run's outputs, logs and "
                          f"training state go there. Choose another, e.g. {key}=outputs/mine. Received: {key}={path}") from None

@@ -1,6 +1,6 @@
-"""Files written whole or not at all: the training state, a run's saved config and id,
-a spool's progress. A crash or a full disk leaves the old file or the new one, never half.
-"""
+"""Files written whole or not at all (the training state, a run's saved config and id, a
+spool's progress: a crash or a full disk leaves the old file or the new one, never half),
+and directories checked writable before anything goes into them."""
 
 import os
 from pathlib import Path
@@ -28,3 +28,20 @@ def write_atomic(path, content):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def writable_dir(path):
+    """Creates the directory ``path`` if needed and checks that a file can be written in it.
+
+    Returns:
+        The directory as a Path.
+
+    Raises:
+        OSError: It cannot be created or written.
+    """
+    directory = Path(str(path))
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".write-test-{os.getpid()}"
+    probe.touch()
+    probe.unlink()
+    return directory

@@ -3,7 +3,6 @@
 import contextlib
 import logging
 import math
-from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -13,6 +12,7 @@ from kerastrack import plots, resume, secrets
 from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
 from kerastrack.config import check_config, check_monitors, monitor_mode
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
+from kerastrack.files import writable_dir
 from kerastrack.heads import resolve_head, resolve_metrics
 from kerastrack.hydra_utils import code_dir, group_choices, task_overrides
 from kerastrack.probes import Probe
@@ -210,17 +210,12 @@ def _resumed_config(recorded, current):
 
 
 def _output_dir(path):
-    output_dir = Path(path)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-test"
-        probe.touch()
-        probe.unlink()
+        return writable_dir(path)
     except OSError as exc:
         raise ConfigError(f"the output dir cannot be written ({exc.strerror}): checkpoints, plots and the "
                           f"training state go there. Choose another with paths.output_dir=... or "
                           f"hydra.run.dir=... Received: paths.output_dir={path}") from None
-    return output_dir
 
 
 def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):

@@ -58,15 +58,5 @@ def _check_steps(key, epochs, steps, per_epoch):
 
 
 def steps_per_epoch(num_samples, batch_size):
-    """Optimizer steps in one pass over num_samples (Keras keeps the last partial batch).
-
-    Raises:
-        ConfigError: No sample is left to train on (trainer.validation_split took them
-            all); without this check a full batch would be 0 samples and divide by zero.
-    """
-    if num_samples < 1:
-        raise ConfigError(
-            "trainer.validation_split leaves no sample to train on; use a smaller share, or null "
-            "for the data set's own validation split. Received: trainer.validation_split leaving 0 samples"
-        )
+    """Optimizer steps in one pass over num_samples (Keras keeps the last partial batch)."""
     return math.ceil(num_samples / batch_size)

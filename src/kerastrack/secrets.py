@@ -23,6 +23,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.files import write_atomic
+from kerastrack.hydra_utils import sweep_dir
 
 # Config keys whose values are credentials (one component of a dotted key).
 SECRET_KEY = re.compile(
@@ -120,17 +122,9 @@ def mask_secrets(node):
     values under credential-like keys, passwords in URIs under any key, and the values of
     secret keys wherever else they appear (copied by an interpolation, ``${db_password}``).
     """
-    values = sorted({v for k, v in _items(node) if isinstance(v, str) and len(v) >= MIN_SECRET_ELSEWHERE
-                     and is_secret_key(k)}, key=len, reverse=True)
+    values = sorted({v for path, v in _leaves(node) if isinstance(v, str) and len(v) >= MIN_SECRET_ELSEWHERE
+                     and is_secret_key(path)}, key=len, reverse=True)
     return _mask_node(node, values)
-
-
-def _items(node):
-    """Every (key, value) pair of a nested container, at any depth."""
-    pairs = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in pairs:
-        yield key, value
-        yield from _items(value)
 
 
 def _mask_node(node, values):
@@ -208,6 +202,7 @@ def unmask(recorded, current, source):
 
 
 def _leaves(node, prefix=""):
+    """(dotted path, value) of every leaf of a nested container."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, value in items:
         path = f"{prefix}.{key}" if prefix else str(key)
@@ -256,9 +251,7 @@ def mask_yaml_file(path, overrides_keys=("overrides",)):
     original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     masked = _mask_hydra_node(mask_secrets(original))
     if masked != original:
-        tmp = path.with_name(f"{path.name}.tmp")
-        OmegaConf.save(OmegaConf.create(masked), tmp)
-        tmp.replace(path)
+        write_atomic(path, OmegaConf.to_yaml(OmegaConf.create(masked)))
 
 
 def _mask_hydra_node(node):
@@ -293,12 +286,7 @@ class MaskSecretsCallback(Callback):
             for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
                 mask_yaml_file(Path(hydra.runtime.output_dir) / str(hydra.output_subdir) / name)
         if hydra.mode == RunMode.MULTIRUN:
-            mask_yaml_file(self._multirun_yaml(config))
+            mask_yaml_file(Path(sweep_dir(hydra)) / "multirun.yaml")
 
     def on_multirun_end(self, config, **kwargs):
-        mask_yaml_file(self._multirun_yaml(config))
-
-    @staticmethod
-    def _multirun_yaml(config):
-        cwd = OmegaConf.select(config, "hydra.runtime.cwd", default=None) or Path.cwd()
-        return Path(cwd) / str(config.hydra.sweep.dir) / "multirun.yaml"
+        mask_yaml_file(Path(sweep_dir(config.hydra)) / "multirun.yaml")
