@@ -48,6 +48,35 @@ def _cycle(graph):
     return None
 
 
+# The layers of the README's layout, top first: a module imports only from its own layer and
+# the layers below it.
+LAYERS = [
+    ["hydra_plugins.kerastrack_optuna_sweeper", "hydra_plugins.kerastrack_optuna_sweeper.optuna_sweeper"],
+    ["kerastrack.pipeline"],
+    ["kerastrack.sweep"],
+    ["kerastrack.report", "kerastrack.ui", "kerastrack.upload"],
+    ["kerastrack.resume"],
+    ["kerastrack.config", "kerastrack"],  # the package's __init__ registers config's resolvers
+    ["kerastrack.data", "kerastrack.datafiles"],
+    ["kerastrack.models", "kerastrack.heads", "kerastrack.losses", "kerastrack.schedules"],
+    ["kerastrack.callbacks", "kerastrack.probes", "kerastrack.search"],
+    ["kerastrack.plots"],
+    [name for name in MODULES if name.startswith("kerastrack.tracking")],
+    ["kerastrack.secrets", "kerastrack.signals"],
+    ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.errors"],
+]
+
+
+def test_every_module_has_a_layer():
+    assert sorted(name for layer in LAYERS for name in layer) == sorted(MODULES)
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
+    upward = [f"{a} -> {b}" for a, targets in _graph().items() for b in targets if layer[b] < layer[a]]
+    assert not upward
+
+
 def test_the_checker_finds_a_circle_hidden_in_a_function():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
