@@ -1,12 +1,17 @@
-"""The training pipeline: one plain function, ``train(cfg)``, that train.py and tests call."""
+"""The training pipeline: one plain function, ``train(cfg)``, that train.py and tests call.
+
+It imports TensorFlow (seconds): train.py imports it only in the process that trains."""
 
 import contextlib
 import logging
 import math
 
+import keras
+import tensorflow as tf
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tensorflow.python.framework import config as tf_config  # disable_op_determinism: no public API
 
 from kerastrack import plots, resume, secrets
 from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
@@ -219,11 +224,8 @@ def _output_dir(path):
 
 
 def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
-    import keras
-    import tensorflow as tf
-
     if logical_cpus:
-        _split_cpu(tf, logical_cpus)
+        _split_cpu(logical_cpus)
     if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -236,12 +238,10 @@ def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
     else:
         # TensorFlow has no public way back (tf.config.experimental only enables it), and it
         # is process-wide: a run after a deterministic one in the same process would stay so.
-        from tensorflow.python.framework import config as tf_config
-
         tf_config.disable_op_determinism()
 
 
-def _split_cpu(tf, n):
+def _split_cpu(n):
     """Splits the CPU into ``n`` logical devices (logical_cpus), for MirroredStrategy on CPU."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
@@ -264,9 +264,6 @@ def _devices(cfg, choices):
     policy when a layer is built and an optimizer binds to the strategy it was created
     under. The global policy is restored afterwards (it is process-wide state).
     """
-    import keras
-    import tensorflow as tf
-
     spec = cfg.get("distribute") or {}
     strategy = tf.distribute.get_strategy()  # the default: one device, its scope changes nothing
     if "_target_" in spec:
@@ -323,8 +320,6 @@ def _log_setup(tracker, cfg, data):
 
 def _num_replicas():
     """Model copies training in step under the current strategy (1 without distribute)."""
-    import tensorflow as tf
-
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
