@@ -110,6 +110,9 @@ def test_schedule_lengths_are_in_epochs(make_cfg):
 
 
 BAD = [
+    (["trainer.steps_per_execution=0"], "trainer.steps_per_execution must be auto or an integer >= 1 (1: Keras' default). Received: trainer.steps_per_execution=0"),
+    (["trainer.steps_per_execution=fast"], "Received: trainer.steps_per_execution=fast"),
+    (["distribute=mirrored", "trainer.steps_per_execution=8"], "trainer.steps_per_execution must be auto or 1 under distribute"),
     (["optimizer.learning_rate=-1"], "optimizer.learning_rate must be a number > 0. Received: optimizer.learning_rate=-1"),
     (["optimizer.learning_rate=0"], "optimizer.learning_rate must be a number > 0"),
     (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum must be a number in [0, 1]. Received: optimizer.momentum=1.5"),

@@ -5,7 +5,7 @@ import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
-from tests.helpers import run_train, store_client
+from tests.helpers import history, run_train, store_client
 
 
 @pytest.fixture
@@ -81,3 +81,17 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["distribute.num_replicas"] == "2" and run.data.tags["distribute"] == "mirrored"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3, "auto"])
+def test_many_steps_per_call_give_the_same_numbers_epoch_for_epoch(steps_per_execution, make_cfg, runs):
+    # Dropout, a schedule and 34 steps an epoch (not a multiple of 3): every per-epoch value,
+    # the learning rate and the test metrics are bit-identical to one step per call.
+    common = ["trainer.epochs=3", "model.dropout=0.3", "scheduler=cosine", "callbacks=none"]
+    train(make_cfg(*common, "trainer.steps_per_execution=1", "tracking.run_name=one"))
+    train(make_cfg(*common, f"trainer.steps_per_execution={steps_per_execution}", "tracking.run_name=many"))
+    many, one = runs()
+    assert many.data.params["trainer.steps_per_execution.used"] == {1: "1", 3: "3", "auto": "32"}[steps_per_execution]
+    assert set(many.data.metrics) == set(one.data.metrics)
+    for key in set(one.data.metrics) - {"epoch_time_s"}:
+        assert [v for _, v in history(runs.client, many, key)] == [v for _, v in history(runs.client, one, key)], key

@@ -112,10 +112,14 @@ def test_full_batch_gd_takes_one_step_per_epoch(make_cfg, runs):
     assert [s for s, _ in history(runs.client, run, "batch_loss")] == [1, 2]
 
 
-def test_batch_logging_every_n_steps(make_cfg, runs):
-    train(make_cfg("trainer.batch_size=100", "tracking.log_every_n_steps=5", "callbacks=none"))
+@pytest.mark.parametrize("steps_per_execution, steps", [(1, [5, 10, 15, 20]), (4, [8, 11, 15, 22])])
+def test_batch_logging_every_n_steps(steps_per_execution, steps, make_cfg, runs):
+    # 1,077 samples: 11 steps an epoch. With 4 steps a call, Keras' batch hook sees steps 4, 8,
+    # 11 | 15, 19, 22: it logs at the first call past each multiple of 5, at that call's step.
+    train(make_cfg("trainer.batch_size=100", "trainer.epochs=2", "tracking.log_every_n_steps=5", "callbacks=none",
+                   f"trainer.steps_per_execution={steps_per_execution}"))
     (run,) = runs()
-    assert [s for s, _ in history(runs.client, run, "batch_loss")] == [5, 10]  # 1,078 samples: 11 steps
+    assert [s for s, _ in history(runs.client, run, "batch_loss")] == steps
 
 
 def test_validation_split_from_keras(make_cfg, runs):

@@ -189,6 +189,7 @@ def _check_trainer(cfg):
     for key, value, allowed, other in (
         ("trainer.epochs", t.epochs, "an integer >= 1", ()),
         ("trainer.batch_size", t.batch_size, "an integer >= 1 or full", ("full",)),
+        ("trainer.steps_per_execution", t.steps_per_execution, "auto or an integer >= 1 (1: Keras' default)", ("auto",)),
         ("threads", cfg.get("threads"), "null (TensorFlow's default) or an integer >= 1", (None,)),
         ("logical_cpus", cfg.get("logical_cpus"), "null (one CPU device) or an integer >= 1", (None,)),
     ):
@@ -215,6 +216,10 @@ def _check_trainer(cfg):
         _fail("trainer.precision", t.precision, f"one of {', '.join(PRECISIONS)}")
     if not (isinstance(t.jit_compile, bool) or t.jit_compile == "auto"):
         _fail("trainer.jit_compile", t.jit_compile, "auto, true or false")
+    if "_target_" in (cfg.get("distribute") or {}) and t.steps_per_execution not in ("auto", 1):
+        # Keras 3.15's multi-step loop fails under tf.distribute ("You must feed a value for placeholder tensor").
+        _fail("trainer.steps_per_execution", t.steps_per_execution, "auto or 1 under distribute (Keras cannot run "
+              "more steps per call under tf.distribute)")
     if t.jit_compile is True and cfg.deterministic:  # Keras would warn and quietly train without XLA
         raise ConfigError(
             "trainer.jit_compile=true needs deterministic=false: Keras turns XLA off under TensorFlow's "

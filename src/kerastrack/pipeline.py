@@ -27,6 +27,7 @@ from kerastrack.tracking import flatten_config, git_state, library_versions
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
+AUTO_STEPS_PER_EXECUTION = 32  # see benchmarks/speed.py
 
 
 def train(cfg):
@@ -111,7 +112,8 @@ def _train(cfg, choices, tracker, resumed, output_dir):
                 _log_setup(tracker, cfg, data)
             resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
             model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile,
+                          steps_per_execution=_steps_per_execution(trainer.steps_per_execution))
             if not resumed:
                 tracker.log_params({"model.num_params": model.count_params()})
             model.fit(
@@ -162,6 +164,15 @@ def _instantiate(node, key, choices, **runtime_args):
         reason = " ".join(str(exc).split())
         group = key.split(".")[0]
         raise ConfigError(f"{key}: {reason}. Received: {group}={choices.get(group, '?')}") from exc
+
+
+def _steps_per_execution(value):
+    """trainer.steps_per_execution as Keras takes it: ``auto`` is 32 steps a call on one
+    device (small models spend most of a step in dispatch), 1 under tf.distribute (Keras'
+    multi-step loop fails there; an explicit N > 1 is refused by check_config)."""
+    if value != "auto":
+        return value
+    return 1 if tf.distribute.has_strategy() else AUTO_STEPS_PER_EXECUTION
 
 
 def _check_split(validation_split, fit_size, n):
@@ -308,6 +319,7 @@ def _log_setup(tracker, cfg, data):
         "dataset.input_shape": data.input_shape,
         "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
         "distribute.num_replicas": _num_replicas(),
+        "trainer.steps_per_execution.used": _steps_per_execution(cfg.trainer.steps_per_execution),
     })
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
     tracker.log_text(OmegaConf.to_yaml([secrets.mask_override(o) for o in task_overrides()]), "config/overrides.yaml")

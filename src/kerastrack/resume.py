@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = "state"
 # Keys that do not change what a run computes: a resumed run may differ in these, and
 # sweeps match finished jobs without them.
-NEUTRAL_KEYS = ("resume", "paths", "tracking", "threads", "trainer.verbose")
+NEUTRAL_KEYS = ("resume", "paths", "tracking", "threads", "trainer.verbose", "trainer.steps_per_execution")
 
 
 

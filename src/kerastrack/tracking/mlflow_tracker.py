@@ -64,14 +64,19 @@ class MlflowTracker(NullTracker):
         self.run_id = None
         self.offline = offline
         self._outbox = None
+        self._mlflow_client = None
         # A remote server can go away: bounded retries, synchronous metrics (async ones
         # fail unseen, in MLflow's thread, and are lost), and a check now, before training.
         self.remote = connect(self.tracking_uri, check=not offline)
 
     def _client(self):
+        """The tracker's MlflowClient, made once: making one looks for a Spark session
+        (~0.15 ms here), which the per-epoch calls must not pay."""
         import mlflow  # deferred: see store.py
 
-        return mlflow.MlflowClient(self.tracking_uri)
+        if self._mlflow_client is None:
+            self._mlflow_client = mlflow.MlflowClient(self.tracking_uri)
+        return self._mlflow_client
 
     def _set_experiment(self):
         """Opens the store and the experiment (both created if new); returns the experiment.
@@ -256,14 +261,16 @@ class MlflowTracker(NullTracker):
                    lambda: mlflow.log_params(params))
 
     def log_metrics(self, metrics, step):
-        import mlflow
+        from mlflow.entities import Metric
 
         timestamp = now_ms()
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
         # Local store: queued, not written on the training thread (a synchronous SQLite
-        # write costs ~7 ms here, against ~0.6 ms queued); closing the run flushes the
-        # queue. Remote server: synchronous, so that a failure is seen and spooled.
+        # write costs ~7 ms here); closing the run flushes the queue. Remote server:
+        # synchronous, so that a failure is seen and spooled. The client's log_batch, not
+        # mlflow.log_metrics: that makes two clients a call (0.43 ms here, against 0.03 ms).
         self._send({"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp},
-                   lambda: mlflow.log_metrics(metrics, step=step, synchronous=self.remote, timestamp=timestamp))
+                   lambda: self._client().log_batch(self.run_id, metrics=batch, synchronous=self.remote))
 
     def set_tags(self, tags):
         import mlflow
