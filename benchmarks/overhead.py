@@ -122,7 +122,8 @@ def fit(s, epochs, callbacks):
     keras.utils.set_random_seed(s.cfg.seed)
     model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
     model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
-                  metrics=resolve_metrics(s.cfg.trainer.metrics, s.head))
+                  metrics=resolve_metrics(s.cfg.trainer.metrics, s.head),
+                  steps_per_execution=pipeline.AUTO_STEPS_PER_EXECUTION)  # as the default run
     model.fit(s.data.x_train, s.y_train, validation_data=(s.data.x_val, s.y_val), epochs=epochs,
               batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
     return model
@@ -269,12 +270,16 @@ def main():
 
     print(f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "
           f"batch {s.batch_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[1]:.1f} (5 min); medians")
-    print(f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted)")
+    print(f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted), "
+          f"{pipeline.AUTO_STEPS_PER_EXECUTION} steps a call as the default run")
     row("A plain model.fit", f"{ms['A']:.1f} ms", f"rounds' medians {min(spread):.0f}-{max(spread):.0f} ms (noise)")
     row("B + EpochLogger, TrainingState (SQLite)", f"{ms['B']:.1f} ms", f"B/A {ratio['B']:.3f} (paired by round)")
-    row("  of which in their own hooks", f"{hooks:.1f} ms",
-        f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target B/A <= 1.01  {ok(b_over_a <= 1.01)} (on the larger)")
-    row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms", f"C/A {ratio['C']:.3f}")
+    row("  of which in their own hooks", f"{hooks:.2f} ms",
+        f"target <= 0.5 ms on the training thread  {ok(hooks <= 0.5)}")
+    row("  B/A, the larger of the two estimates", f"{b_over_a:.3f}",
+        f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target <= 1.01  {ok(b_over_a <= 1.01)}")
+    row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms",
+        f"C/A {ratio['C']:.3f}   target B/A below it  {ok(b_over_a < ratio['C'])}")
     print("2. end of run without the model: best and test metrics, plots, closing the run")
     row("first in the process, as in train.py", f"{cold:.2f} s", f"target <= 1 s  {ok(cold <= 1)}")
     row("later ones", f"{warm:.2f} s")
