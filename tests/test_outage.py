@@ -70,14 +70,17 @@ def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request
     spool = Spool(out)
     assert spool.directory == out / "mlflow-spool"
     pending = spool.pending()
-    assert sorted({op["step"] for op in pending if op["op"] == "metrics" and "loss" in op["metrics"]}) == [2, 3]
+    spooled = sorted({op["step"] for op in pending if op["op"] == "metrics" and "loss" in op["metrics"]})
     assert pending[-1] == {**pending[-1], "op": "terminate", "status": "FINISHED"}  # the status, last
 
     server.restart()
     client = mlflow.MlflowClient(server.url)
     run = only_run(client, experiment)
     assert run.info.status == "RUNNING"  # never FINISHED while epochs are missing
-    assert steps(client, run.info.run_id, "loss") == [0, 1]
+    # Epochs are sent off the training thread: epoch 1's may have reached the server before
+    # it went away at that epoch's end, or not. Each epoch is in one place, once.
+    on_server = steps(client, run.info.run_id, "loss")
+    assert on_server[:1] == [0] and on_server + spooled == [0, 1, 2, 3]
 
     lines = []
     assert upload_dir(out, log_progress=lines.append) == run.info.run_id

@@ -135,6 +135,7 @@ def _train(cfg, choices, tracker, resumed, output_dir):
                 )
             summary.log_results(model, data, head, names[1:], batch_size, output_dir)
     finally:
+        state.close()
         if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
             state.discard()
     return best

@@ -98,6 +98,8 @@ class MlflowTracker(NullTracker):
         return mlflow.set_experiment(self.experiment_name)
 
     def check(self):
+        if self._outbox is not None:
+            self._outbox.check()  # what failed on the outbox's thread stops training now
         if StoreFull.seen.is_set():
             raise OSError(errno.ENOSPC, "the MLflow store could not be written: database or disk is full")
 
@@ -263,14 +265,20 @@ class MlflowTracker(NullTracker):
     def log_metrics(self, metrics, step):
         from mlflow.entities import Metric
 
-        timestamp = now_ms()
-        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
-        # Local store: queued, not written on the training thread (a synchronous SQLite
-        # write costs ~7 ms here); closing the run flushes the queue. Remote server:
+        metrics, timestamp = {k: float(v) for k, v in metrics.items()}, now_ms()
+        # Local store: queued by MLflow, not written by the outbox's thread either (a synchronous
+        # SQLite write costs ~7 ms here); closing the run flushes the queue. Remote server:
         # synchronous, so that a failure is seen and spooled. The client's log_batch, not
         # mlflow.log_metrics: that makes two clients a call (0.43 ms here, against 0.03 ms).
-        self._send({"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp},
-                   lambda: self._client().log_batch(self.run_id, metrics=batch, synchronous=self.remote))
+        op = {"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp}
+
+        def call():
+            batch = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
+            self._client().log_batch(self.run_id, metrics=batch, synchronous=self.remote)
+
+        if self._outbox is None:  # outside a run: straight through, as MLflow would
+            return call()
+        self._outbox.post(op, call)  # off the training thread; every other call waits for it
 
     def set_tags(self, tags):
         import mlflow

@@ -3,6 +3,8 @@ and the ``Outbox`` that spools what cannot be sent and uploads it when the serve
 
 import logging
 import os
+import queue
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -70,6 +72,11 @@ class Outbox:
     first uploads what was spooled (in order) and, if that works, goes back to live
     logging. Once something was spooled, the final status is set only after it.
 
+    Per-epoch metrics are ``post``-ed: sent in order by the outbox's own thread, so that the
+    training thread does not wait for MLflow (~0.3 ms a call, more for a server). Every other
+    call, and the final status, first waits until what was posted is sent, so the record
+    keeps its order; a failure there is raised on the next call.
+
     Args:
         spool: Where calls go that could not be sent.
         meta: The spool's meta (URI, experiment, run id, name), written with the first op.
@@ -86,10 +93,46 @@ class Outbox:
         self.cooldown = cooldown
         self.down_until = None
         self.warned = False
+        self._posted = None
+        self._failure = None
 
     @property
     def spooled(self):
         return self.spool.exists() and bool(self.spool.pending())
+
+    def post(self, op, call):
+        """``send(op, call)`` later, in order, on the outbox's thread."""
+        if self._posted is None:
+            self._posted = queue.Queue()
+            threading.Thread(target=self._send_posted, args=(self._posted,), daemon=True, name="outbox").start()
+        self._posted.put((op, call))
+
+    def flush(self):
+        """Waits until everything posted is sent (or spooled); raises what failed there."""
+        if self._posted is not None:
+            self._posted.join()
+        self.check()
+
+    def check(self):
+        """Raises what failed on the outbox's thread since the last call, once."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _send_posted(self, posted):
+        while (item := posted.get()) is not None:
+            if posted.empty():
+                # A first call after a pause lets the training thread finish its epoch's end
+                # first: run now, MLflow's Python would hold the GIL that the training state's
+                # read waits for (0.6 ms became 1.1 ms here).
+                time.sleep(0.002)
+            try:
+                self._send(*item)
+            except BaseException as exc:  # noqa: BLE001 - raised on the training thread, by flush
+                self._failure = self._failure or exc
+            finally:
+                posted.task_done()
+        posted.task_done()
 
     def send(self, op, call, spool_op=None):
         """Runs ``call()`` (the live call); if the server is away, spools ``op`` instead.
@@ -101,6 +144,10 @@ class Outbox:
             spool_op: Zero-argument function that returns the op; for ops whose files
                 are only made when spooled (a saved model).
         """
+        self.flush()
+        self._send(op, call, spool_op)
+
+    def _send(self, op, call, spool_op=None):
         if self.offline or not self._try_live():
             return self._spool(op or spool_op())
         try:
@@ -114,6 +161,10 @@ class Outbox:
     def terminate(self, status, end_call):
         """Ends the run: on the server when nothing is left in the spool, else in the spool
         (the upload sets it after everything else). Returns True if the server has it."""
+        if self._posted is not None:  # the run ends, and its thread: what it could not send was raised already
+            self._posted.join()
+            self._posted.put(None)
+            self._posted = None
         op = {"op": "terminate", "status": status, "end_time": now_ms()}
         if not self.offline and self.spooled:
             self.down_until = None  # the last chance to drain: try it, whatever the breaker says
