@@ -21,7 +21,7 @@ try:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
-    from kerastrack import sweep
+    from kerastrack import startup, sweep
     from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, is_pruned
     from kerastrack.secrets import mask_text
 except KeyboardInterrupt:
@@ -29,6 +29,7 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 log = logging.getLogger("kerastrack")
+startup.quiet_tensorflow()  # before TensorFlow is imported; TF_CPP_MIN_LOG_LEVEL=0 shows its lines
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -36,7 +37,8 @@ def main(cfg: DictConfig) -> float:
     """Trains once and returns the best monitored value, for sweepers to optimize."""
     # Imported here, not above: TensorFlow takes seconds to import, and a sweep's launching
     # process, which trains nothing when jobs run in workers, does without it.
-    from kerastrack.pipeline import train
+    with startup.loading_tensorflow():
+        from kerastrack.pipeline import train
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, train)

@@ -129,3 +129,22 @@ def test_a_sweep_whose_data_cannot_be_had_says_so_once_and_stops(tmp_path):
     client = store_client(tmp_path)
     (parent,) = client.search_runs(["1"])  # no child: no job opened a run
     assert parent.info.status == "FAILED" and parent.data.tags["sweep.role"] == "parent"
+
+
+# TensorFlow's C++ lines that a healthy CPU run prints unless told otherwise (see
+# docs/performance.md): none of them says anything a user of kerastrack can act on.
+TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers", "cuInit",
+                    "use_unbounded_threadpool", "cpu_feature_guard", "This TensorFlow binary is optimized",
+                    "tf.function retracing")
+
+
+def test_a_run_and_the_help_print_none_of_tensorflows_own_log_lines(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the default, whatever this shell says
+    result = run_train(tmp_path, "trainer.epochs=1", "tracking=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "34/34 - " in result.stdout  # Keras' own progress line stays
+    shown = run_train(tmp_path, "--help")
+    assert shown.returncode == 0 and "optimizer: " in shown.stdout
+    for output in (result.stdout + result.stderr, shown.stdout + shown.stderr):
+        noise = [line for line in output.splitlines() if any(text in line for text in TENSORFLOW_NOISE)]
+        assert not noise, "\n".join(noise)

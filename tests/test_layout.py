@@ -63,7 +63,7 @@ LAYERS = [
     ["kerastrack.plots"],
     [name for name in MODULES if name.startswith("kerastrack.tracking")],
     ["kerastrack.secrets", "kerastrack.signals"],
-    ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.errors"],
+    ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.errors", "kerastrack.startup"],
 ]
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from filelock import FileLock
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 from kerastrack.errors import ConfigError
 from kerastrack.hydra_utils import launch_dir
 from kerastrack.secrets import mask_uri
 from kerastrack.signals import signals_deferred
+from kerastrack.startup import gc_paused
 from kerastrack.tracking.workarounds import dispose_engine
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -58,7 +60,8 @@ def check_scheme(uri):
     """Raises ConfigError for a URI scheme that MLflow has no store for."""
     # Imported here, as everywhere in this package: mlflow costs seconds to import, and a
     # sweep's launching process or a bad-input exit should not wait for it.
-    from mlflow.tracking._tracking_service import utils as tracking_utils  # registry of stores
+    with gc_paused("mlflow"):
+        from mlflow.tracking._tracking_service import utils as tracking_utils  # registry of stores
 
     scheme = urlparse(uri).scheme
     schemes = sorted(s for s in tracking_utils._tracking_store_registry._registry if s)
@@ -87,7 +90,8 @@ def open_store(uri):
     database = sqlite_path(uri)
     directory = database.parent if database else launch_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.chdir(directory):
+    # The first opening in a process imports MLflow's database store (SQLAlchemy, alembic).
+    with contextlib.chdir(directory), gc_paused("mlflow store"):
         if database is not None and not database.exists():
             _create_sqlite_store(database)
         try:
@@ -115,7 +119,8 @@ def _create_sqlite_store(database):
     can open ("table registered_models already exists"). So the tables are made in a
     temporary file beside it, under a lock file, with Ctrl-C/SIGTERM held back until it is
     done, and renamed into place (atomic); a kill leaves only the temporary file, which the
-    next creator replaces.
+    next creator replaces. Being temporary, it is built without a sync per statement
+    (``_unsynced``) and synced once, before the rename.
     """
     import mlflow
 
@@ -127,8 +132,34 @@ def _create_sqlite_store(database):
         # A name of its own: MLflow caches a store per URI, tables and all.
         building = database.with_name(f".{database.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
+            with _unsynced(building.name):
+                mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
             dispose_engine(f"sqlite:///{building}")
+            with open(building, "rb") as made:
+                os.fsync(made.fileno())
             os.replace(building, database)
         finally:
             building.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _unsynced(name):
+    """SQLite connections opened in the block to a database file called ``name`` neither
+    sync to disk nor write a rollback journal file.
+
+    MLflow's migrations run several hundred statements, most of them DDL, each its own
+    transaction: synced, that is a third of a new store's creation time here, and far more
+    on a slow disk. Both pragmas hold for the connection only, never for the file. MLflow
+    opens its engine and migrates in one call, so the pragmas go in through SQLAlchemy's
+    connect event, for this one file.
+    """
+    def connected(dbapi_connection, connection_record):
+        if any(Path(row[2]).name == name for row in dbapi_connection.execute("PRAGMA database_list")):
+            dbapi_connection.execute("PRAGMA synchronous=OFF")
+            dbapi_connection.execute("PRAGMA journal_mode=MEMORY")
+
+    event.listen(Engine, "connect", connected)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "connect", connected)
