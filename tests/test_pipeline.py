@@ -41,7 +41,7 @@ def test_a_run_records_every_epoch_and_the_summary(make_cfg, runs, tmp_path):
     assert config["optimizer"]["momentum"] == 0.9 and "hydra" not in config
     overrides = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/overrides.yaml", str(tmp_path))))
     assert "optimizer=momentum" in overrides
-    assert (tmp_path / "out" / "checkpoints" / "best.keras").is_file()
+    assert not (tmp_path / "out" / "checkpoints").exists()  # model_checkpoint is not a default callback
 
 
 @pytest.mark.parametrize("optimizer", options("optimizer"))
@@ -172,8 +172,8 @@ def test_an_error_after_the_run_opened_fails_it(make_cfg, runs):
 
 def test_sigterm_kills_the_run_and_keeps_what_was_logged(make_cfg, runs, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(make_cfg("trainer.epochs=5", "+callbacks.kill._target_=tests.support.SignalAtEpoch",
-                       "+callbacks.kill.epoch=1"))
+        train(make_cfg("trainer.epochs=5", "callbacks=[default,model_checkpoint]",
+                       "+callbacks.kill._target_=tests.support.SignalAtEpoch", "+callbacks.kill.epoch=1"))
     (run,) = runs()
     assert run.info.status == "KILLED"
     assert [s for s, _ in history(runs.client, run, "val_loss")] == [0, 1]
@@ -250,7 +250,7 @@ def test_a_checkpoint_loads_in_safe_mode_and_unsafe_files_are_refused(make_cfg, 
 
     from kerastrack.models import load_model
 
-    train(make_cfg("loss=multiclass_svm", "tracking=none"))
+    train(make_cfg("loss=multiclass_svm", "tracking=none", "callbacks=[default,model_checkpoint]"))
     model = load_model(tmp_path / "out" / "checkpoints" / "best.keras")
     assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 10)
 
