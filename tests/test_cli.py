@@ -140,7 +140,8 @@ TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could no
 
 def test_a_run_and_the_help_print_none_of_tensorflows_own_log_lines(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the default, whatever this shell says
-    result = run_train(tmp_path, "trainer.epochs=1", "tracking=none")
+    # A sweep: its second job's new model made TensorFlow warn of retracing Keras' functions.
+    result = run_train(tmp_path, "-m", "optimizer=sgd,adam", "trainer.epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "34/34 - " in result.stdout  # Keras' own progress line stays
     shown = run_train(tmp_path, "--help")

@@ -2,6 +2,7 @@
 first line, the collector paused while the big libraries load, a new store built unsynced."""
 
 import gc
+import logging
 import os
 import sqlite3
 
@@ -74,3 +75,14 @@ def test_a_new_store_is_a_plain_durable_sqlite_file(tmp_path):
 
     with _get_store(f"sqlite:///{database}").engine.connect() as connection:  # MLflow's own, for runs
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, SQLite's default
+
+
+def test_only_retracing_warnings_about_keras_own_functions_are_dropped():
+    def passes(message):
+        return startup._KerasRetracing().filter(logging.makeLogRecord({"msg": message, "levelno": logging.WARNING}))
+
+    keras_own = ("5 out of the last 5 calls to <function TensorFlowTrainer.make_predict_function.<locals>."
+                 "multi_step_on_data at 0x7f> triggered tf.function retracing. Tracing is expensive")
+    assert not passes(keras_own)
+    assert passes("5 out of the last 5 calls to <function my_step at 0x7f> triggered tf.function retracing.")
+    assert passes("TensorFlowTrainer.make_train_function: some other warning")

@@ -15,6 +15,7 @@ initializers, before it reads ``TF_CPP_MIN_LOG_LEVEL``; they bypass Python's ``s
 
 import contextlib
 import gc
+import logging
 import os
 import re
 import subprocess
@@ -86,12 +87,34 @@ def gc_paused(what):
 @contextlib.contextmanager
 def loading_tensorflow():
     """The block that imports TensorFlow for the first time: the collector paused, and the
-    lines TensorFlow prints before it reads ``TF_CPP_MIN_LOG_LEVEL`` held to that level."""
+    lines TensorFlow prints before it reads ``TF_CPP_MIN_LOG_LEVEL`` held to that level.
+    Every process that trains passes here (a launcher's workers too)."""
+    if tensorflow_log_level() > 0:
+        _KerasRetracing.install()
     if "tensorflow" in sys.modules:
         yield
         return
     with gc_paused("tensorflow"), _start_lines_filtered(tensorflow_log_level()):
         yield
+
+
+class _KerasRetracing(logging.Filter):
+    """Drops TensorFlow's warning that "N out of the last N calls to <function
+    TensorFlowTrainer.make_predict_function.<locals>...> triggered tf.function retracing"
+    for Keras' own per-model functions (and the training state's): every job of a sweep
+    builds a new model, and so new functions, by design. Other retracing warnings stay."""
+
+    OWN = ("TensorFlowTrainer.make_", "TrainingState.")
+
+    @classmethod
+    def install(cls):
+        logger = logging.getLogger("tensorflow")  # tf.get_logger(), before TensorFlow exists
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and any(own in message for own in self.OWN))
 
 
 @contextlib.contextmanager
