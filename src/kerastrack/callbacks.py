@@ -4,8 +4,6 @@ tracker, see kerastrack.tracking) and the training state a run keeps for ``resum
 import json
 import logging
 import math
-import queue
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastrack.background import Worker
 from kerastrack.errors import ConfigError
 from kerastrack.files import write_atomic
 
@@ -177,15 +176,14 @@ class TrainingState(keras.callbacks.Callback):
         self.stateful = [c for c in callbacks if type(c) in CALLBACK_STATE]
         self.logger = logger
         self.saved = saved
-        self._jobs = None
+        self._writer = None
         self._error = None
         self._read = None
 
     def on_train_begin(self, logs=None):
         self._read = None
-        if self._jobs is None:
-            self._jobs = queue.Queue()
-            threading.Thread(target=self._write_jobs, args=(self._jobs,), daemon=True, name="training-state").start()
+        if self._writer is None:
+            self._writer = Worker("training-state")
         if self.saved is not None:
             self._restore(self.saved)
 
@@ -205,7 +203,7 @@ class TrainingState(keras.callbacks.Callback):
             "best_weights": [getattr(c, "best_weights", None) is not None for c in stateful],
         }
         best = [w for c in stateful for w in getattr(c, "best_weights", None) or []]
-        self._jobs.put((values, best, meta))
+        self._writer.put(self._write, values, best, meta)
 
     def on_train_end(self, logs=None):
         self._wait()
@@ -214,10 +212,9 @@ class TrainingState(keras.callbacks.Callback):
         """Waits for the last write and ends the writer's thread: called however the run ends
         (Keras skips on_train_end when fit raises), so that no state write is cut short. A
         write that failed was raised at the next epoch's end, or the training's."""
-        if self._jobs is not None:
-            jobs, self._jobs = self._jobs, None
-            jobs.join()
-            jobs.put(None)
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.stop()
 
     def discard(self):
         """Deletes the saved state (run.json and config.yaml stay, as a record)."""
@@ -243,18 +240,6 @@ class TrainingState(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         return [*self.model.variables, *optimizer.variables]
 
-    def _write_jobs(self, jobs):
-        while (job := jobs.get()) is not None:
-            if jobs.empty():
-                # Start once the training thread is back in TensorFlow: now, numpy and zlib
-                # would hold the GIL that its next epoch's first steps wait for.
-                time.sleep(0.002)
-            try:
-                self._write(*job)
-            finally:
-                jobs.task_done()
-        jobs.task_done()
-
     def _write(self, values, best, meta):
         try:
             arrays = [v.numpy() for v in values] + best
@@ -264,8 +249,10 @@ class TrainingState(keras.callbacks.Callback):
             self._error = exc
 
     def _wait(self):
-        if self._jobs is not None:
-            self._jobs.join()
+        if self._writer is not None:
+            self._writer.join()
+            if (failure := self._writer.take_failure()) is not None:  # not a full disk: a bug, raised as is
+                raise failure
         self._raise_error()
 
     def _raise_error(self):

@@ -3,11 +3,10 @@ and the ``Outbox`` that spools what cannot be sent and uploads it when the serve
 
 import logging
 import os
-import queue
-import threading
 import time
 from urllib.parse import urlparse
 
+from kerastrack.background import Worker
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import has_password, mask_text, mask_uri
 from kerastrack.tracking.spool import SPOOL_DIRNAME, upload
@@ -94,7 +93,6 @@ class Outbox:
         self.down_until = None
         self.warned = False
         self._posted = None
-        self._failure = None
 
     @property
     def spooled(self):
@@ -103,9 +101,8 @@ class Outbox:
     def post(self, op, call):
         """``send(op, call)`` later, in order, on the outbox's thread."""
         if self._posted is None:
-            self._posted = queue.Queue()
-            threading.Thread(target=self._send_posted, args=(self._posted,), daemon=True, name="outbox").start()
-        self._posted.put((op, call))
+            self._posted = Worker("outbox")
+        self._posted.put(self._send, op, call)
 
     def flush(self):
         """Waits until everything posted is sent (or spooled); raises what failed there."""
@@ -115,24 +112,8 @@ class Outbox:
 
     def check(self):
         """Raises what failed on the outbox's thread since the last call, once."""
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
+        if self._posted is not None and (failure := self._posted.take_failure()) is not None:
             raise failure
-
-    def _send_posted(self, posted):
-        while (item := posted.get()) is not None:
-            if posted.empty():
-                # A first call after a pause lets the training thread finish its epoch's end
-                # first: run now, MLflow's Python would hold the GIL that the training state's
-                # read waits for (0.6 ms became 1.1 ms here).
-                time.sleep(0.002)
-            try:
-                self._send(*item)
-            except BaseException as exc:  # noqa: BLE001 - raised on the training thread, by flush
-                self._failure = self._failure or exc
-            finally:
-                posted.task_done()
-        posted.task_done()
 
     def send(self, op, call, spool_op=None):
         """Runs ``call()`` (the live call); if the server is away, spools ``op`` instead.
@@ -162,8 +143,7 @@ class Outbox:
         """Ends the run: on the server when nothing is left in the spool, else in the spool
         (the upload sets it after everything else). Returns True if the server has it."""
         if self._posted is not None:  # the run ends, and its thread: what it could not send was raised already
-            self._posted.join()
-            self._posted.put(None)
+            self._posted.stop()
             self._posted = None
         op = {"op": "terminate", "status": status, "end_time": now_ms()}
         if not self.offline and self.spooled:
