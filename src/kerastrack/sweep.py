@@ -83,7 +83,12 @@ def job():
         me.unlink(missing_ok=True)
         if in_worker:
             signal.signal(signal.SIGINT, ignore)
-            signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
+            # The launcher marks the sweep stopping, then sends SIGTERM to the jobs it
+            # finds: one that found this job before it ended may still be on its way, and
+            # would kill the idle worker (the pool then breaks with a traceback). Loky
+            # ends its workers with SIGKILL, so ignoring SIGTERM here holds nothing up.
+            stopping = (control / STOPPING).exists()
+            signal.signal(signal.SIGTERM, ignore if stopping else previous[signal.SIGTERM])
 
 
 def stop(message):
