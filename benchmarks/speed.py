@@ -3,12 +3,12 @@
 One process, variants interleaved in rotating order, so that machine noise hits them alike:
 
 1. the default run's epoch (``pipeline.train`` as ``python train.py`` runs it: MLflow tracking,
-   training state, early stopping, checkpoints, ``trainer.steps_per_execution=auto``) against a
+   training state, early stopping, ``trainer.steps_per_execution=auto``, the feed) against a
    plain ``model.fit`` with Keras' defaults (one step per call, no callbacks) on the same model,
    data and batch size, and the same default run with ``trainer.steps_per_execution=1``;
 2. the studies' MLP (784 -> 128 -> 10, 10,000 samples, batch 32): its epoch at 1 and at 32 steps
-   a call beside its compute bound, its floating-point operations / this CPU's measured matmul
-   rate.
+   a call, from the arrays and through kerastrack's feed (kerastrack/feed.py), beside its
+   compute bound, its floating-point operations / this CPU's measured matmul rate.
 
 Epochs are timed from one epoch's start to the next one's (everything done at an epoch's end
 counts); each fit's first epoch (tracing) is left out.
@@ -38,7 +38,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from kerastrack import pipeline  # noqa: E402
+from kerastrack import feed, pipeline  # noqa: E402
 from kerastrack.heads import resolve_head, resolve_metrics  # noqa: E402
 
 TARGET, AIM = 1.5, 2.0
@@ -109,16 +109,21 @@ def matmul_rate(n=1024, repeats=30):
     return best
 
 
-def studies_mlp(steps_per_execution, epochs, rng):
+def studies_mlp(steps_per_execution, epochs, rng, fed=False):
     """Epoch times of the studies' MLP on data of Fashion-MNIST's shape (random: the time
-    depends on shapes only)."""
+    depends on shapes only), from the arrays as Keras reads them, or through kerastrack's
+    feed (``fed``)."""
     x = rng.random((10_000, 784), dtype=np.float32)
     y = rng.integers(0, 10, 10_000)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], steps_per_execution=steps_per_execution)
-    model.fit(x, y, epochs=epochs, batch_size=32, callbacks=[EpochStarts()], verbose=0)
+    if fed:
+        training = feed.TrainingFeed(x, y, 32, shuffle=True, seed=0)
+        model.fit(training.dataset, epochs=epochs, callbacks=[training, EpochStarts()], verbose=0)
+    else:
+        model.fit(x, y, epochs=epochs, batch_size=32, callbacks=[EpochStarts()], verbose=0)
     return epoch_times()
 
 
@@ -137,6 +142,7 @@ def main():
         "kerastrack_n1": lambda w: default_run(w, args.epochs, "trainer.steps_per_execution=1"),
         "mlp_n1": lambda w: studies_mlp(1, max(3, args.epochs // 2), rng),
         "mlp_n32": lambda w: studies_mlp(32, max(3, args.epochs // 2), rng),
+        "mlp_fed": lambda w: studies_mlp(32, max(3, args.epochs // 2), rng, fed=True),
     }
     times = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as workdir, contextlib.chdir(workdir):
@@ -173,6 +179,7 @@ def main():
     row(f"compute bound: {flops / 1e9:.2f} GFLOP at {rate / 1e9:.0f} GFLOP/s (matmul)", f"{bound:.1f} ms")
     row("measured, 1 step a call", f"{ms['mlp_n1']:.1f} ms", f"{ms['mlp_n1'] / bound:.0f}x the bound")
     row("measured, 32 steps a call", f"{ms['mlp_n32']:.1f} ms", f"{ms['mlp_n32'] / bound:.0f}x the bound")
+    row("measured, 32 steps a call, kerastrack's feed", f"{ms['mlp_fed']:.1f} ms", f"{ms['mlp_fed'] / bound:.0f}x the bound")
 
 
 if __name__ == "__main__":

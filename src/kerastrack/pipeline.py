@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorflow.python.framework import config as tf_config  # disable_op_determinism: no public API
 
-from kerastrack import plots, resume, secrets
+from kerastrack import feed, plots, resume, secrets
 from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
 from kerastrack.config import check_config, check_monitors, monitor_mode
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
@@ -86,7 +86,11 @@ def _train(cfg, choices, tracker, resumed, output_dir):
 
     trainer = cfg.trainer
     y_train = head.encode(data.y_train)
-    fit_size = math.floor(len(data.x_train) * (1 - (trainer.validation_split or 0)))  # as Keras splits
+    if trainer.validation_split:
+        fit_split, val_split = feed.split(data.x_train, y_train, trainer.validation_split)
+    else:
+        fit_split, val_split = (data.x_train, y_train), (data.x_val, head.encode(data.y_val))
+    fit_size = len(fit_split[0])
     _check_split(trainer.validation_split, fit_size, len(data.x_train))
     batch_size = fit_size if trainer.batch_size == "full" else trainer.batch_size
     schedule = _instantiate(in_steps(cfg.scheduler, steps_per_epoch(fit_size, batch_size)), "scheduler", choices)
@@ -116,14 +120,13 @@ def _train(cfg, choices, tracker, resumed, output_dir):
                           steps_per_execution=_steps_per_execution(trainer.steps_per_execution))
             if not resumed:
                 tracker.log_params({"model.num_params": model.count_params()})
+            training = feed.TrainingFeed(*fit_split, batch_size, trainer.shuffle, cfg.seed)
             model.fit(
-                data.x_train, y_train,
-                validation_data=None if trainer.validation_split else (data.x_val, head.encode(data.y_val)),
-                validation_split=trainer.validation_split or 0.0,
-                epochs=trainer.epochs, batch_size=batch_size, shuffle=trainer.shuffle,
+                training.dataset, validation_data=feed.validation_data(*val_split, batch_size),
+                epochs=trainer.epochs, shuffle=False,  # the feed orders each epoch (see there)
                 # The logger goes first: a finished epoch is on record before any other
                 # callback can stop or break the run. The state goes last (see there).
-                callbacks=[epoch_logger, *callbacks, state], verbose=trainer.verbose,
+                callbacks=[training, epoch_logger, *callbacks, state], verbose=trainer.verbose,
             )
             summary = _Summary(tracker, epoch_logger.on_record, epoch_logger.epochs)
             best = summary.log_best(trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode))
