@@ -158,7 +158,8 @@ def group_table(records, study, monitor=None):
             # Finished runs only, except the divergence column, which is about the others.
             pool = members if title == "diverged at epoch" else done
             if fn is None:
-                row.append(cell([float(best_epoch[r.run_id]) for r in pool], digits))
+                # The report numbers epochs from 1, as Keras prints them; the write-ups' tables are 0-based.
+                row.append(cell([float(best_epoch[r.run_id]) - 1 for r in pool], digits))
             else:
                 row.append(cell([fn(r) for r in pool], digits))
         lines.append("| " + " | ".join(row) + " |")

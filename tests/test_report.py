@@ -147,7 +147,7 @@ def test_table_ranks_runs_by_their_best_epoch_finished_first(sweep, report):
     for key, run_id in sweep["children"].items():
         best, epoch = expected_best(key)
         row = table.loc[run_id]
-        assert row["best_val_accuracy"] == pytest.approx(best) and row["best_epoch"] == epoch, key
+        assert row["best_val_accuracy"] == pytest.approx(best) and row["best_epoch"] == epoch + 1, key  # from 1
         assert row["epochs"] == len(VAL_ACCURACY[key]) and (row["optimizer"], row["seed"]) == key
         assert row["status"] == ("FAILED" if key == FAILED else "FINISHED")
     finished = sorted((k for k in VAL_ACCURACY if k != FAILED), key=lambda k: -expected_best(k)[0])
@@ -273,3 +273,14 @@ def test_cli_plot_adds_panels_and_refuses_an_unknown_key(probe_sweep, tmp_path, 
     assert main([*argv, "--plot", "weight_l1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and "weight_l1" in err and "update_per_step" in err and len(err.splitlines()) == 1
+
+
+def test_cli_x_time_plots_against_seconds_and_refuses_another_axis(sweep, tmp_path, capsys):
+    argv = [sweep["parent"], "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "r")]
+    assert main([*argv, "--x", "time"]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "x: seconds of training" in page and f"<h1>sweep ({sweep['parent']})</h1>" in page
+    capsys.readouterr()
+    assert main([*argv, "--x", "hours"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and "x=hours" in err and len(err.splitlines()) == 1

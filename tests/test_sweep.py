@@ -40,6 +40,9 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert parent.data.metrics["best_val_loss"] == pytest.approx(best.data.metrics["best_val_loss"])
     assert "optimizer=adam,seed=" in result.stdout  # the table is printed in the terminal
+    # Its page and figure are titled with the sweep's parent run (swept keys, sweep dir, id).
+    (page,) = tmp_path.glob("multirun/*/*/report/report.html")
+    assert f"<h1>{parent.info.run_name} ({parent.info.run_id})</h1>" in page.read_text()
 
 
 def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):

@@ -20,11 +20,27 @@ from kerastrack.errors import ConfigError
 
 # Keys that are logged every epoch but are not a model metric.
 NOT_METRICS = ("loss", "learning_rate", "epoch_time_s")
-# Panels switch to a log y axis when max / min of their curves exceeds this: rates of
-# different optimizers and schedules differ by decades, and a loss on its way to diverging
-# would otherwise flatten every other curve to a line at the bottom.
-LOG_SPREAD, LR_LOG_SPREAD = 100, 9.9
+TIME_KEY = "epoch_time_s"
+# The report's x axes: epochs numbered as Keras prints them ("Epoch 1/N"; MLflow's steps
+# count from 0), or seconds of training (the epochs' summed epoch_time_s).
+X_LABELS = {"epoch": "epoch", "time": "training time (s, cumulative epoch_time_s)"}
+# The rule for a log y axis: every finite value of the panel's curves is positive (a log
+# axis would drop a zero or a negative loss, e.g. cosine similarity's) and the largest is
+# more than the panel's spread times the smallest. For a loss that is 30x, about 1.5
+# decades: a loss falling from 3 to 0.05, or a diverging one, would otherwise flatten every
+# other curve to a line at the bottom. Learning rates of different optimizers and schedules
+# differ by decades: 10x is enough. Other metrics need 100x, so that an accuracy rising
+# from near zero keeps its linear axis.
+LOSS_LOG_SPREAD, LR_LOG_SPREAD, LOG_SPREAD = 30, 9.9, 100
 LEGEND_ROWS = 24
+# Each group differs in colour, line style and hollow marker, so that curves that coincide
+# (two optimizers that are the same on this problem) both stay visible: a dashed line over
+# a solid one shows both, and hollow markers of different shapes show through each other.
+# 4 styles and 7 markers (coprime) make 28 pairs before one repeats.
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# About this many markers per curve, each group's shifted by one epoch against the last.
+MARKS_PER_CURVE = 8
 
 
 def learning_curves(epochs, metric_names):
@@ -39,13 +55,14 @@ def learning_curves(epochs, metric_names):
     """
     panels = ["loss", *metric_names, "learning_rate"]
     fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="tight")
-    x = list(range(len(epochs)))
+    x = list(range(1, len(epochs) + 1))  # as Keras prints them: "Epoch 1/N"
     for ax, name in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         for key, label in ((name, "train"), (f"val_{name}", "validation")):
             if any(key in e for e in epochs):
                 ax.plot(x, [e.get(key, float("nan")) for e in epochs], marker=".", label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        _epoch_ticks(ax, len(epochs))
         if name == "learning_rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         elif len(ax.lines) > 1:
@@ -68,7 +85,7 @@ def confusion_matrix(y_true, y_pred, class_names):
     return ax.figure
 
 
-def comparison_figure(records, labels, monitor, extra_keys, ddof):
+def comparison_figure(records, labels, monitor, extra_keys, ddof, title=None, x="epoch"):
     """Mean learning curves of each group of runs, ± one standard deviation across the group.
 
     A panel for the train and validation loss, the runs' main metric, ``monitor``, the
@@ -81,13 +98,18 @@ def comparison_figure(records, labels, monitor, extra_keys, ddof):
         monitor: The metric the runs are ranked by; always plotted.
         extra_keys: More per-epoch metrics to plot: names or glob patterns.
         ddof: The standard deviation's delta degrees of freedom (1: a group of one has no band).
+        title: The figure's title (lines), e.g. the sweep and what it varied; None: none.
+        x: "epoch" (numbered from 1) or "time": the group's mean epoch_time_s summed over
+            the epochs, in seconds.
 
     Returns:
         A matplotlib Figure.
 
     Raises:
-        ConfigError: An extra key that no run logged.
+        ConfigError: An extra key that no run logged, an unknown ``x``, or ``x="time"``
+            when no run logged epoch_time_s.
     """
+    _check_x(records, x)
     panels = _panels(records, _main_metric(records), monitor, _extra_keys(records, extra_keys))
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
@@ -96,18 +118,23 @@ def comparison_figure(records, labels, monitor, extra_keys, ddof):
     # and widen the figure by the legend so that the panels keep their size.
     legend_columns = math.ceil(len(order) / LEGEND_ROWS)
     legend_width = legend_columns * (0.07 * max(len(label) for label in order) + 0.8)
-    fig = Figure(figsize=(5.2 * columns + legend_width, 3.6 * rows), layout="constrained")
+    fig = Figure(figsize=(5.2 * columns + legend_width, 3.6 * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     cmap = matplotlib.colormaps["tab10" if len(order) <= 10 else "tab20"]
-    for ax, (key, title) in zip(axes, panels):
+    for ax, (key, panel_title) in zip(axes, panels):
         for i, label in enumerate(order):
             group = [r for r in records if labels[r.run_id] == label]
-            _plot_group(ax, group, key, cmap(i % cmap.N), f"{label} (n={len(group)})", ddof)
-        _style(ax, key, title)
+            style = {"color": cmap(i % cmap.N), "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                     "marker": MARKERS[i % len(MARKERS)], "label": f"{label} (n={len(group)})"}
+            _plot_group(ax, group, key, style, i, ddof, x)
+        _style(ax, key, panel_title, x)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize="large")
     handles, legend_labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)", ncols=legend_columns)
+    fig.legend(handles, legend_labels, loc="outside right center", title="group (runs)", ncols=legend_columns,
+               handlelength=3)  # long enough to show a dash-dot
     return fig
 
 
@@ -156,29 +183,62 @@ def _panels(records, main_metric, monitor, extra):
     return [(key, title) for key, title in panels if any(r.history.get(key) for r in records)]
 
 
-def _plot_group(ax, group, key, colour, label, ddof):
+def _check_x(records, x):
+    if x not in X_LABELS:
+        raise ConfigError(f"x must be one of {', '.join(X_LABELS)}. Received: x={x}")
+    if x == "time" and not any(r.history.get(TIME_KEY) for r in records):
+        raise ConfigError(f"No run logged {TIME_KEY} per epoch to plot against time; plot against "
+                          f"epochs instead. Received: x={x}")
+
+
+def _x_values(group, steps, x):
+    """The x of each of ``steps`` (MLflow's 0-based steps) for a group's curve."""
+    if x == "epoch":
+        return steps + 1.0  # as Keras prints them: "Epoch 1/N"
+    seconds = pd.concat([finite_series(r, TIME_KEY) for r in group], axis=1).mean(axis=1)
+    # The group's mean epoch time summed epoch by epoch always rises, where the mean of each
+    # run's own summed time would step back when a slow run stops early. An epoch without
+    # a time leaves the time of every later one unknown (NaN: not drawn).
+    epochs = range(int(steps.max()) + 1 if len(steps) else 0)
+    return seconds.reindex(epochs).cumsum(skipna=False).reindex(steps).to_numpy(dtype=float)
+
+
+def _plot_group(ax, group, key, style, index, ddof, x):
+    line = {"markersize": 5, "markerfacecolor": "none", "linewidth": 1.5, **style}
     curves = pd.concat([finite_series(r, key) for r in group], axis=1).sort_index()
     if curves.empty:
         # Keep the group in this panel's legend even when it logged nothing here.
-        ax.plot([], [], color=colour, marker=".", label=label)
+        ax.plot([], [], **line)
         return
-    epochs = curves.index.to_numpy(dtype=float)
+    xs = _x_values(group, curves.index.to_numpy(dtype=float), x)
     mean = curves.mean(axis=1).to_numpy(dtype=float)
     std = curves.std(axis=1, ddof=ddof).to_numpy(dtype=float)
-    ax.plot(epochs, mean, color=colour, marker=".", markersize=4, label=label)
-    band = np.isfinite(std)
+    known = np.isfinite(xs)
+    xs, mean, std = xs[known], mean[known], std[known]
+    every = max(1, round(len(xs) / MARKS_PER_CURVE))
+    ax.plot(xs, mean, markevery=(index % every, every), **line)
+    band = np.isfinite(std) & np.isfinite(mean)
     if band.any():
-        ax.fill_between(epochs, mean - std, mean + std, where=band, color=colour, alpha=0.18, linewidth=0)
+        ax.fill_between(xs, mean - std, mean + std, where=band, color=style["color"], alpha=0.15, linewidth=0)
 
 
-def _style(ax, key, title):
+def _style(ax, key, title, x):
     ax.set_title(title)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel(key)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if x == "epoch":
+        _epoch_ticks(ax, max((max(line.get_xdata(), default=0) for line in ax.lines), default=0))
     ax.grid(alpha=0.3)
-    values = np.concatenate([line.get_ydata() for line in ax.lines] or [[]]).astype(float)
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines] or [[]])
     values = values[np.isfinite(values)]
-    spread = values.max() / values.min() if len(values) and values.min() > 0 else 0.0  # 0: not all positive
-    if spread > (LR_LOG_SPREAD if key == "learning_rate" else LOG_SPREAD):
+    positive = len(values) and values.min() > 0
+    spread = LR_LOG_SPREAD if key == "learning_rate" else LOSS_LOG_SPREAD if "loss" in key else LOG_SPREAD
+    if positive and values.max() / values.min() > spread:
         ax.set_yscale("log")
+
+
+def _epoch_ticks(ax, last):
+    """Ticks at epoch 1 (as Keras counts, the first) and at round epochs up to ``last``."""
+    step = MaxNLocator(nbins=6, integer=True, steps=[1, 2, 5, 10]).tick_values(1, max(last, 1))
+    step = int(step[1] - step[0]) if len(step) > 1 else 1
+    ax.set_xticks([1, *range(step, int(last) + 1, step)] if step > 1 else range(1, int(last) + 1))

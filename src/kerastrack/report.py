@@ -8,16 +8,19 @@ Groups are the swept values other than ``seed``, so that ``-m optimizer=sgd,adam
 seed=0,1,2`` compares two optimizers, each averaged over three seeds. Standard deviations
 are sample standard deviations (ddof=1): a group of one run has none.
 
-This module owns the tables, the HTML page and the command line; ``kerastrack.plots`` draws the figure.
+Epochs are numbered from 1 in the tables and the figure, as Keras prints them; MLflow's
+steps count from 0 (epoch k is step k-1), and what MLflow stores is left as it is.
+
+This module builds the report and owns the command line; ``kerastrack.plots`` draws the
+figure, ``kerastrack.report_page`` writes the text tables and the HTML page.
 """
 
 import argparse
-import base64
-import html
 import json
 import math
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from matplotlib.figure import Figure
 from kerastrack import plots
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
+from kerastrack.report_page import html_page, marked, text
 from kerastrack.secrets import mask_text
 from kerastrack.tracking.query import fetch_parent, fetch_runs
 from kerastrack.tracking.store import resolve_tracking_uri
@@ -51,6 +55,8 @@ class Report:
         monitor: The value runs are ranked by, e.g. "val_loss".
         mode: "min" or "max": the direction in which ``monitor`` improves.
         figure: Mean learning curves per group, a matplotlib Figure.
+        title: What the report is on: the sweep's name and id, or the runs.
+        x: The figure's x axis: "epoch" or "time" (seconds of training).
     """
 
     table: pd.DataFrame
@@ -60,9 +66,11 @@ class Report:
     monitor: str
     mode: str
     figure: Figure
+    title: str = "kerastrack report"
+    x: str = "epoch"
 
 
-def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None):
+def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None, title=None, x="epoch"):
     """Ranks runs by their best monitored value and averages each group across seeds.
 
     Args:
@@ -75,13 +83,17 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
         extra_keys: More per-epoch metrics to plot, one panel each after the standard
             ones, e.g. ``["update_per_step", "grad_norm/*"]``: a key may be a glob pattern,
             matched against the metrics the runs logged per epoch.
+        title: What the report is on, e.g. ``sweep_title(parent)``. None: the parent run id
+            the runs share, else their number.
+        x: The figure's x axis: "epoch" (numbered from 1) or "time" (seconds of training:
+            the summed ``epoch_time_s``).
 
     Returns:
         A Report.
 
     Raises:
-        ConfigError: No runs, a mode or group key that does not exist, or a monitor or
-            extra key that no run logged.
+        ConfigError: No runs, a mode, group key or x that does not exist, or a monitor or
+            extra key that no run logged (or epoch_time_s, with ``x="time"``).
     """
     if not records:
         raise ConfigError("There are no runs to report on (check the sweep or the filter). Received: records=[]")
@@ -93,6 +105,8 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
     labels = {r.run_id: _group_label(r, group_keys) for r in records}
     best = table.iloc[0]
     found = not math.isnan(best[f"best_{monitor}"])
+    title = title or _default_title(records)
+    heading = f"{title}\n{_varied(records, swept, group_keys)}"
     return Report(
         table=table,
         groups=_group_table(records, table, group_keys, labels, monitor, mode),
@@ -100,17 +114,24 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
         best_value=float(best[f"best_{monitor}"]),
         monitor=monitor,
         mode=mode,
-        figure=plots.comparison_figure(records, labels, monitor, extra_keys or [], DDOF),
+        figure=plots.comparison_figure(records, labels, monitor, extra_keys or [], DDOF, heading, x),
+        title=title,
+        x=x,
     )
 
 
-def write_report(report, out_dir, title="kerastrack report"):
+def sweep_title(parent):
+    """A sweep's title in reports: its parent run's name (swept keys, sweep dir) and id."""
+    return f"{parent.name} ({parent.run_id})"
+
+
+def write_report(report, out_dir, title=None):
     """Writes the figure, an HTML page and the tables as CSV.
 
     Args:
         report: A Report from ``build_report``.
         out_dir: The directory to write to; created if missing.
-        title: The HTML page's title.
+        title: The HTML page's title; None: the report's.
 
     Returns:
         File name -> path: report.png, report.html, runs.csv, groups.csv.
@@ -119,7 +140,8 @@ def write_report(report, out_dir, title="kerastrack report"):
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("report.png", "report.html", "runs.csv", "groups.csv")}
     report.figure.savefig(paths["report.png"], dpi=110, bbox_inches="tight")
-    paths["report.html"].write_text(_html(report, title, paths["report.png"].read_bytes()), encoding="utf-8")
+    page = html_page(report, title or report.title, paths["report.png"].read_bytes(), DDOF)
+    paths["report.html"].write_text(page, encoding="utf-8")
     report.table.to_csv(paths["runs.csv"], index=False)
     report.groups.to_csv(paths["groups.csv"], index=False)
     return paths
@@ -127,7 +149,7 @@ def write_report(report, out_dir, title="kerastrack report"):
 
 def format_table(report):
     """The per-run table as plain text, best first, the best run marked with '*'."""
-    return _text(_marked(report).drop(columns="run_id"))
+    return text(marked(report).drop(columns="run_id"))
 
 
 def main(argv=None):
@@ -210,6 +232,24 @@ def _value_of(record, key):
     return next((s[key] for s in (_swept_values(record), record.params, record.tags) if key in s), "")
 
 
+def _default_title(records):
+    parents = {r.tags.get("mlflow.parentRunId") for r in records}
+    return f"sweep {parents.pop()}" if len(parents) == 1 and None not in parents else f"{len(records)} runs"
+
+
+def _varied(records, swept, group_keys):
+    """What differs between the figure's curves, e.g. "varied: optimizer; seed (3 seeds averaged)"."""
+    if group_keys == ["name"]:
+        return "one curve per run"
+    parts = list(group_keys)
+    for key in (k for k in swept if k not in group_keys):
+        values = {_swept_values(r)[key] for r in records if key in _swept_values(r)}
+        noun = "seeds" if key == "seed" else "values"
+        parts.append(f"{key} ({len(values)} {noun} averaged)" if len(values) > 1 else f"{key}={min(values)}")
+    # Searches sweep many keys: wrap rather than widen the figure.
+    return textwrap.fill(f"varied: {'; '.join(parts) or 'nothing'}", width=110)
+
+
 def _group_label(record, group_keys):
     if group_keys == ["name"]:
         return record.name
@@ -233,7 +273,7 @@ def _run_row(record, swept, monitor, mode):
         **{k: _swept_values(record).get(k, "") for k in swept},
         "status": record.status,
         f"best_{monitor}": best,
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch if best_epoch is pd.NA else best_epoch + 1,  # as Keras numbers it
         f"last_{monitor}": history[-1][1] if history else math.nan,
         "epochs": len(epochs),
         "wall_time_s": math.nan if record.wall_time_s is None else record.wall_time_s,
@@ -285,57 +325,6 @@ def _group_table(records, table, group_keys, labels, monitor, mode):
     return groups.iloc[order].reset_index(drop=True)
 
 
-# -- output -----------------------------------------------------------------------------
-
-
-def _number(value):
-    return f"{value:.4g}"
-
-
-def _text(df, render=pd.DataFrame.to_string, **options):
-    """``df`` as an aligned plain-text table (or as ``render`` writes it), a missing value shown as '-'."""
-    df = df.copy()
-    # Nullable integer columns print a missing value as <NA>, whatever na_rep says.
-    for column in df.columns[df.dtypes == "Int64"]:
-        df[column] = df[column].astype(object).where(df[column].notna(), "-")
-    return render(df, index=False, float_format=_number, na_rep="-", **options)
-
-
-def _marked(report):
-    table = report.table.copy()
-    table.insert(0, "best", np.where(table["run_id"] == report.best_run_id, "*", ""))
-    return table
-
-
-def _html(report, title, png):
-    def frame(df):
-        return _text(df, pd.DataFrame.to_html, border=0, classes="table")
-
-    image = base64.b64encode(png).decode("ascii")
-    best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
-    summary = (f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
-               f"{report.monitor} = {_number(report.best_value)}" if len(best) else "No run has a finite value of the monitor.")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table.table {{ border-collapse: collapse; font-size: 0.9em; margin-bottom: 2em; }}
-table.table th, table.table td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
-table.table th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Ranked by {html.escape(report.monitor)} ({report.mode}; the best epoch of each run). {summary}</p>
-<h2>Groups</h2>
-<p>Mean and sample standard deviation (ddof={DDOF}) of the best value over each group's finished runs.</p>
-{frame(report.groups)}
-<h2>Runs</h2>
-{frame(_marked(report))}
-<h2>Learning curves</h2>
-<p>Mean per epoch over the runs of a group that reached it; the band is ± one standard deviation.</p>
-<img alt="learning curves" src="data:image/png;base64,{image}">
-</body></html>
-"""
 
 
 # -- the command line -------------------------------------------------------------------
@@ -361,6 +350,9 @@ def _parser():
     parser.add_argument("--plot", action="append", default=[], metavar="KEY",
                         help="one more panel for this per-epoch metric (repeatable); a glob pattern "
                              "such as 'grad_norm/*' adds a panel for each metric it matches")
+    parser.add_argument("--x", default="epoch", metavar="{epoch,time}",
+                        help="the figure's x axis: epochs (from 1, as Keras prints them), or seconds "
+                             "of training (the summed epoch_time_s); default: epoch")
     return parser
 
 
@@ -372,19 +364,20 @@ def _run(args):
         records = fetch_runs(uri, experiment=args.experiment, filter_string=args.filter)
     else:
         parent = fetch_parent(uri, args.parent or "latest", experiment=args.experiment)
-        source, title = parent.run_id, f"{parent.name} ({parent.run_id})"
+        source, title = parent.run_id, sweep_title(parent)
         records = fetch_runs(uri, parent=parent.run_id, filter_string=args.filter)
     if not records and args.filter:
         raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
     if not records:
         raise ConfigError(f"{title} has no runs yet. Received: parent={args.parent}, experiment={args.experiment}")
-    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot)
+    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot, title=title, x=args.x)
     out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
-    paths = write_report(report, out, title=title)
-    print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best\n")
+    paths = write_report(report, out)
+    print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best; "
+          f"epochs from 1, as Keras prints them\n")
     print(format_table(report))
     print("\nGroups (mean ± std over finished runs):\n")
-    print(_text(report.groups))
+    print(text(report.groups))
     print("\nWrote:", *(f"  {path}" for path in paths.values()), sep="\n")
     return 0
 

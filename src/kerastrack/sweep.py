@@ -230,10 +230,11 @@ class MlflowSweepCallback(Callback):
         # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start
         # of train.py, and only a sweep's end needs them.
         from kerastrack import report
-        from kerastrack.tracking.query import fetch_runs
+        from kerastrack.tracking.query import fetch_parent, fetch_runs
 
         records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
-        result = report.build_report(records)
+        title = report.sweep_title(fetch_parent(self.parent.tracking_uri, self.parent.run_id))
+        result = report.build_report(records, title=title)  # x: epochs, as Keras prints them
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
         self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value)
         print(report.format_table(result))
