@@ -172,6 +172,8 @@ BAD = [
     (["callbacks.early_stopping.mode=maxx"], "callbacks.early_stopping.mode must be one of auto, min, max. Received: callbacks.early_stopping.mode=maxx"),
     (["callbacks.early_stopping.patience=1.5"], "callbacks.early_stopping.patience must be an integer >= 0"),
     (["trainer.shuffle=maybe"], "trainer.shuffle must be true or false. Received: trainer.shuffle=maybe"),
+    (["tracking.system_metrics=maybe"], "tracking.system_metrics must be true or false. Received: tracking.system_metrics=maybe"),
+    (["tracking.system_metrics_interval=0"], "tracking.system_metrics_interval must be a number of seconds > 0, e.g. 1. Received: tracking.system_metrics_interval=0"),
     (["trainer.verbose=true"], "trainer.verbose must be 0, 1 or 2"),
     (["loss=sparse_categorical_crossentropy", "trainer.metrics=[top_k_categorical_accuracy]"], "trainer.metrics: top_k_categorical_accuracy does not fit this loss's targets (integer, 10 outputs)"),
     (["data=diabetes", "loss=mse", "trainer.metrics=[precision]"], "trainer.metrics: precision needs a classification data set"),

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 
 from kerastrack.errors import ConfigError
@@ -115,6 +116,28 @@ def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, reques
     assert {"plots/learning_curves.png", "config/config.yaml"} <= set(artifacts(client, run_id))
     assert upload_dir(out, log_progress=lambda line: None) is None
     assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_an_offline_run_uploaded_later_has_its_dataset_inputs_and_logged_model(make_cfg, running_server, tmp_path):
+    server = running_server
+    train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=2",
+                   "tracking.log_model=true", "callbacks=none"))
+    out = tmp_path / "out"
+    assert {"inputs", "model"} <= {op["op"] for op in Spool(out).ops()}  # described and saved, sent later
+
+    run_id = upload_dir(out, log_progress=lambda line: None)
+    client = mlflow.MlflowClient(server.url)
+    run = client.get_run(run_id)
+    contexts = {t.value: i.dataset for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+    assert sorted(contexts) == ["testing", "training", "validation"]
+    assert {(d.name, d.source_type) for d in contexts.values()} == {("digits", "code")}
+    (model,) = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert model.status == "READY" and [o.model_id for o in run.outputs.model_outputs] == [model.model_id]
+    assert {m.key for m in model.metrics} == {k for k in run.data.metrics if k.startswith(("best_", "test_"))}
+    mlflow.set_tracking_uri(server.url)
+    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+    assert loaded.metadata.run_id == run_id and loaded.metadata.model_id == model.model_id
+    assert loaded.predict(np.zeros((2, 8, 8, 1), "float32")).shape == (2, 10)
 
 
 def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):

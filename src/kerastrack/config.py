@@ -227,6 +227,15 @@ def _check_trainer(cfg):
         )
 
 
+def _check_tracking(cfg):
+    t = _select(cfg, "tracking")
+    if "system_metrics" in t and not isinstance(t.system_metrics, bool):
+        _fail("tracking.system_metrics", t.system_metrics, "true or false")
+    interval = t.get("system_metrics_interval", 1.0)
+    if not (_is_number(interval) and math.isfinite(interval) and interval > 0):
+        _fail("tracking.system_metrics_interval", interval, "a number of seconds > 0, e.g. 1")
+
+
 def check_config(cfg):
     """Checks every value that can be checked without data. Raises ConfigError.
 
@@ -235,6 +244,7 @@ def check_config(cfg):
     """
     _check_missing(cfg)
     _check_trainer(cfg)
+    _check_tracking(cfg)
     for group in CHECKED_GROUPS:
         for key, name, value in _walk(_select(cfg, group), group):
             _check_value(key, name, value)

@@ -91,6 +91,9 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str] | None = None  # classification only, index = label id
+    # Where the data came from, as the run records it: an absolute file path, or the
+    # function that loads it (e.g. sklearn.datasets.load_digits); None: not known.
+    source: str | None = None
 
     @property
     def num_classes(self) -> int | None:
@@ -139,6 +142,7 @@ def sklearn_set(
         limit=limit,
         class_names=None if task == "regression" else [str(c) for c in bunch.target_names],
         pixel_max=pixel_max,
+        source=f"sklearn.datasets.{loader.__name__}",
     )
 
 
@@ -176,8 +180,10 @@ def keras_images(
         path = image_set.installed()
     if path is None:
         train, test = datafiles.download(name, image_set.local_format, image_set.install)
+        source = f"keras.datasets.{name}.load_data"  # Keras' own cache, wherever Keras keeps it
     else:
         train, test = image_set.read(path)
+        source = str(datafiles.user_path(path))
     return _build(
         name,
         "multiclass",
@@ -188,6 +194,7 @@ def keras_images(
         limit=limit,
         class_names=list(image_set.class_names),
         pixel_max=255,
+        source=source,
     )
 
 
@@ -237,6 +244,7 @@ def csv(
         test_size=test_size,
         limit=limit,
         class_names=class_names,
+        source=str(path),
     )
 
 
@@ -312,6 +320,7 @@ def _build(
     test=None,
     test_size=None,
     pixel_max=None,
+    source=None,
 ) -> Dataset:
     """Splits, limits and scales one data set.
 
@@ -336,7 +345,7 @@ def _build(
     else:
         xs = [_image(x, pixel_max) for x, _ in splits]
     ys = [y.astype(np.int64 if classify else np.float32) for _, y in splits]
-    return Dataset(name, task, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], class_names=class_names)
+    return Dataset(name, task, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], class_names=class_names, source=source)
 
 
 def _image(x, pixel_max) -> np.ndarray:

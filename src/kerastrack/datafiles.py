@@ -73,7 +73,8 @@ def download(name, local_format, install=None):
         socket.setdefaulttimeout(previous)
 
 
-def _user_path(path) -> Path:
+def user_path(path) -> Path:
+    """A ``data.path`` as an absolute path."""
     # Relative to where `python train.py` was started, also under hydra.job.chdir=true.
     from hydra.utils import to_absolute_path
 
@@ -81,7 +82,7 @@ def _user_path(path) -> Path:
 
 
 def _existing(path, kind: str, expected: str) -> Path:
-    path = _user_path(path)
+    path = user_path(path)
     if not (path.is_dir() if kind == "directory" else path.is_file()):
         what = f"no such {kind}" if not path.exists() else f"{path.name} is not a {kind}"
         raise ConfigError(f"data.path: {what}. Received: data.path={path}; expected {expected}")

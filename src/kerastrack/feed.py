@@ -62,3 +62,15 @@ def split(x, y, validation_split):
     validates. Returns ``(x_train, y_train), (x_val, y_val)``."""
     at = int(len(x) * (1 - validation_split))  # Keras floors the training share, as here
     return (x[:at], y[:at]), (x[at:], y[at:])
+
+
+def used_splits(data, validation_split):
+    """The samples a run trains, validates and tests on, by MLflow's names for them:
+    ``{"training": (x, y), "validation": ..., "testing": ...}`` with the data set's own
+    labels. With ``validation_split``, validation is the training split's last share (see
+    ``split``), and the data set's own validation split goes unused."""
+    if validation_split:
+        train, val = split(data.x_train, data.y_train, validation_split)
+    else:
+        train, val = (data.x_train, data.y_train), (data.x_val, data.y_val)
+    return {"training": train, "validation": val, "testing": (data.x_test, data.y_test)}

@@ -85,11 +85,8 @@ def _train(cfg, choices, tracker, resumed, output_dir):
     check_monitors(cfg, names + [f"val_{n}" for n in names])
 
     trainer = cfg.trainer
-    y_train = head.encode(data.y_train)
-    if trainer.validation_split:
-        fit_split, val_split = feed.split(data.x_train, y_train, trainer.validation_split)
-    else:
-        fit_split, val_split = (data.x_train, y_train), (data.x_val, head.encode(data.y_val))
+    splits = feed.used_splits(data, trainer.validation_split)
+    fit_split, val_split = ((x, head.encode(y)) for x, y in (splits["training"], splits["validation"]))
     fit_size = len(fit_split[0])
     _check_split(trainer.validation_split, fit_size, len(data.x_train))
     batch_size = fit_size if trainer.batch_size == "full" else trainer.batch_size
@@ -101,7 +98,7 @@ def _train(cfg, choices, tracker, resumed, output_dir):
     callbacks = [c for c in callbacks if not isinstance(c, Probe)]
     if tracker.log_every_n_steps:
         callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
-    sample = (data.x_train[:PROBE_SAMPLES], y_train[:PROBE_SAMPLES])  # the split already shuffled
+    sample = (data.x_train[:PROBE_SAMPLES], head.encode(data.y_train[:PROBE_SAMPLES]))  # the split already shuffled
     epoch_logger = EpochLogger(tracker, probes, sample)
     state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None)
 
@@ -113,7 +110,7 @@ def _train(cfg, choices, tracker, resumed, output_dir):
                 epoch_logger.on_record = tracker.metric_steps(tracker.run_id)
                 _log_missing_epochs(tracker, resumed.saved, epoch_logger.on_record)
             else:
-                _log_setup(tracker, cfg, data)
+                _log_setup(tracker, cfg, data, splits)
             resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
             model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile,
@@ -312,9 +309,10 @@ def _tags(choices, cfg):
     return tags
 
 
-def _log_setup(tracker, cfg, data):
+def _log_setup(tracker, cfg, data, splits):
     """What the run's numbers depend on: the config (credentials masked), the data set as
-    loaded, the command line's overrides and the code's git state."""
+    loaded and the ``splits`` used (MLflow dataset inputs), the command line's overrides and
+    the code's git state."""
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(plain, resolve=True)))
     tracker.log_params(flatten_config(plain))
@@ -325,6 +323,8 @@ def _log_setup(tracker, cfg, data):
         "distribute.num_replicas": _num_replicas(),
         "trainer.steps_per_execution.used": _steps_per_execution(cfg.trainer.steps_per_execution),
     })
+    # A data function of the user's own may not say where its data came from: its name does.
+    tracker.log_datasets(data.name, data.source or cfg.data.get("_target_"), splits)
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
     tracker.log_text(OmegaConf.to_yaml([secrets.mask_override(o) for o in task_overrides()]), "config/overrides.yaml")
     git = git_state(code_dir())
@@ -353,8 +353,10 @@ class _Summary:
         self.tracker = tracker
         self.on_record = on_record
         self.epochs = epochs
+        self.keys = []  # the one-value metrics, logged now or before a resume: linked to the model
 
     def log(self, metrics, step):
+        self.keys += metrics
         metrics = {k: v for k, v in metrics.items() if k not in self.on_record}
         if metrics:
             self.tracker.log_metrics(metrics, step=step)
@@ -383,4 +385,4 @@ class _Summary:
             fig.savefig(output_dir / name, dpi=100)
             self.tracker.log_artifact(output_dir / name, "plots")
         if self.tracker.log_model:
-            self.tracker.log_keras_model(model, input_example=data.x_test[:5])
+            self.tracker.log_keras_model(model, data.x_test[:5], step=len(self.epochs) - 1, metrics=self.keys)

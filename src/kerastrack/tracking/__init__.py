@@ -2,8 +2,9 @@
 
 Its modules, from the bottom up: ``store`` (where the store is, opening and creating it),
 ``workarounds`` (MLflow's gaps), ``provenance`` (config, git, versions as MLflow records
-them), ``query`` (runs read back as plain records), ``spool`` (what could not reach a
-server, and its replay), ``outbox`` (calls to a server that may be away), ``parent`` (a
+them), ``query`` (runs read back as plain records), ``datasets`` (a run's data as dataset
+inputs), ``logged_model`` (the model as an MLflow 3 logged model), ``spool`` (what could not
+reach a server, and its replay), ``outbox`` (calls to a server that may be away), ``parent`` (a
 sweep's parent and child runs), ``tracker`` (the interface, and a run's end as a status),
 ``mlflow_tracker`` (a run's life in MLflow), ``server`` (``mlflow server`` in its own
 process group). This file only names what the rest of kerastrack uses.

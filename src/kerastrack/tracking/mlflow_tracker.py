@@ -6,7 +6,7 @@ the run's output dir, not lost, and uploaded when the server is back.
 
 import contextlib
 import errno
-import io
+import importlib.util
 import logging
 import os
 import tempfile
@@ -16,14 +16,14 @@ from kerastrack.errors import ConfigError
 from kerastrack.hydra_utils import in_multirun
 from kerastrack.secrets import mask_text, mask_uri
 from kerastrack.signals import signals_deferred, signals_held
+from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
 from kerastrack.tracking.parent import ParentRun, child_tags, find_child, find_parent
-from kerastrack.tracking.provenance import library_versions
 from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.tracker import NullTracker, closing
-from kerastrack.tracking.workarounds import KerasFlavor, StoreFull, forget_active_run
+from kerastrack.tracking.workarounds import StoreFull, forget_active_run
 
 DEFAULT_EXPERIMENT = "kerastrack"
 log = logging.getLogger(__name__)
@@ -37,19 +37,26 @@ class MlflowTracker(NullTracker):
             ``mlflow.db`` in the launch directory.
         experiment_name: None: $MLFLOW_EXPERIMENT_NAME, else "kerastrack".
         run_name: None: the pipeline builds one from the config choices.
-        log_model: Log the trained model with ``mlflow.keras.log_model``.
+        log_model: Log the trained model as the run's MLflow logged model (Keras flavor).
         log_every_n_steps: Also log batch metrics every N optimizer steps; 0 is off.
         offline: Do not contact the server: everything goes to the spool, for
             ``python -m kerastrack.upload`` to send later.
+        system_metrics: Also log MLflow's system metrics (``system/...``: CPU, memory,
+            disk, network) while the run is open; not offline (they are sampled into the
+            run on the server).
+        system_metrics_interval: Seconds between two samples of them.
     """
 
     def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
-                 log_every_n_steps=0, offline=False):
+                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0):
         if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
             raise ConfigError(
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
                 f"Received: tracking.log_every_n_steps={log_every_n_steps}"
             )
+        if system_metrics is True and importlib.util.find_spec("psutil") is None:
+            raise ConfigError("tracking.system_metrics=true needs psutil, which MLflow samples with: pip install "
+                              "psutil (it is in requirements.txt). Received: tracking.system_metrics=true")
         # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
         # blocks in a 1 s queue poll, which every run then waits out when it closes;
         # buffered, it wakes as soon as the run closes, and writes in batches.
@@ -63,6 +70,9 @@ class MlflowTracker(NullTracker):
         self.log_every_n_steps = log_every_n_steps
         self.run_id = None
         self.offline = offline
+        self.system_metrics = system_metrics
+        self.system_metrics_interval = system_metrics_interval
+        self._monitor = None
         self._outbox = None
         self._mlflow_client = None
         # A remote server can go away: bounded retries, synchronous metrics (async ones
@@ -156,6 +166,29 @@ class MlflowTracker(NullTracker):
             # upload takes it from the environment (or --tracking-uri).
             meta.update(experiment_name=self.experiment_name, run_id=self.run_id, run_name=active.info.run_name)
         self._outbox = Outbox(spool, meta, self._client, offline=self.offline)
+        self._start_system_metrics(resumed=run_id is not None)
+
+    def _start_system_metrics(self, resumed):
+        """MLflow's own sampler, on its thread (mlflow.start_run(log_system_metrics=True)
+        would stop it only after the run ended, and never when the run ends spooled)."""
+        if not self.system_metrics:
+            return
+        if self.offline:
+            log.warning("tracking.system_metrics=true: an offline run records no system metrics (MLflow samples "
+                        "them into the run on the server)")
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # A resumed run's samples go on from its last step, as MLflow does for a resumed run.
+        self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=self.system_metrics_interval,
+                                             resume_logging=resumed, tracking_uri=self.tracking_uri)
+        self._monitor.start()
+
+    def _stop_system_metrics(self):
+        """Stops the sampler and logs what it holds, before the run's final status."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.finish()
 
     def _start_run(self, run_name, tags, run_id):
         import mlflow
@@ -235,6 +268,7 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         self.status = status
+        self._stop_system_metrics()
         if self._outbox is None:  # the run opened, its outbox not yet
             mlflow.end_run(status)
             return True
@@ -300,30 +334,22 @@ class MlflowTracker(NullTracker):
                    lambda: {"op": "artifact", "path": self._outbox.spool.add_file(local_path),
                             "artifact_path": artifact_path})
 
-    def log_keras_model(self, model, input_example):
-        """Logs the model with an input example and signature.
+    def log_datasets(self, name, source, splits):
+        described = [datasets.describe(name, source, context, x, y) for context, (x, y) in splits.items()]
+        self._send({"op": "inputs", "datasets": described},
+                   lambda: self._client().log_inputs(self.run_id, datasets=datasets.to_inputs(described)))
 
-        Requirements are given explicitly: left to MLflow, it infers them by loading the
-        model in a fresh Python process, which imports TensorFlow again (~5 s here).
-        """
-        from mlflow.models import Model, infer_signature
-
-        signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-        versions = library_versions()
-        requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
-        # What mlflow.keras.log_model does, through KerasFlavor (see there). MLflow checks
-        # the input example by predicting with Keras' progress bar on stdout: keep it quiet.
-        kwargs = {"model": model, "input_example": input_example, "signature": signature,
-                  "pip_requirements": requirements}
+    def log_keras_model(self, model, input_example, step=0, metrics=()):
+        """Logs the model as the run's MLflow logged model (see logged_model.py); spooled,
+        it is saved with the spool and registered when the spool is uploaded."""
+        import mlflow
 
         def live():
-            with contextlib.redirect_stdout(io.StringIO()):
-                Model.log(artifact_path=None, name="model", flavor=KerasFlavor, **kwargs)
+            mlflow.flush_async_logging()  # the final metrics, queued by MLflow, must be in the store to be linked
+            logged_model.register(self._client(), self.run_id, path, step, metrics)
 
-        def spooled():  # saved in MLflow's format; uploaded as the run's artifacts under model/
-            with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-                KerasFlavor.save_model(path=os.path.join(tmp, "model"), **kwargs)
-                return {"op": "artifact", "path": self._outbox.spool.add_file(os.path.join(tmp, "model")),
-                        "artifact_path": "model"}
-
-        self._send(None, live, spooled)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model"
+            logged_model.save(model, input_example, path)
+            self._send(None, live, lambda: {"op": "model", "path": self._outbox.spool.add_file(path), "step": step,
+                                            "metrics": list(metrics)})

@@ -3,9 +3,11 @@
 A spool is a directory (``<output_dir>/mlflow-spool``) with:
 
 - ``meta.json``: the tracking URI, experiment, run id (None for an offline run) and name;
-- ``ops.jsonl``: the tracker calls that were not sent, in order, one JSON object a line;
+- ``ops.jsonl``: the tracker calls that were not sent, in order, one JSON object a line
+  (dataset inputs as their description, not their arrays);
 - ``files/``: copies of the artifacts those calls named (taken when the call was made, so
-  later changes to the output dir do not change what is uploaded);
+  later changes to the output dir do not change what is uploaded), and the model saved in
+  MLflow's format, registered as the run's logged model when uploaded;
 - ``state.json``: how far an upload got (the run id it uploads into, ops sent so far).
 
 ``python -m kerastrack.upload <output_dir>`` replays it into the run on the server. The
@@ -22,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from kerastrack.files import write_atomic
+from kerastrack.tracking import datasets, logged_model
 
 SPOOL_DIRNAME = "mlflow-spool"
 
@@ -157,6 +160,12 @@ def _send(client, run_id, spool, ops, counts):
             else:
                 client.log_artifact(run_id, str(path), op.get("artifact_path"))
             _count(counts, "artifacts")
+        elif kind == "inputs":  # described when the run logged them (see datasets.py)
+            client.log_inputs(run_id, datasets=datasets.to_inputs(op["datasets"]))
+            _count(counts, "dataset inputs", len(op["datasets"]))
+        elif kind == "model":  # saved in MLflow's format when spooled; registered now
+            model_id = logged_model.register(client, run_id, spool.directory / op["path"], op["step"], op["metrics"])
+            _count(counts, f"logged model ({model_id})")
         elif kind == "terminate":
             client.set_terminated(run_id, op["status"], op.get("end_time"))
             _count(counts, f"final status ({op['status']})")

@@ -96,5 +96,23 @@ class NullTracker:
     def log_artifact(self, local_path, artifact_path=None):
         pass
 
-    def log_keras_model(self, model, input_example):
-        pass
+    def log_datasets(self, name, source, splits):
+        """Records the data the run used (MLflow dataset inputs), once, when it opens.
+
+        Args:
+            name: The data set, e.g. ``digits`` or the CSV file's name.
+            source: Where it came from: an absolute file path, or the function that
+                loads it (``sklearn.datasets.load_digits``).
+            splits: ``{context: (features, targets)}`` as the run used them, contexts
+                ``training``, ``validation`` and ``testing``.
+        """
+
+    def log_keras_model(self, model, input_example, step=0, metrics=()):
+        """Records the trained model, linked to the run and to its final metrics.
+
+        Args:
+            model: The Keras model.
+            input_example: A few samples, kept with it (and its signature's source).
+            step: The epoch the model came out of.
+            metrics: Keys of the run's metrics that measure this model (best_*, test_*).
+        """
