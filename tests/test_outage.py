@@ -8,6 +8,7 @@ import sys
 import mlflow
 import pytest
 
+from kerastrack import ui
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
@@ -115,6 +116,22 @@ def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, reques
     assert {"plots/learning_curves.png", "config/config.yaml"} <= set(artifacts(client, run_id))
     assert upload_dir(out, log_progress=lambda line: None) is None
     assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_on_a_tracking_server_the_run_and_the_ui_print_the_url_that_shows_it(make_cfg, running_server, request,
+                                                                              caplog, capsys, monkeypatch):
+    server = running_server
+    caplog.set_level("INFO", logger="kerastrack.pipeline")
+    train(make_cfg(f"tracking.tracking_uri={server.url}"))
+    run = only_run(mlflow.MlflowClient(server.url), request.node.name)
+    url = f"{server.url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/model-metrics?workflowType="
+    assert f"In the MLflow UI: {url}machine_learning" in caplog.text
+    # The uploaded offline runs share the server: ask for this run by its id.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    assert ui.main(["--run", run.info.run_id]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Run '{run.info.run_name}': {url}machine_learning"
+    experiment = mlflow.MlflowClient(server.url).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):
