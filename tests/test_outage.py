@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from kerastrack import ui
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
@@ -138,6 +139,22 @@ def test_an_offline_run_uploaded_later_has_its_dataset_inputs_and_logged_model(m
     loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
     assert loaded.metadata.run_id == run_id and loaded.metadata.model_id == model.model_id
     assert loaded.predict(np.zeros((2, 8, 8, 1), "float32")).shape == (2, 10)
+
+
+def test_on_a_tracking_server_the_run_and_the_ui_print_the_url_that_shows_it(make_cfg, running_server, request,
+                                                                              caplog, capsys, monkeypatch):
+    server = running_server
+    caplog.set_level("INFO", logger="kerastrack.pipeline")
+    train(make_cfg(f"tracking.tracking_uri={server.url}"))
+    run = only_run(mlflow.MlflowClient(server.url), request.node.name)
+    url = f"{server.url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/model-metrics?workflowType="
+    assert f"In the MLflow UI: {url}machine_learning" in caplog.text
+    # The uploaded offline runs share the server: ask for this run by its id.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    assert ui.main(["--run", run.info.run_id]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Run '{run.info.run_name}': {url}machine_learning"
+    experiment = mlflow.MlflowClient(server.url).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):

@@ -58,7 +58,7 @@ def test_a_sweep_on_ray_logs_every_job_to_the_tracking_server(tmp_path, ray_tmp)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["n_jobs"] == 2 and parent.data.metrics["n_failed"] == 0
+    assert parent.data.tags["sweep.n_jobs"] == "2" and parent.data.tags["sweep.n_failed"] == "0"
     assert sorted(r.info.run_name for r in children) == ["optimizer=adam", "optimizer=sgd"]
     for child in children:
         assert child.info.status == "FINISHED"

@@ -182,7 +182,7 @@ def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_p
     after = {r.info.run_name: r for r in client.search_runs(["1"])}
     assert after.keys() == before.keys()  # no new runs: one parent, the same two children
     parent = next(r for r in after.values() if r.data.tags.get("sweep.role") == "parent")
-    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 0
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.n_failed"] == "0"
     assert parent.data.tags["sweep.relaunches"] == "1"
     skipped, resumed = after["trainer.epochs=2"], after["trainer.epochs=3"]
     assert skipped.info.end_time == before["trainer.epochs=2"].info.end_time  # untouched

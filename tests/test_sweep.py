@@ -25,7 +25,10 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
     client, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert json.loads(parent.data.tags["sweep.keys"]) == ["optimizer", "seed"]
-    assert parent.data.metrics["n_jobs"] == 4 and parent.data.metrics["n_failed"] == 0
+    # Counts and the best value are tags: as metrics they became charts of their own in the UI.
+    assert parent.data.tags["sweep.n_jobs"] == "4" and parent.data.tags["sweep.n_failed"] == "0"
+    assert not parent.data.metrics
+    assert len({r.data.tags["mlflow.runColor"] for r in children}) == 4  # told apart in the UI's charts
     assert sorted(r.info.run_name for r in children) == [
         "optimizer=adam,seed=0", "optimizer=adam,seed=1", "optimizer=sgd,seed=0", "optimizer=sgd,seed=1"]
     for child in children:
@@ -38,8 +41,14 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
     assert {"report/report.png", "report/report.html", "report/runs.csv", "report/groups.csv"} <= report
     best = min(children, key=lambda r: r.data.metrics["best_val_loss"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
-    assert parent.data.metrics["best_val_loss"] == pytest.approx(best.data.metrics["best_val_loss"])
-    assert "optimizer=adam,seed=" in result.stdout  # the table is printed in the terminal
+    assert float(parent.data.tags["best_val_loss"]) == pytest.approx(best.data.metrics["best_val_loss"])
+    assert parent.data.tags["sweep.monitor"] == "val_loss" and parent.data.tags["sweep.monitor_mode"] == "min"
+    # The terminal: the table, then where everything went and how to see it in the UI.
+    assert "optimizer=adam,seed=" in result.stdout
+    sweep_dir = parent.data.tags["sweep.dir"]
+    assert f"Sweep of 4 job(s) done; each job's output dir is in {sweep_dir}" in result.stdout
+    assert f"Report: {sweep_dir}/report/report.png (beside it: report.html, runs.csv, groups.csv)" in result.stdout
+    assert f"Side by side in the MLflow UI: python -m kerastrack.ui --sweep {parent.info.run_id}" in result.stdout
     # Its page and figure are titled with the sweep's parent run (swept keys, sweep dir, id).
     (page,) = tmp_path.glob("multirun/*/*/report/report.html")
     assert f"<h1>{parent.info.run_name} ({parent.info.run_id})</h1>" in page.read_text()
@@ -53,7 +62,7 @@ def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
     assert "Error: 2 of 4 jobs failed" in result.stderr
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["n_jobs"] == 4 and parent.data.metrics["n_failed"] == 2
+    assert parent.data.tags["sweep.n_jobs"] == "4" and parent.data.tags["sweep.n_failed"] == "2"
     status = {r.info.run_name: r.info.status for r in children}
     assert status == {"optimizer.learning_rate=0.01": "FINISHED", "optimizer.learning_rate=0.05": "FINISHED",
                       "optimizer.learning_rate=1e+30": "FAILED"}  # the bad value never opened a run

@@ -39,10 +39,10 @@ def test_a_missing_store_is_refused_not_created(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_tracking_server_already_has_its_ui(monkeypatch, capsys):
+def test_a_tracking_server_that_does_not_answer_is_named(monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert ui.main([]) == 0
-    assert "its UI is already there: open http://127.0.0.1:5999" in capsys.readouterr().out
+    assert ui.main([]) == 2
+    assert "Error: the MLflow tracking server at http://127.0.0.1:5999 is unreachable" in capsys.readouterr().err
 
 
 def test_a_busy_port_is_refused_early(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ download). ``KERASTRACK_SCREENSHOT=docs/ui-sweep.png`` also writes the README's 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from tests.helpers import CHROMIUM, ROOT, UiProcess
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EPOCHS = 3
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.extra("chromium")]
@@ -52,9 +53,11 @@ def page():
 
 def test_sweep_in_the_mlflow_ui(sweep_dir, page, tmp_path):
     with UiProcess(sweep_dir) as ui:
-        ui.wait_ready()
+        printed = ui.wait_ready()
+        landing = re.search(r"^Sweep '.*', its runs side by side: (http://\S+)$", printed, re.MULTILINE)
+        assert landing, printed
         try:
-            walk_through(page, ui.url, tmp_path)
+            walk_through(page, landing.group(1), tmp_path)
         except Exception:
             page.screenshot(path=tmp_path / "failure.png")
             raise
@@ -62,42 +65,41 @@ def test_sweep_in_the_mlflow_ui(sweep_dir, page, tmp_path):
 
 
 def walk_through(page, url, tmp_path):
-    """What a user does after a sweep, checking what the UI shows; screenshots in tmp_path."""
+    """What a user sees at the URL ``python -m kerastrack.ui`` printed, without a click;
+    then one child's own page. Screenshots in tmp_path."""
     expect = sync_api.expect
 
-    # The experiment, from the UI's home page, in the "Model training" view (MLflow 3
-    # opens experiments in its GenAI view).
+    # The latest sweep's children side by side, in the model-training side of the UI.
     page.goto(url)
-    page.get_by_role("link", name="kerastrack", exact=True).first.click()
-    page.get_by_text("Model training", exact=True).click()
-    close_assistant(page)
-    parent = page.get_by_role("row").filter(has_text="sweep optimizer")
-    expect(parent).to_have_count(1)
-    children = [page.get_by_role("link", name=f"optimizer={name}", exact=True) for name in OPTIMIZERS]
-    for child in children:  # nested: hidden until the parent is expanded
-        expect(child).to_have_count(0)
-    parent.locator('button[data-component-id*="runnamecellrenderer"]').click()
-    for child in children:
-        expect(child).to_be_visible()
-    expect(page.get_by_text("3 matching runs")).to_be_visible()
-    page.screenshot(path=tmp_path / "sweep-runs.png")
-
-    # Both children side by side: the chart view, without the parent's own points.
-    page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
-    page.get_by_role("row").filter(has_text="sweep optimizer").get_by_text("Hide run").click(force=True)
-    for metric in ("loss", "val_loss"):
-        expect(chart(page, metric).locator("path.point")).to_have_count(EPOCHS * len(OPTIMIZERS))
+    # The sidebar of the model-training side (the GenAI side lists judges and prompts).
+    expect(page.get_by_role("link", name="Model registry")).to_be_visible()
+    expect(page.get_by_role("link", name="Judges")).to_have_count(0)
+    expect(page.get_by_text(f"{len(OPTIMIZERS)} matching runs")).to_be_visible()
+    for name in OPTIMIZERS:  # listed flat, not hidden under the parent
+        expect(page.get_by_role("link", name=f"optimizer={name}", exact=True)).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="sweep optimizer")).to_have_count(0)
+    for metric in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
+        card = chart(page, metric)
+        # One line a child, one point an epoch, and a legend entry naming each child.
+        expect(card.locator("path.point")).to_have_count(EPOCHS * len(OPTIMIZERS))
+        for name in OPTIMIZERS:
+            expect(card.get_by_text(f"optimizer={name} ({metric})", exact=True)).to_be_visible()
+    # The one-value metrics are bars, one a child; the sweep's counts are no chart at all.
+    for metric in ("best_val_loss", "test_accuracy"):
+        expect(chart(page, metric).locator("g.trace.bars")).to_have_count(1)
+    for metric in ("n_jobs", "n_failed"):
+        expect(chart(page, metric)).to_have_count(0)
     page.get_by_placeholder("Search metric charts").fill("")
-    accuracy = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=page.locator('h4[title="accuracy"]'))
-    expect(accuracy.locator("path.point")).to_have_count(EPOCHS * len(OPTIMIZERS))
     page.mouse.move(0, 0)
+    first = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=page.locator('h4[title="loss"]'))
+    expect(first.locator("path.point")).to_have_count(EPOCHS * len(OPTIMIZERS))
     page.screenshot(path=tmp_path / "sweep-charts.png")
     if os.environ.get("KERASTRACK_SCREENSHOT"):
         shutil.copy(tmp_path / "sweep-charts.png", os.environ["KERASTRACK_SCREENSHOT"])
 
     # One child: a chart per epoch metric, one point per epoch; its plots as artifacts.
     page.locator('label:has(input[name="runs-view-mode"][value="TABLE"])').click()
-    children[1].click()
+    page.get_by_role("link", name=f"optimizer={OPTIMIZERS[1]}", exact=True).click()
     page.get_by_role("tab", name="Model metrics").click()
     for metric in ("loss", "val_loss", "learning_rate"):
         expect(chart(page, metric).locator("path.point")).to_have_count(EPOCHS)
@@ -116,12 +118,3 @@ def chart(page, metric):
     view are not rendered."""
     page.get_by_placeholder("Search metric charts").fill(metric)
     return page.get_by_test_id("experiment-view-compare-runs-card").filter(has=page.locator(f'h4[title="{metric}"]'))
-
-
-def close_assistant(page):
-    """Closes the MLflow Assistant side panel, which MLflow 3.17 opens by default."""
-    close = page.get_by_role("button", name="Close")
-    try:
-        close.first.click(timeout=5_000)
-    except sync_api.TimeoutError:  # not open: nothing to close
-        pass

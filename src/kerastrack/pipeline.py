@@ -19,7 +19,7 @@ from kerastrack.config import check_config, check_monitors, monitor_mode
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
 from kerastrack.files import writable_dir
 from kerastrack.heads import resolve_head, resolve_metrics
-from kerastrack.hydra_utils import code_dir, group_choices, task_overrides
+from kerastrack.hydra_utils import code_dir, group_choices, in_multirun, task_overrides
 from kerastrack.probes import Probe
 from kerastrack.schedules import in_steps, steps_per_epoch
 from kerastrack.signals import Interrupted, forget_interrupts, interrupted, sigterm_as_interrupt
@@ -64,13 +64,18 @@ def train(cfg):
         with resume.claim(output_dir, tracker, resumed):
             _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
             with _devices(cfg, choices):
-                return _train(cfg, choices, tracker, resumed, output_dir)
+                best = _train(cfg, choices, tracker, resumed, output_dir)
     except BaseException as exc:
         if interrupted(exc):  # what became of the run, for the one line train.py prints
             raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
         if disk_full(exc):
             raise DiskFull(_disk_full_message(tracker, output_dir)) from None
         raise
+    if not in_multirun():  # a sweep says where its runs went once, at its end
+        log.info("Output dir (plots, config, log): %s", output_dir)
+        if link := tracker.ui_link():
+            log.info("In the MLflow UI: %s", link)
+    return best
 
 
 def _train(cfg, choices, tracker, resumed, output_dir):
@@ -367,14 +372,16 @@ class _Summary:
             return math.nan
         best = max(values) if mode == "max" else min(values)
         best_epoch = next(i for i, e in enumerate(self.epochs) if e.get(monitor) == best)
-        self.log({f"best_{monitor}": best, "best_epoch": best_epoch}, step=best_epoch)
+        # One value a run, at step 0: the MLflow UI then compares runs on it in a bar chart
+        # (a value at a later step makes a line chart of lone dots).
+        self.log({f"best_{monitor}": best, "best_epoch": best_epoch}, step=0)
         return best
 
     def log_results(self, model, data, head, metric_names, batch_size, output_dir):
         """Test metrics, figures and the model, with the weights training ended with."""
         results = model.evaluate(data.x_test, head.encode(data.y_test), batch_size=batch_size, return_dict=True,
                                  verbose=0)
-        self.log({f"test_{k}": float(v) for k, v in results.items()}, step=len(self.epochs) - 1)
+        self.log({f"test_{k}": float(v) for k, v in results.items()}, step=0)
         log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
 
         figures = {"learning_curves.png": plots.learning_curves(self.epochs, metric_names)}

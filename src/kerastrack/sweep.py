@@ -213,15 +213,26 @@ class MlflowSweepCallback(Callback):
         n_jobs = max(len(children), len(list(Path(self.sweep_dir).glob("*/.hydra"))))
         n_done = sum(r.status == "FINISHED" or r.tags.get("pruned") == "true" for r in children)
         n_failed = n_jobs - n_done
+        report = link = None
         try:
             self.parent.log_counts(n_jobs, n_failed)
             if self.report and children:
                 try:
-                    self._log_report()
+                    report = self._log_report()
                 except Exception as exc:  # noqa: BLE001 - a report must not fail a finished sweep
                     log.warning("no comparison report: %s: %s", type(exc).__name__, exc)
+            try:
+                link = self.parent.ui_link()
+            except Exception as exc:  # noqa: BLE001 - nor a view of it in the UI
+                log.warning("no view of the sweep in the MLflow UI: %s: %s", type(exc).__name__, exc)
         finally:
             self._end("FINISHED")
+        print(f"Sweep of {n_jobs} job(s) done; each job's output dir is in {self.sweep_dir}")
+        if report:
+            names = ", ".join(p.name for p in report[1:])
+            print(f"Report: {report[0]}" + (f" (beside it: {names})" if names else ""))
+        if link:
+            print(f"Side by side in the MLflow UI: {link}")
         if n_failed:
             sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed; their runs are FAILED in MLflow "
                      f"(error.message tag) and their logs are in {self.sweep_dir}")
@@ -236,8 +247,10 @@ class MlflowSweepCallback(Callback):
         title = report.sweep_title(fetch_parent(self.parent.tracking_uri, self.parent.run_id))
         result = report.build_report(records, title=title)  # x: epochs, as Keras prints them
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
-        self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value)
+        self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value, result.mode)
         print(report.format_table(result))
+        # The figure first: it is what a user opens.
+        return sorted(paths.values(), key=lambda p: p.suffix != ".png")
 
     def _end(self, status):
         parent, self.parent = self.parent, None

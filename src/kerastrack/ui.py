@@ -16,13 +16,16 @@ import signal
 import socket
 import sys
 import tempfile
+import webbrowser
 from pathlib import Path
 from urllib.parse import urlparse
 
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_text, mask_uri
+from kerastrack.tracking.outbox import check_server
 from kerastrack.tracking.server import LOOPBACK, MlflowServer
 from kerastrack.tracking.store import resolve_tracking_uri, sqlite_path
+from kerastrack.tracking.views import find_run, latest_sweep, run_url, sweep_view, tracking_client, ui_link
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -73,8 +76,16 @@ def is_loopback(host):
     return False
 
 
-def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
+def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout, view=None, open_browser=False):
     """Runs the UI until a stop signal, then stops the server's whole process group.
+
+    Args:
+        uri: The store.
+        host: The interface to bind.
+        port: The port to listen on.
+        out: Where the URL lines go.
+        view: ``(what, fragment)``: the view to print the URL of (see ``landing``), or None.
+        open_browser: Open the view's URL (or the UI's) in the default web browser.
 
     Returns:
         0 after a stop signal; 1 when the server failed to start or exited on its own.
@@ -95,6 +106,12 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
     try:
         print(f"Starting the MLflow UI on {mask_uri(uri)} ...", file=out, flush=True)
         server.start()
+        url = server.url
+        if view:
+            url = f"{server.url}/{view[1]}"
+            print(f"{view[0]}: {url}", file=out, flush=True)
+        if open_browser:
+            webbrowser.open(url)
         print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", file=out, flush=True)
         returncode = server.process.wait()
         print(f"Error: mlflow server exited with code {returncode}:\n{mask_text(_tail(log.name))}", file=sys.stderr)
@@ -114,6 +131,42 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout):
     if code == 0:
         print("MLflow UI stopped.", file=out, flush=True)
     return code
+
+
+def landing(uri, sweep=None, run=None):
+    """What the UI opens on: a run's charts, a sweep's runs side by side, or by default the
+    latest sweep's (the latest run's when there is no sweep), saved as a view of the store.
+
+    Returns:
+        ``(what, fragment)``: a line's start naming what the view shows, and its URL
+        fragment; None when the store has no run to show.
+
+    Raises:
+        ConfigError: ``--sweep`` or ``--run`` names no such sweep or run.
+    """
+    client = tracking_client(uri)
+    if run or sweep:
+        wanted = run or sweep
+        found = find_run(client, wanted)
+        if found is None or (sweep and found.data.tags.get("sweep.role") != "parent"):
+            what = "run" if run else "sweep (a sweep's parent run id, printed when the sweep ended)"
+            raise ConfigError(f"there is no {what} {wanted} in {mask_uri(uri)}. "
+                              f"Received: {'run' if run else 'sweep'}={wanted}")
+        if run:
+            return f"Run '{found.info.run_name}'", run_url(found)
+        return _sweep_landing(client, found)
+    for experiment in client.search_experiments(order_by=["last_update_time DESC"]):
+        parent = latest_sweep(client, experiment.experiment_id)
+        if parent is not None:
+            return _sweep_landing(client, parent)
+        latest = client.search_runs([experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"])
+        if latest:
+            return f"The latest run, '{latest[0].info.run_name}'", run_url(latest[0])
+    return None
+
+
+def _sweep_landing(client, parent):
+    return f"Sweep '{parent.info.run_name}', its runs side by side", sweep_view(client, parent)
 
 
 def _tail(path, lines=20):
@@ -136,14 +189,24 @@ def main(argv=None):
                         help="interface to bind (default 127.0.0.1; anything else exposes the store to the network)")
     parser.add_argument("--backend-store-uri", default=None,
                         help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--sweep", metavar="ID", help="show this sweep's runs side by side (its parent run id; "
+                                                     "default: the latest sweep)")
+    shown.add_argument("--run", metavar="ID", help="show this run's charts")
+    parser.add_argument("--open", action="store_true", help="open the URL in the default web browser")
     args = parser.parse_args(argv)
     try:
         uri = store_uri(args.backend_store_uri)
-        if uri is None:
-            url = resolve_tracking_uri(args.backend_store_uri)
-            url = mask_uri(url)
-            print(f"The store is the tracking server {url}; its UI is already there: open {url}")
+        if uri is None:  # a tracking server: its UI is running already
+            server = resolve_tracking_uri(args.backend_store_uri)
+            check_server(server, key="backend_store_uri")
+            view = landing(server, args.sweep, args.run)
+            url = ui_link(server, view[1] if view else "", "")
+            print(f"{view[0] if view else 'The tracking server'}: {url}")
+            if args.open:
+                webbrowser.open(url)
             return 0
+        view = landing(uri, args.sweep, args.run)
         check_port(args.host, args.port)
     except ConfigError as exc:
         print(f"Error: {mask_text(str(exc))}", file=sys.stderr)
@@ -151,7 +214,7 @@ def main(argv=None):
     if not is_loopback(args.host):
         print(f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from the network "
               "without authentication.", file=sys.stderr)
-    return serve(uri, args.host, args.port)
+    return serve(uri, args.host, args.port, view=view, open_browser=args.open)
 
 
 if __name__ == "__main__":

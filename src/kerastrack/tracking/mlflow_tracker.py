@@ -23,6 +23,7 @@ from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.tracker import NullTracker, closing
+from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
 
 DEFAULT_EXPERIMENT = "kerastrack"
@@ -105,7 +106,9 @@ class MlflowTracker(NullTracker):
                 f"the trash, id {experiment.experiment_id}); restore it (mlflow experiments restore --experiment-id "
                 f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
                 f"Received: tracking.experiment_name={self.experiment_name}")
-        return mlflow.set_experiment(self.experiment_name)
+        experiment = mlflow.set_experiment(self.experiment_name)
+        mark_experiment(self._client(), experiment)
+        return experiment
 
     def check(self):
         if self._outbox is not None:
@@ -226,6 +229,15 @@ class MlflowTracker(NullTracker):
                                   if run.info.status != "RUNNING" else
                                   "RUNNING: killed hard (the process ended without closing the run)")[:5000],
         })
+
+    def ui_link(self):
+        if self.run_id is None or self.offline:  # an offline run is only in its spool, until uploaded
+            return None
+        try:
+            run = self._client().get_run(self.run_id)
+        except Exception:  # noqa: BLE001 - the store went away after the run: nothing to show
+            return None
+        return ui_link(self.tracking_uri, run_url(run), f"--run {self.run_id}")
 
     def get_run(self, run_id):
         from mlflow.exceptions import MlflowException

@@ -12,6 +12,7 @@ from pathlib import Path
 from kerastrack.hydra_utils import job_num, parse_overrides, sweep_dir, task_overrides
 from kerastrack.secrets import mask_override, mask_value
 from kerastrack.tracking.query import to_record
+from kerastrack.tracking.views import run_color, sweep_view, ui_link
 
 LATEST_FIRST = ["attributes.start_time DESC"]
 
@@ -38,7 +39,8 @@ def child_tags(parent):
     keys = json.loads(parent.data.tags.get("sweep.keys", "[]"))
     values = {k: mask_value(k, o.get_value_element_as_str())
               for k, o in parse_overrides(task_overrides()) if k in keys}
-    tags = {"sweep.role": "child", "sweep.job": str(job_num()), "sweep.values": json.dumps(values)}
+    tags = {"sweep.role": "child", "sweep.job": str(job_num()), "sweep.values": json.dumps(values),
+            "mlflow.runColor": run_color(job_num())}
     return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
 
@@ -78,16 +80,25 @@ class ParentRun:
         return [to_record(run) for run in runs]
 
     def log_counts(self, n_jobs, n_failed):
-        self.client.log_metric(self.run_id, "n_jobs", n_jobs)
-        self.client.log_metric(self.run_id, "n_failed", n_failed)
+        # Tags, not metrics: a metric becomes a chart of its own in the UI's comparison.
+        self.client.set_tag(self.run_id, "sweep.n_jobs", str(n_jobs))
+        self.client.set_tag(self.run_id, "sweep.n_failed", str(n_failed))
 
-    def log_report(self, paths, best_run_id=None, monitor=None, best_value=None):
+    def log_report(self, paths, best_run_id=None, monitor=None, best_value=None, mode="min"):
         """Logs the comparison report's files under ``report/``, and the best run."""
         for path in paths:
             self.client.log_artifact(self.run_id, str(path), "report")
         if best_run_id:
             self.client.set_tag(self.run_id, "best_run_id", best_run_id)
-            self.client.log_metric(self.run_id, f"best_{monitor}", float(best_value))
+            self.client.set_tag(self.run_id, f"best_{monitor}", repr(float(best_value)))
+            self.client.set_tag(self.run_id, "sweep.monitor", monitor)
+            self.client.set_tag(self.run_id, "sweep.monitor_mode", mode)
+
+    def ui_link(self):
+        """Saves the UI's view of the children side by side; returns what opens it (the URL
+        on a tracking server, else the ``python -m kerastrack.ui`` command)."""
+        return ui_link(self.tracking_uri, sweep_view(self.client, self.client.get_run(self.run_id)),
+                       f"--sweep {self.run_id}")
 
     def end(self, status):
         self.client.set_terminated(self.run_id, status)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from kerastrack.files import write_atomic
 from kerastrack.tracking import datasets, logged_model
+from kerastrack.tracking.views import EXPERIMENT_KIND
 
 SPOOL_DIRNAME = "mlflow-spool"
 
@@ -115,7 +116,8 @@ def upload(spool, client, log_progress=print):
     run_id = state["run_id"] or meta.get("run_id")
     if run_id is None:  # an offline run: create it once, remember it before anything else
         experiment = client.get_experiment_by_name(meta["experiment_name"])
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(meta["experiment_name"])
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
         run = client.create_run(experiment_id, start_time=meta.get("start_time"), tags=meta.get("tags") or {},
                                 run_name=meta.get("run_name"))
         run_id = run.info.run_id

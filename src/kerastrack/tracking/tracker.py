@@ -65,6 +65,11 @@ class NullTracker:
         """The sweep's parent run (a ``parent.ParentRun``), opened or continued; None here."""
         return None
 
+    def ui_link(self):
+        """What shows the last run in the MLflow UI (a URL, or the command that starts the
+        UI and prints it), or None when the run is not in a store."""
+        return None
+
     def get_run(self, run_id):
         """The recorded run (a ``query.RunRecord``), or None if the store has no such run."""
         return None
