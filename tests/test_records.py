@@ -106,7 +106,7 @@ def test_the_logged_model_loads_from_its_model_uri_and_carries_the_final_metrics
     linked = {m.key: (m.value, m.step) for m in model.metrics}
     final = {k: v for k, v in run.data.metrics.items() if k.startswith(("best_", "test_"))}
     assert {k: v for k, (v, _) in linked.items()} == final
-    assert linked["test_loss"][1] == 2 and linked["best_epoch"][1] == final["best_epoch"]
+    assert all(step == 0 for _, step in linked.values())  # one value a run, at step 0, as in the run
     assert model.params["optimizer._target_"] == "keras.optimizers.Adam"
     for key in final:  # linking logs nothing twice in the run's own history
         assert len(history(runs.client, run, key)) == 1, key
