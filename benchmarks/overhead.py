@@ -133,7 +133,7 @@ def fit_b(s, epochs, clock):
     """B, then what train() does after fit minus the model; returns (hook times, end-of-run s)."""
     tracker = MlflowTracker(tracking_uri=s.uri, experiment_name="overhead", log_model=False)
     logger = TimedEpochLogger(tracker)
-    state = TimedTrainingState(logger, s.outdir / "state", [], logger)
+    state = TimedTrainingState(logger, s.outdir / "state", [], logger, None, s.cfg.trainer.state_every_s)
     with tracker.run("B-epoch-logger"):
         model = fit(s, epochs, [clock, logger, state])
         state.discard()  # the next fit starts afresh

@@ -6,6 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
+from kerastrack.resume import read_state
 from tests.helpers import ROOT, history, run_train, steps, store_client
 
 PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
@@ -55,6 +56,25 @@ def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overr
         assert len(history(runs.client, whole, "loss")) < 8
     assert not (tmp_path / "killed" / "state" / "training_state.npz").exists()  # finished: state gone
     assert (tmp_path / "killed" / "state" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("deterministic, saved_after", [("true", 0), ("false", 2)])
+def test_the_state_is_saved_at_intervals_and_a_resumed_run_repeats_the_epochs_since_bit_for_bit(
+        deterministic, saved_after, make_cfg, runs, tmp_path):
+    # An hour between saves: only the first epoch's state is kept, unless TensorFlow's ops
+    # are not deterministic (repeated epochs could then differ from the recorded ones).
+    overrides = ("trainer.epochs=5", "trainer.state_every_s=3600", f"deterministic={deterministic}")
+    run_id = killed_at(make_cfg, tmp_path, 3, *overrides)
+    saved = read_state(tmp_path / "killed" / "state" / "training_state.npz", "")
+    assert saved.meta["epoch"] - 1 == saved_after
+    assert steps(runs.client, run_id, "loss") == [0, 1, 2, 3]
+    if deterministic == "false":
+        return
+    best = train(make_cfg(f"resume={run_id}", *overrides))
+    assert best == train(make_cfg(*overrides, f"paths.output_dir={tmp_path / 'whole'}"))
+    resumed, whole = runs.client.get_run(run_id), runs()[0]
+    for key in PER_EPOCH:  # the repeated epochs 1-3 were not logged twice, and match
+        assert history(runs.client, resumed, key) == history(runs.client, whole, key), key
 
 
 def test_resume_by_output_dir_without_tracking(make_cfg, tmp_path):

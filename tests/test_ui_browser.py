@@ -32,7 +32,7 @@ def sweep_dir(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
     done = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "-m", f"optimizer={','.join(OPTIMIZERS)}",
-         f"trainer.epochs={EPOCHS}", "trainer.verbose=0", "tracking.log_model=false"],
+         f"trainer.epochs={EPOCHS}", "trainer.verbose=0"],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd
@@ -97,9 +97,21 @@ def walk_through(page, url, tmp_path):
     if os.environ.get("KERASTRACK_SCREENSHOT"):
         shutil.copy(tmp_path / "sweep-charts.png", os.environ["KERASTRACK_SCREENSHOT"])
 
-    # One child: a chart per epoch metric, one point per epoch; its plots as artifacts.
+    # One child: its data and its model on its overview, a chart per epoch metric, one
+    # point per epoch, its plots as artifacts.
     page.locator('label:has(input[name="runs-view-mode"][value="TABLE"])').click()
     page.get_by_role("link", name=f"optimizer={OPTIMIZERS[1]}", exact=True).click()
+    # Its data: three dataset inputs (the first shown, "+2" more), named with their digest.
+    expect(page.get_by_text(re.compile(r"^digits \([0-9a-f]{10}\)$")).first).to_be_visible()
+    expect(page.get_by_text(re.compile("^training$", re.IGNORECASE)).first).to_be_visible()
+    expect(page.get_by_text("+2", exact=True).first).to_be_visible()
+    # Its model: the one-value metrics measure the logged model, linked by name.
+    for metric in ("best_val_loss", "test_accuracy"):
+        row = page.get_by_role("row").filter(has=page.get_by_text(metric, exact=True))
+        expect(row.get_by_role("link", name="model", exact=True)).to_be_visible()
+    expect(page.get_by_role("row").filter(has=page.get_by_text("val_loss", exact=True))
+           .get_by_role("link", name="model", exact=True)).to_have_count(0)  # per-epoch metrics measure training
+    page.screenshot(path=tmp_path / "child-overview.png", full_page=True)
     page.get_by_role("tab", name="Model metrics").click()
     for metric in ("loss", "val_loss", "learning_rate"):
         expect(chart(page, metric).locator("path.point")).to_have_count(EPOCHS)

@@ -155,6 +155,13 @@ class TrainingState(keras.callbacks.Callback):
     background and replaces the previous one atomically, so a kill at any moment leaves a
     whole state behind.
 
+    Saved after the first epoch, then at most every ``every_s`` seconds, and after the
+    epoch training stops at: a run resumed from an older state repeats the epochs since,
+    and what is on record of them is not logged twice (``EpochLogger.on_record``). For
+    epochs of ~40 ms, saving each one cost more than all the rest of the tracking. Only
+    under TensorFlow's op determinism are the repeated epochs the same as the recorded
+    ones; otherwise the pipeline saves every epoch (``every_s=0``).
+
     Goes last in the callback list: it restores after the other callbacks' on_train_begin
     resets them, and saves after their on_epoch_end updates them. It restores only the
     state it is given (a resumed run's, read and checked beforehand): a state found in
@@ -165,29 +172,40 @@ class TrainingState(keras.callbacks.Callback):
         callbacks: The run's other callbacks.
         logger: The run's ``EpochLogger``.
         saved: The ``SavedState`` to continue from, or None for a run from its first epoch.
+        every_s: Seconds between saves (0: after every epoch).
     """
 
     FILE = "training_state.npz"
 
-    def __init__(self, state_dir, callbacks=(), logger=None, saved=None):
+    def __init__(self, state_dir, callbacks=(), logger=None, saved=None, every_s=0):
         super().__init__()
         self.path = Path(state_dir) / self.FILE
         # Only the callbacks whose state Keras resets at train begin need keeping.
         self.stateful = [c for c in callbacks if type(c) in CALLBACK_STATE]
         self.logger = logger
         self.saved = saved
+        self.every_s = every_s
         self._writer = None
         self._error = None
         self._read = None
+        self._saved_at = None
 
     def on_train_begin(self, logs=None):
         self._read = None
+        self._saved_at = None
         if self._writer is None:
             self._writer = Worker("training-state")
         if self.saved is not None:
             self._restore(self.saved)
 
+    def _due(self, epoch):
+        return (self._saved_at is None or self.model.stop_training or epoch + 1 >= self.params.get("epochs", 0)
+                or time.monotonic() - self._saved_at >= self.every_s)
+
     def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return  # the logger reads the next epoch's rate itself
+        self._saved_at = time.monotonic()
         self._wait()
         # On the training thread, only what the next step changes is taken: the variables'
         # values, and the callbacks' counters. Keras replaces best_weights, never changes them.

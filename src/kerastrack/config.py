@@ -195,6 +195,9 @@ def _check_trainer(cfg):
     ):
         if value not in other and not (_is_integer(value) and value >= 1):
             _fail(key, value, allowed)
+    every = t.get("state_every_s", 0)
+    if not _is_number(every) or every < 0:
+        _fail("trainer.state_every_s", every, "a number of seconds >= 0 (0: after every epoch)")
     vs = t.validation_split
     if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
         _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")

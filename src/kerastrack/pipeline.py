@@ -105,7 +105,9 @@ def _train(cfg, choices, tracker, resumed, output_dir):
         callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
     sample = (data.x_train[:PROBE_SAMPLES], head.encode(data.y_train[:PROBE_SAMPLES]))  # the split already shuffled
     epoch_logger = EpochLogger(tracker, probes, sample)
-    state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None)
+    # Repeated epochs match the recorded ones only under op determinism: otherwise every epoch is saved.
+    state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None,
+                          every_s=trainer.state_every_s if cfg.deterministic else 0)
 
     run = tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=resumed.run_id if resumed else None,
                       output_dir=output_dir)

@@ -243,7 +243,7 @@ def _choices_of(cfg):
 
 
 def _epochs_on_record(steps):
-    """Whether epochs after the first are on record: the state is saved after every epoch,
+    """Whether epochs after the first are on record: the state is saved after the first epoch,
     so without one, only a run stopped before its first save (within epoch 0) may start
     over in the same run (epoch 0 is recomputed, and not logged twice)."""
     return any(step >= 1 for key in ("loss", "epoch_time_s") for step in steps.get(key, ()))
