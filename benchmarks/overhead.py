@@ -50,7 +50,7 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
     from mlflow.keras.utils import get_model_signature
     from mlflow.utils import requirements_utils
 
-    from kerastrack import pipeline
+    from kerastrack import feed, pipeline
     from kerastrack.callbacks import EpochLogger, TrainingState
     from kerastrack.config import monitor_mode
     from kerastrack.heads import resolve_head, resolve_metrics
@@ -124,8 +124,10 @@ def fit(s, epochs, callbacks):
     model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
                   metrics=resolve_metrics(s.cfg.trainer.metrics, s.head),
                   steps_per_execution=pipeline.AUTO_STEPS_PER_EXECUTION)  # as the default run
-    model.fit(s.data.x_train, s.y_train, validation_data=(s.data.x_val, s.y_val), epochs=epochs,
-              batch_size=s.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
+    # Fed as the default run is (kerastrack.feed): the epochs the tracking cost is set against.
+    training = feed.TrainingFeed(s.data.x_train, s.y_train, s.batch_size, shuffle=True, seed=s.cfg.seed)
+    model.fit(training.dataset, validation_data=feed.validation_data(s.data.x_val, s.y_val, s.batch_size),
+              epochs=epochs, shuffle=False, callbacks=[training, *callbacks], verbose=0)
     return model
 
 
