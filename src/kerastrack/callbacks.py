@@ -139,8 +139,8 @@ class BatchLogger(keras.callbacks.Callback):
 
 
 class TrainingState(keras.callbacks.Callback):
-    """Keeps the whole training state at the end of every epoch, and restores it, so that a
-    resumed run repeats the uninterrupted one bit for bit.
+    """Keeps the whole training state at an epoch's end (see ``every_s``), and restores it,
+    so that a resumed run repeats the uninterrupted one bit for bit.
 
     The state: every model variable (weights and the dropout layers' seed generators),
     every optimizer variable (slots, iteration count, so the schedule's step, and the

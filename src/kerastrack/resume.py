@@ -1,9 +1,10 @@
 """Resuming runs: the training state each run keeps, and what a resumed run may change.
 
-Every run keeps ``<output_dir>/state/``: its whole training state, saved at the end of
-every epoch (``TrainingState``), its resolved config and its MLflow run id. ``python
-train.py resume=<run id or output dir>`` continues such a run in the same MLflow run from
-the epoch after the last one saved; a re-launched sweep does it per job (``plan``).
+Every run keeps ``<output_dir>/state/``: its whole training state, saved after the first
+epoch and then every few seconds (``TrainingState``), its resolved config and its MLflow
+run id. ``python train.py resume=<run id or output dir>`` continues such a run in the same
+MLflow run from the epoch after the last one saved; a re-launched sweep does it per job
+(``plan``).
 """
 
 import contextlib
