@@ -57,7 +57,7 @@ LAYERS = [
     ["kerastrack.report", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],
     ["kerastrack.resume"],
     ["kerastrack.config", "kerastrack"],  # the package's __init__ registers config's resolvers
-    ["kerastrack.data", "kerastrack.datafiles", "kerastrack.feed"],
+    ["kerastrack.data", "kerastrack.datafiles", "kerastrack.feed", "kerastrack.lab"],
     ["kerastrack.models", "kerastrack.heads", "kerastrack.losses", "kerastrack.schedules"],
     ["kerastrack.callbacks", "kerastrack.probes", "kerastrack.search"],
     ["kerastrack.plots"],

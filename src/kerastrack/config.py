@@ -64,6 +64,7 @@ RANGES = {
     "dropout": _between(0, 1, hi_open=True),
     "l1": _NON_NEGATIVE,
     "l2": _NON_NEGATIVE,
+    "max_norm": _POSITIVE,
     "patience": _NON_NEGATIVE,
     "min_delta": _NON_NEGATIVE,
     "factor": _between(0, 1, lo_open=True, hi_open=True),
@@ -90,7 +91,7 @@ FLOATS = set(RANGES) - INTEGERS - INTEGER_LISTS - {
 SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
 BOOLEANS = {
     "nesterov", "amsgrad", "centered", "staircase", "cycle", "from_logits",
-    "restore_best_weights", "save_best_only", "save_weights_only",
+    "restore_best_weights", "save_best_only", "save_weights_only", "use_bias",
 }
 CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks", "data")
 MONITOR_MODES = ("auto", "min", "max")
@@ -113,7 +114,11 @@ def _check_value(key, name, value):
     if name in BOOLEANS and not isinstance(value, bool):
         _fail(key, value, "true or false")
     if name == "activation":
-        _check_activation(key, value)
+        _check_keras_name(key, value, "activations", "a Keras activation such as relu, sigmoid, tanh, elu, gelu, "
+                          "softmax, linear (https://keras.io/api/layers/activations/)")
+    if name == "kernel_initializer":
+        _check_keras_name(key, value, "initializers", "a Keras initializer such as glorot_uniform, he_normal, "
+                          "zeros (https://keras.io/api/layers/initializers/)")
     if name == "mode" and key.startswith("callbacks.") and value not in MONITOR_MODES:
         # Keras only warns and falls back to auto, which may watch the wrong direction.
         _fail(key, value, f"one of {', '.join(MONITOR_MODES)}")
@@ -160,14 +165,14 @@ def _as_floats(node):
                     value[i] = float(value[i])
 
 
-def _check_activation(key, value):
+def _check_keras_name(key, value, module, allowed):
+    """A name Keras looks up (an activation, an initializer) exists there."""
     import keras
 
     try:
-        keras.activations.get(value)
-    except ValueError:
-        _fail(key, value, "a Keras activation such as relu, sigmoid, tanh, elu, gelu, softmax, linear "
-              "(https://keras.io/api/layers/activations/)")
+        getattr(keras, module).get(value)
+    except (ValueError, TypeError):
+        _fail(key, value, allowed)
 
 
 def _walk(node, prefix):

@@ -45,6 +45,25 @@ class MulticlassSVM(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="kerastrack")
+class OnlineLinear(keras.losses.Loss):
+    """The linear loss of an online problem: ``f_t(x) = c_t * x``, with ``c_t`` the sample's
+    target and ``x`` the model's output (Reddi et al. 2018's counterexample to Adam, where
+    the gradient of each step is its ``c_t``). Keras has no loss linear in the output.
+
+    Args:
+        reduction: Keras loss reduction, e.g. ``"sum_over_batch_size"`` (the mean).
+        name: Name of the loss.
+        dtype: Dtype of the loss computation.
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="online_linear", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return ops.sum(ops.cast(y_true, y_pred.dtype) * y_pred, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="kerastrack")
 def signed_accuracy(y_true, y_pred):
     """Accuracy for ±1 labels against raw scores: the signs agree.
 

@@ -14,11 +14,11 @@ def _regularizer(l1, l2):
     return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
 
 
-def _output(x, head, regularizer):
+def _output(x, head, regularizer, **dense_args):
     # float32 under mixed precision too: a float16 softmax/sigmoid and the loss on it are
     # numerically unstable (Keras' mixed precision guide keeps the output layer float32).
     return keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=regularizer,
-                              dtype="float32", name="head")(x)
+                              dtype="float32", name="head", **dense_args)(x)
 
 
 def _flat_input(input_shape):
@@ -27,7 +27,7 @@ def _flat_input(input_shape):
     return inputs, x
 
 
-def linear(input_shape, head, l1=0.0, l2=0.0):
+def linear(input_shape, head, l1=0.0, l2=0.0, use_bias=True, kernel_initializer="glorot_uniform", max_norm=None):
     """A linear classifier/regressor: softmax, logistic, SVM or linear regression.
 
     Args:
@@ -35,9 +35,18 @@ def linear(input_shape, head, l1=0.0, l2=0.0):
         head: The output head (units, activation).
         l1: L1 weight penalty on the weights.
         l2: L2 weight penalty on the weights.
+        use_bias: Whether the model has a bias (the papers' analyses often have none).
+        kernel_initializer: How the weights start, any Keras initializer name
+            (``zeros``: from the origin, as gradient methods' analyses assume).
+        max_norm: None, or the largest norm each unit's weight vector may have: Keras
+            projects the weights back after every update (``keras.constraints.MaxNorm``;
+            for one weight, onto [-max_norm, max_norm]).
     """
     inputs, x = _flat_input(input_shape)
-    return keras.Model(inputs, _output(x, head, _regularizer(l1, l2)), name="linear")
+    constraint = None if max_norm is None else keras.constraints.MaxNorm(max_norm, axis=0)
+    return keras.Model(inputs, _output(x, head, _regularizer(l1, l2), use_bias=use_bias,
+                                       kernel_initializer=kernel_initializer, kernel_constraint=constraint),
+                       name="linear")
 
 
 def mlp(input_shape, head, hidden_units=(128,), activation="relu", dropout=0.0, l1=0.0, l2=0.0):

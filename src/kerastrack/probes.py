@@ -8,6 +8,8 @@ sample of the training set.
 
 import numpy as np
 
+from kerastrack.errors import ConfigError
+
 
 class Probe:
     """Base class: ``measure`` returns {metric name: value} for the epoch that just ended."""
@@ -86,3 +88,25 @@ class UpdateSize(Probe):
     def _state(model):
         weights = np.concatenate([np.ravel(k.numpy()) for _, k in _kernels(model)])
         return weights, int(model.optimizer.iterations.numpy())
+
+
+class Parameters(Probe):
+    """The model's trainable weights themselves, flattened in order, one metric per weight:
+    for models of a few weights (the optimizer lab's problems), their position.
+
+    Args:
+        names: One metric name per weight, e.g. ``["x"]``.
+    """
+
+    def __init__(self, names=("x",)):
+        self.names = list(names)
+
+    def start(self, model):
+        count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        if count != len(self.names):
+            raise ConfigError(f"callbacks.parameters.names must name each of the model's {count} trainable weights. "
+                              f"Received: callbacks.parameters.names={self.names}")
+
+    def measure(self, model, x, y):
+        values = np.concatenate([np.ravel(w.numpy()) for w in model.trainable_weights])
+        return {name: float(v) for name, v in zip(self.names, values)}
