@@ -78,8 +78,9 @@ def test_sigterm_to_a_sweep_on_ray_kills_its_runs_in_order_and_the_relaunch_comp
     import time
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "RAY_TMPDIR": ray_tmp}
+    # No early stopping: every job has all 150 epochs to complete after the relaunch.
     command = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=ray", "optimizer=sgd,adam", "trainer.epochs=150",
-               "tracking.log_model=false", "trainer.verbose=0", "hydra.sweep.dir=sweep",
+               "callbacks=terminate_on_nan", "tracking.log_model=false", "trainer.verbose=0", "hydra.sweep.dir=sweep",
                "hydra.callbacks.mlflow_sweep.report=false"]
     sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = store_client(tmp_path)
