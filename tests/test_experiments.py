@@ -36,7 +36,7 @@ def quick(cfg):
 def depends_on_seed(cfg):
     """Whether anything in a run depends on the seed: the lab's online problem starts at
     zero and reads its steps in order, so seeds would repeat one run."""
-    return cfg.trainer.shuffle or cfg.model.get("kernel_initializer") != "zeros"
+    return cfg.trainer.shuffle or cfg.model.get("kernel_initializer") != "zeros" or "seed" in cfg.data
 
 
 def sweep_combinations(cfg):

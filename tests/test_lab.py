@@ -1,9 +1,10 @@
 """The optimizer lab's problems, trained as any run: Reddi et al.'s counterexample to Adam."""
 
+import numpy as np
 import pytest
 
 from kerastrack.errors import ConfigError
-from kerastrack.lab import reddi_online
+from kerastrack.lab import reddi_online, wilson_separable
 from kerastrack.pipeline import train
 from tests.helpers import history
 
@@ -44,3 +45,27 @@ def test_a_parameters_probe_must_name_every_weight(make_cfg, runs):
         train(make_cfg("experiment=amsgrad_counterexample", "data=iris", "loss=categorical_crossentropy",
                        "model.kernel_initializer=zeros", "model.use_bias=false", "model.max_norm=null",
                        "trainer.metrics=null"))
+
+
+def test_wilsons_construction_is_separable_with_unique_features_per_point():
+    data = wilson_separable(n=10, n_val=4, n_test=6, seed=1)
+    assert data.x_train.shape == (10, 3 + 5 * 20) and data.task == "binary"
+    signed = 2 * data.y_train - 1
+    assert (data.x_train[:, 0] == signed).all() and (data.x_train[:, 1:3] == 1).all()
+    # one unique feature for a +1, five for a -1, and no point shares one with another
+    assert (data.x_train[:, 3:].sum(axis=1) == np.where(signed > 0, 1, 5)).all()
+    every = np.concatenate([data.x_train, data.x_val, data.x_test])[:, 3:]
+    assert every.sum(axis=0).max() == 1
+    with pytest.raises(ConfigError, match=r"data.p must be a number in \(0.5, 1\).*Received: data.p=0.5"):
+        wilson_separable(p=0.5)
+
+
+def test_sgd_generalizes_on_wilsons_construction_and_adam_calls_every_new_point_positive(make_cfg, runs):
+    # Shortened (60 full-batch steps): the signs of the effect already show.
+    for optimizer in ("sgd", "adam"):
+        train(make_cfg("experiment=adaptive_generalization", f"optimizer={optimizer}", "trainer.epochs=60"))
+    adam, sgd = runs()  # newest first
+    positives = wilson_separable(seed=make_cfg().seed).y_test.mean()  # the share of +1 among the test points
+    assert sgd.data.metrics["test_accuracy"] == 1.0
+    assert adam.data.metrics["test_accuracy"] == pytest.approx(positives)
+    assert adam.data.metrics["accuracy"] == 1.0  # both fit the training set

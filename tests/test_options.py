@@ -28,6 +28,7 @@ ROWS = [
     ("digits", "cnn", "sparse_categorical_crossentropy", "rmsprop", "constant", "terminate_on_nan"),
     ("iris", "mlp", "squared_hinge", "sgd", "constant", "default"),
     ("reddi_online", "linear", "online_linear", "amsgrad", "constant", "[default,parameters]"),
+    ("wilson_separable", "linear", "least_squares", "adagrad_from_zero", "constant", "default"),
 ]
 # Debian's dataset-fashion-mnist, an extra (it skips without it); mnist and cifar10 would download.
 FASHION_ROW = ("fashion_mnist", "cnn", "categorical_crossentropy", "adam", "constant", "default")
@@ -46,6 +47,8 @@ def _overrides(row, tmp_path):
     overrides += ["tracking.log_model=true"]
     if row[0] == "reddi_online":  # the lab's online problem: one weight, x, one step at a time
         overrides += ["data.steps_per_epoch=101", "model.use_bias=false", "trainer.batch_size=1"]
+    elif row[0] == "wilson_separable":  # the lab's construction: points, not a set to limit
+        overrides.append("data.n=20")
     else:
         overrides.append("data.limit=60")
     if row[0] == "csv":  # a float target with many values: regression, for mse

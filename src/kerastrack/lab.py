@@ -48,3 +48,42 @@ def reddi_online(steps_per_epoch=1010, period=101, big=1010.0, small=-10.0) -> D
     x_period, y_period = steps(period)
     return Dataset("reddi_online", "regression", x_train, y_train, x_period, y_period, x_period, y_period,
                    source="kerastrack.lab.reddi_online")
+
+
+def wilson_separable(n=100, p=0.6, n_val=200, n_test=200, seed=42) -> Dataset:
+    """Wilson, Roelofs, Stern, Srebro and Recht's linearly separable construction (NeurIPS
+    2017, section 3.3), on which adaptive methods generalize badly.
+
+    Labels y are -1 or +1, +1 with probability ``p``. Each point's feature 1 is its label,
+    features 2 and 3 are 1, and it has unique features of its own (5 a point): one of them
+    is 1 when y = +1, all five when y = -1; every other feature is 0. Validation and test
+    points are drawn the same way, with unique features unseen in training (their weights
+    stay at 0). With a linear model without bias starting at 0 and the squared loss
+    (``loss=least_squares``), gradient methods reach the minimum-norm solution, which
+    classifies every new point right; AdaGrad, RMSprop and Adam reach one proportional to
+    sign(X^T y), which calls every new point +1: test error 1 - p.
+
+    Args:
+        n: Training points (the features are 3 + 5 * (n + n_val + n_test)).
+        p: The share of +1 labels, in (0.5, 1).
+        n_val: Validation points.
+        n_test: Test points.
+        seed: Draws the labels.
+    """
+    if not (isinstance(n, int) and n >= 1):
+        raise ConfigError(f"data.n must be an integer >= 1. Received: data.n={n}")
+    if not 0.5 < p < 1:
+        raise ConfigError(f"data.p must be a number in (0.5, 1): more positive than negative labels. Received: data.p={p}")
+    rng = np.random.default_rng(seed)
+    total = n + n_val + n_test
+    y = np.where(rng.random(total) < p, 1, -1)
+    x = np.zeros((total, 3 + 5 * total), np.float32)
+    x[:, 0] = y
+    x[:, 1:3] = 1
+    for i, label in enumerate(y):
+        x[i, 3 + 5 * i: 3 + 5 * i + (1 if label == 1 else 5)] = 1
+    classes = (y == 1).astype(np.int64)  # class ids: 0 is -1, 1 is +1
+    split = [slice(0, n), slice(n, n + n_val), slice(n + n_val, total)]
+    xs, ys = [x[s] for s in split], [classes[s] for s in split]
+    return Dataset("wilson_separable", "binary", xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], class_names=["-1", "+1"],
+                   source="kerastrack.lab.wilson_separable")
