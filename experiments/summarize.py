@@ -146,13 +146,13 @@ def cell(values, digits):
 def group_table(records, study, monitor=None):
     report = build_report(records, monitor=monitor)
     best = report.table.set_index("run_id")[f"best_{report.monitor}"]
-    keys = [c for c in report.groups.columns if c not in ("group", "n_runs", "n_finished", "n_failed")
+    keys = [c for c in report.groups.columns if c not in ("group", "n_runs", "n_finished", "n_failed", *COMPARISON)
             and not c.startswith(("mean_best_", "std_best_"))]
     columns = [(f"best {report.monitor}", lambda r: best[r.run_id], 4), ("best epoch (0-based)", None, 1),
                *STUDIES.get(study, COMMON)]
     best_epoch = report.table.set_index("run_id")["best_epoch"]
-    lines = ["| " + " | ".join([*keys, "runs (finished)", *(c[0] for c in columns)]) + " |",
-             "|" + "---|" * (len(keys) + 1 + len(columns))]
+    lines = ["| " + " | ".join([*keys, "runs (finished)", *(c[0] for c in columns), "vs best: difference [95% CI]"]) + " |",
+             "|" + "---|" * (len(keys) + 2 + len(columns))]
     for _, group in report.groups.iterrows():
         members = [r for r in records if all(_value(r, k) == str(group[k]) for k in keys)]
         done = [r for r in members if r.status == "FINISHED"]
@@ -165,8 +165,19 @@ def group_table(records, study, monitor=None):
                 row.append(cell([float(best_epoch[r.run_id]) - 1 for r in pool], digits))
             else:
                 row.append(cell([fn(r) for r in pool], digits))
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join([*row, versus_best(group)]) + " |")
     return report, "\n".join(lines)
+
+
+COMPARISON = ("diff_to_best", "ci95_low", "ci95_high", "paired", "vs_best")
+
+
+def versus_best(group):
+    """The report's comparison of a group with the best one, as a table cell."""
+    if group["vs_best"] in ("best", "n < 2"):
+        return group["vs_best"]
+    return (f"{group['diff_to_best']:+.4f} [{group['ci95_low']:+.4f}, {group['ci95_high']:+.4f}] "
+            f"{group['vs_best']}{'' if group['paired'] else ' (unpaired)'}")
 
 
 def _value(record, key):

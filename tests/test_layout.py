@@ -63,7 +63,7 @@ LAYERS = [
     ["kerastrack.plots"],
     [name for name in MODULES if name.startswith("kerastrack.tracking")],
     ["kerastrack.secrets", "kerastrack.signals"],
-    ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.background", "kerastrack.errors", "kerastrack.startup"],
+    ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.background", "kerastrack.errors", "kerastrack.startup", "kerastrack.stats"],
 ]
 
 

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow.entities import Metric, Param, RunTag
+from scipy import stats as scipy_stats
 
 from kerastrack.errors import ConfigError
 from kerastrack.report import build_report, format_table, main, write_report
@@ -168,6 +169,13 @@ def test_groups_average_the_best_over_finished_seeds(report):
         assert row["n_runs"] == 3 and row["n_failed"] == (optimizer == "adam")
         assert row["group"] == f"optimizer={optimizer}"
     assert list(report.groups["optimizer"]) == ["adam", "sgd"]
+    # Each group against the best: adam finished seeds 0 and 1, sgd 0, 1 and 2: not paired.
+    sgd, adam = groups.loc["sgd"], groups.loc["adam"]
+    assert adam["vs_best"] == "best" and adam["diff_to_best"] == 0
+    expected = scipy_stats.ttest_ind([0.74, 0.72, 0.75], [0.91, 0.93], equal_var=False).confidence_interval()
+    assert not sgd["paired"] and sgd["diff_to_best"] == pytest.approx(np.mean([0.74, 0.72, 0.75]) - 0.92)
+    assert (sgd["ci95_low"], sgd["ci95_high"]) == pytest.approx(tuple(expected))
+    assert sgd["vs_best"] == ("indistinguishable" if expected.low <= 0 <= expected.high else "different")
 
 
 def test_monitor_and_mode_can_be_overridden(sweep):
@@ -196,9 +204,15 @@ def test_write_report_writes_a_self_contained_page(report, tmp_path):
 
 
 def test_format_table_marks_the_best_run_first(report):
-    lines = format_table(report).splitlines()
+    runs, groups = format_table(report).split("\n\nGroups: ")
+    lines = runs.splitlines()
     assert lines[1].lstrip().startswith("*") and "optimizer=adam,seed=1" in lines[1]
-    assert sum("*" in line for line in lines) == 1
+    assert sum("*" in line for line in runs.splitlines()) == 1
+    # Then the groups over their seeds, each against the best, with the interval's verdict.
+    rows = groups.splitlines()
+    assert "95% interval" in rows[0] and "ci95_low" in rows[1] and "vs_best" in rows[1]
+    assert rows[2].split()[0] == "optimizer=adam" and rows[2].split()[-1] == "best"
+    assert rows[3].split()[0] == "optimizer=sgd" and rows[3].split()[-1] in ("indistinguishable", "different")
 
 
 def test_cli_prints_the_table_and_writes_the_report(sweep, tmp_path, monkeypatch, capsys):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kerastrack import plots
+from kerastrack import plots, stats
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
 from kerastrack.report_page import html_page, marked, text
@@ -148,8 +148,15 @@ def write_report(report, out_dir, title=None):
 
 
 def format_table(report):
-    """The per-run table as plain text, best first, the best run marked with '*'."""
-    return text(marked(report).drop(columns="run_id"))
+    """The per-run table as plain text, best first, the best run marked with '*'; then,
+    when a group has several runs (seeds), each group against the best one."""
+    runs = text(marked(report).drop(columns="run_id"))
+    if report.groups["n_finished"].max() < 2:
+        return runs
+    columns = ["group", "n_finished", f"mean_best_{report.monitor}", f"std_best_{report.monitor}", "diff_to_best",
+               "ci95_low", "ci95_high", "vs_best"]
+    return (f"{runs}\n\nGroups: best_{report.monitor}, mean and std over their runs; the difference to the best "
+            f"group with its 95% interval (paired by seed where the seeds match):\n{text(report.groups[columns])}")
 
 
 def main(argv=None):
@@ -309,20 +316,27 @@ def _group_table(records, table, group_keys, labels, monitor, mode):
         row = rows.setdefault(labels[record.run_id], {
             "group": labels[record.run_id],
             **({} if group_keys == ["name"] else {k: _value_of(record, k) for k in group_keys}),
-            "n_runs": 0, "n_finished": 0, "n_failed": 0, "bests": [],
+            "n_runs": 0, "n_finished": 0, "n_failed": 0, "bests": {},
         })
         row["n_runs"] += 1
         row["n_failed"] += record.status == "FAILED"
         if record.status == FINISHED:
             row["n_finished"] += 1
-            row["bests"].append(best[record.run_id])
+            if not math.isnan(best[record.run_id]):  # by seed, for pairing (a repeated seed: by run)
+                seed = _value_of(record, "seed")
+                row["bests"][seed if seed not in row["bests"] else (seed, record.run_id)] = best[record.run_id]
     for row in rows.values():
-        bests = np.array([b for b in row.pop("bests") if not math.isnan(b)])
+        bests = np.array(list(row["bests"].values()))
         row[f"mean_best_{monitor}"] = bests.mean() if len(bests) else math.nan
         row[f"std_best_{monitor}"] = bests.std(ddof=DDOF) if len(bests) > DDOF else math.nan
     groups = pd.DataFrame(list(rows.values()))
-    order = np.argsort(_rank_key(groups[f"mean_best_{monitor}"], mode), kind="stable")
-    return groups.iloc[order].reset_index(drop=True)
+    groups = groups.iloc[np.argsort(_rank_key(groups[f"mean_best_{monitor}"], mode), kind="stable")]
+    # Each group against the first (the best): the difference and its 95% interval.
+    first = groups["bests"].iloc[0]
+    diff, low, high, paired = zip(*(stats.difference_to_best(b, first) for b in groups.pop("bests")))
+    groups["diff_to_best"], groups["ci95_low"], groups["ci95_high"], groups["paired"] = diff, low, high, paired
+    groups["vs_best"] = [stats.verdict(lo, hi, i == 0) for i, (lo, hi) in enumerate(zip(low, high))]
+    return groups.reset_index(drop=True)
 
 
 
