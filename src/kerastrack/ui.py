@@ -23,9 +23,10 @@ from urllib.parse import urlparse
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import mask_text, mask_uri
 from kerastrack.tracking.outbox import check_server
+from kerastrack.tracking.query import open_client
 from kerastrack.tracking.server import LOOPBACK, MlflowServer
 from kerastrack.tracking.store import resolve_tracking_uri, sqlite_path
-from kerastrack.tracking.views import find_run, latest_sweep, run_url, sweep_view, tracking_client, ui_link
+from kerastrack.tracking.views import find_run, latest_sweep, run_url, sweep_view, ui_link
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -144,7 +145,7 @@ def landing(uri, sweep=None, run=None):
     Raises:
         ConfigError: ``--sweep`` or ``--run`` names no such sweep or run.
     """
-    client = tracking_client(uri)
+    client = open_client(uri)
     if run or sweep:
         wanted = run or sweep
         found = find_run(client, wanted)

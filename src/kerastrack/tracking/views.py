@@ -25,6 +25,7 @@ import uuid
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from kerastrack.secrets import mask_uri
+from kerastrack.tracking.query import PARENT_FILTER
 from kerastrack.tracking.store import DEFAULT_URI, resolve_tracking_uri
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -125,13 +126,6 @@ def run_url(run):
             f"{urlencode(MODEL_TRAINING)}")
 
 
-def tracking_client(uri):
-    """An ``MlflowClient`` on ``uri`` (mlflow is imported here, not at start-up: it costs ~0.5 s)."""
-    import mlflow
-
-    return mlflow.MlflowClient(uri)
-
-
 def find_run(client, run_id):
     """The run ``run_id``, or None when the store has none (or the id is malformed)."""
     from mlflow.exceptions import MlflowException
@@ -144,7 +138,7 @@ def find_run(client, run_id):
 
 def latest_sweep(client, experiment_id):
     """The experiment's latest sweep parent run, or None."""
-    found = client.search_runs([experiment_id], filter_string="tags.`sweep.role` = 'parent'", max_results=1,
+    found = client.search_runs([experiment_id], filter_string=PARENT_FILTER, max_results=1,
                                order_by=["attributes.start_time DESC"])
     return found[0] if found else None
 
