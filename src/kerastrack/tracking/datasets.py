@@ -65,3 +65,20 @@ def to_inputs(descriptions):
 
     return [DatasetInput(Dataset(**{k: v for k, v in d.items() if k != "context"}),
                          tags=[InputTag(MLFLOW_DATASET_CONTEXT, d["context"])]) for d in descriptions]
+
+
+def log_inputs(client, run_id, descriptions):
+    """Logs ``describe``'s dicts as the run's dataset inputs.
+
+    MLflow's SQL store looks a dataset up, then inserts it, without a lock: two jobs of a
+    parallel sweep logging the same data at once can both miss it, and the second insert
+    fails on the table's unique key. Tried again, the lookup finds the row the other job made.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_inputs(run_id, datasets=to_inputs(descriptions))
+    except MlflowException as exc:
+        if "UNIQUE constraint failed: datasets." not in str(exc) and "duplicate key" not in str(exc):
+            raise
+        client.log_inputs(run_id, datasets=to_inputs(descriptions))

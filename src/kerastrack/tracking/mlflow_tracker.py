@@ -349,7 +349,7 @@ class MlflowTracker(NullTracker):
     def log_datasets(self, name, source, splits):
         described = [datasets.describe(name, source, context, x, y) for context, (x, y) in splits.items()]
         self._send({"op": "inputs", "datasets": described},
-                   lambda: self._client().log_inputs(self.run_id, datasets=datasets.to_inputs(described)))
+                   lambda: datasets.log_inputs(self._client(), self.run_id, described))
 
     def log_keras_model(self, model, input_example, step=0, metrics=()):
         """Logs the model as the run's MLflow logged model (see logged_model.py); spooled,

@@ -163,7 +163,7 @@ def _send(client, run_id, spool, ops, counts):
                 client.log_artifact(run_id, str(path), op.get("artifact_path"))
             _count(counts, "artifacts")
         elif kind == "inputs":  # described when the run logged them (see datasets.py)
-            client.log_inputs(run_id, datasets=datasets.to_inputs(op["datasets"]))
+            datasets.log_inputs(client, run_id, op["datasets"])
             _count(counts, "dataset inputs", len(op["datasets"]))
         elif kind == "model":  # saved in MLflow's format when spooled; registered now
             model_id = logged_model.register(client, run_id, spool.directory / op["path"], op["step"], op["metrics"])
