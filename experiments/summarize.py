@@ -15,7 +15,9 @@ import sys
 
 import numpy as np
 
+from kerastrack.errors import ConfigError
 from kerastrack.report import build_report
+from kerastrack.stats import difference_to_best, verdict
 from kerastrack.tracking.query import fetch_runs
 
 
@@ -197,18 +199,56 @@ def layer_table(records, epoch):
     return "\n".join(lines)
 
 
+def interval_table(records, report, study, column, against=None):
+    """Each group's difference to one group on one of the study's columns, with its 95%
+    interval (kerastrack.stats, paired by seed): the intervals a verdict cites for a
+    value other than the monitored one. The reference is the best group by the monitor,
+    or the group whose label is ``against``."""
+    columns = {title: fn for title, fn, _ in STUDIES.get(study, COMMON)}
+    if column not in columns:
+        raise ConfigError(f"--column must be one of the study's columns: {', '.join(map(repr, columns))}. "
+                          f"Received: --column={column!r}")
+    keys = [k for k in report.groups.columns if k not in ("group", "n_runs", "n_finished", "n_failed", *COMPARISON)
+            and not k.startswith(("mean_best_", "std_best_"))]
+    by_group = {}
+    for r in records:
+        if r.status == "FINISHED":
+            label = ",".join(_value(r, k) for k in keys)
+            by_group.setdefault(label, {})[_value(r, "seed")] = columns[column](r)
+    reference = against or ",".join(str(report.groups.iloc[0][k]) for k in keys)  # groups are ranked best first
+    if reference not in by_group:
+        raise ConfigError(f"--against must be a group: {', '.join(map(repr, by_group))}. Received: --against={against!r}")
+    lines = [f"| {','.join(keys)} | {column}: difference to {reference} [95% CI] |", "|---|---|"]
+    for label, values in by_group.items():
+        if label == reference:
+            lines.append(f"| {label} | reference |")
+            continue
+        diff, low, high, paired = difference_to_best(values, by_group[reference])
+        lines.append(f"| {label} | {diff:+.4f} [{low:+.4f}, {high:+.4f}] {verdict(low, high, False)}"
+                     f"{'' if paired else ' (unpaired)'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="the studies' store; default: ./mlflow.db")
     parser.add_argument("--parent", help="the sweep's parent run id; default: the latest sweep of the study")
     parser.add_argument("--monitor", help="rank by this metric instead of the runs' trainer.monitor")
+    parser.add_argument("--column", help="also: each group's difference on this column of the table, with its 95%% CI")
+    parser.add_argument("--against", help="with --column: the reference group (its label, e.g. 'constant'); "
+                                          "default: the best group by the monitor")
     args = parser.parse_args(argv)
     parent = args.parent or parent_of(args.tracking_uri, args.study)
     records = fetch_runs(args.tracking_uri, parent=parent)
-    report, table = group_table(records, args.study, args.monitor)
-    print(f"parent run {parent}: {len(records)} runs, ranked by {report.monitor} ({report.mode})\n")
-    print(table)
+    try:
+        report, table = group_table(records, args.study, args.monitor)
+        print(f"parent run {parent}: {len(records)} runs, ranked by {report.monitor} ({report.mode})\n")
+        print(table)
+        if args.column:
+            print(f"\n{interval_table(records, report, args.study, args.column, args.against)}")
+    except ConfigError as exc:
+        sys.exit(f"Error: {exc}")
     if args.study == "vanishing_gradients":
         for epoch in (0, -1):
             print(f"\nGradient norm per layer (input → output), epoch {'1' if epoch == 0 else 'last'}:\n")

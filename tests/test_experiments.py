@@ -6,6 +6,7 @@ Parametrized over the files, so a new preset is covered without touching this fi
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -84,3 +85,51 @@ def test_the_first_combination_trains_and_logs_its_probes(experiment, make_cfg, 
     if any(p == PROBE_METRICS["kerastrack.probes.GradientNorms"] for p in probes) and "hidden_units" in cfg.model:
         # One norm per layer with a kernel: every hidden layer of the MLP and its output layer.
         assert len([k for k in logged if k.startswith("grad_norm/")]) == len(cfg.model.hidden_units) + 1
+
+
+def _summarize():
+    """experiments/summarize.py, a script beside the studies rather than a module of src/."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "summarize", Path(__file__).resolve().parent.parent / "experiments" / "summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summarize_gives_each_groups_interval_on_another_column_against_a_named_group():
+    import json
+
+    from kerastrack.report import build_report
+    from kerastrack.tracking.query import RunRecord
+
+    summarize = _summarize()
+    # val_loss ranks 'cosine' best; test accuracy is compared against 'constant' as asked.
+    test_accuracy = {"constant": [0.80, 0.82, 0.81], "cosine": [0.83, 0.86, 0.84], "step": [0.79, 0.83, 0.80]}
+    val_loss = {"constant": 0.50, "cosine": 0.40, "step": 0.45}
+    records = [RunRecord(run_id=f"{group}{seed}", name=f"{group}{seed}", status="FINISHED",
+                         params={"scheduler": group, "seed": str(seed)},
+                         tags={"sweep.values": json.dumps({"scheduler": group, "seed": str(seed)})},
+                         metrics={"test_accuracy": values[seed]},
+                         history={"val_loss": [(0, val_loss[group] + 0.01 * seed)], "loss": [(0, 1.0)]})
+               for group, values in test_accuracy.items() for seed in range(3)]
+    report = build_report(records)
+    table = summarize.interval_table(records, report, "schedules", "test_accuracy", against="constant")
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert "reference" in rows["constant"]
+    differences = [c - b for c, b in zip(test_accuracy["cosine"], test_accuracy["constant"])]
+    low, high = scipy_t_interval(differences)
+    assert f"{np.mean(differences):+.4f} [{low:+.4f}, {high:+.4f}] different" in rows["cosine"]
+    assert "indistinguishable" in rows["step"]
+    with pytest.raises(summarize.ConfigError, match="Received: --against='linear'"):
+        summarize.interval_table(records, report, "schedules", "test_accuracy", against="linear")
+    # Without --against: the best group by the monitor (cosine, lowest val_loss) is the reference.
+    assert "| cosine | reference |" in summarize.interval_table(records, report, "schedules", "test_accuracy")
+
+
+def scipy_t_interval(differences):
+    from scipy import stats
+
+    return stats.ttest_1samp(differences, 0).confidence_interval(0.95)
