@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from kerastrack.errors import ConfigError
@@ -27,6 +28,7 @@ from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
 
 DEFAULT_EXPERIMENT = "kerastrack"
+MAX_BATCH = 1000  # metrics per log_batch call: MLflow's limit
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,17 @@ class MlflowTracker(NullTracker):
             disk, network) while the run is open; not offline (they are sampled into the
             run on the server).
         system_metrics_interval: Seconds between two samples of them.
+
+    Attributes:
+        metrics_every_s: Metrics logged within this many seconds of the last ones sent
+            wait and go with the next: one MLflow call for several short epochs. Every
+            other call, and the run's end, sends what waits first.
     """
+
+    # Each log_batch costs ~0.3-0.5 ms of Python on the outbox's thread, against 1-2 ms
+    # epochs' worth of cores for a small model at 30 epochs a second; a kill -9 loses what
+    # waits, as it loses MLflow's own queue, and a resume logs it from the training state.
+    metrics_every_s = 0.5
 
     def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
                  log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0):
@@ -76,6 +88,7 @@ class MlflowTracker(NullTracker):
         self._monitor = None
         self._outbox = None
         self._mlflow_client = None
+        self._waiting, self._last_sent = [], -float("inf")
         # A remote server can go away: bounded retries, synchronous metrics (async ones
         # fail unseen, in MLflow's thread, and are lost), and a check now, before training.
         self.remote = connect(self.tracking_uri, check=not offline)
@@ -284,6 +297,7 @@ class MlflowTracker(NullTracker):
         if self._outbox is None:  # the run opened, its outbox not yet
             mlflow.end_run(status)
             return True
+        self._send_waiting()
         if self._outbox.terminate(status, lambda: mlflow.end_run(status)):
             return True
         forget_active_run(self.run_id)
@@ -300,6 +314,7 @@ class MlflowTracker(NullTracker):
     def _send(self, op, call, spool_op=None):
         if self._outbox is None:  # outside a run: straight through, as MLflow would
             return call()
+        self._send_waiting()  # the record keeps its order
         self._outbox.send(op, call, spool_op)
 
     def log_params(self, params):
@@ -309,22 +324,29 @@ class MlflowTracker(NullTracker):
                    lambda: mlflow.log_params(params))
 
     def log_metrics(self, metrics, step):
-        from mlflow.entities import Metric
+        op = {"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step, "timestamp": now_ms()}
+        if self._outbox is None:  # outside a run: straight through, as MLflow would
+            return self._log_batch([op])
+        self._waiting.append(op)
+        if time.monotonic() - self._last_sent >= self.metrics_every_s:
+            self._send_waiting()
 
-        metrics, timestamp = {k: float(v) for k, v in metrics.items()}, now_ms()
+    def _send_waiting(self):
+        """Posts the metrics that wait to the outbox's thread, as one call (see the class)."""
+        if self._waiting and self._outbox is not None:
+            ops, self._waiting, self._last_sent = self._waiting, [], time.monotonic()
+            self._outbox.post(ops, lambda: self._log_batch(ops))  # off the training thread
+
+    def _log_batch(self, ops):
         # Local store: queued by MLflow, not written by the outbox's thread either (a synchronous
         # SQLite write costs ~7 ms here); closing the run flushes the queue. Remote server:
         # synchronous, so that a failure is seen and spooled. The client's log_batch, not
         # mlflow.log_metrics: that makes two clients a call (0.43 ms here, against 0.03 ms).
-        op = {"op": "metrics", "metrics": metrics, "step": step, "timestamp": timestamp}
+        from mlflow.entities import Metric
 
-        def call():
-            batch = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
-            self._client().log_batch(self.run_id, metrics=batch, synchronous=self.remote)
-
-        if self._outbox is None:  # outside a run: straight through, as MLflow would
-            return call()
-        self._outbox.post(op, call)  # off the training thread; every other call waits for it
+        batch = [Metric(key, value, op["timestamp"], op["step"]) for op in ops for key, value in op["metrics"].items()]
+        for start in range(0, len(batch), MAX_BATCH):
+            self._client().log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH], synchronous=self.remote)
 
     def set_tags(self, tags):
         import mlflow

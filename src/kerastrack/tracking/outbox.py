@@ -99,7 +99,7 @@ class Outbox:
         return self.spool.exists() and bool(self.spool.pending())
 
     def post(self, op, call):
-        """``send(op, call)`` later, in order, on the outbox's thread."""
+        """``send(op, call)`` later, in order, on the outbox's thread (``op``: one op or a list)."""
         if self._posted is None:
             self._posted = Worker("outbox")
         self._posted.put(self._send, op, call)
@@ -189,9 +189,11 @@ class Outbox:
                         short_error(exc), self.spool.directory, UPLOAD_COMMAND, self.spool.directory)
 
     def _spool(self, op):
+        """Spools an op, or a list of them (several epochs' metrics sent as one call)."""
         if not self.spool.exists():
             self.spool.write_meta(**self.meta)
-        self.spool.append(op)
+        for one in op if isinstance(op, list) else [op]:
+            self.spool.append(one)
 
 
 def short_error(exc):
