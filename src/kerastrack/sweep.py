@@ -137,10 +137,13 @@ class MlflowSweepCallback(Callback):
 
     Args:
         report: Write the comparison report (plots, tables) onto the parent at the end.
+        best_over: A swept key, e.g. "optimizer.learning_rate": the report adds each
+            group at its best value of it (``kerastrack.best_over``); None: no such view.
     """
 
-    def __init__(self, report=True):
+    def __init__(self, report=True, best_over=None):
         self.report = report
+        self.best_over = best_over
         self.parent = None
 
     def on_multirun_start(self, config, **kwargs):
@@ -245,7 +248,7 @@ class MlflowSweepCallback(Callback):
 
         records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
         title = report.sweep_title(fetch_parent(self.parent.tracking_uri, self.parent.run_id))
-        result = report.build_report(records, title=title)  # x: epochs, as Keras prints them
+        result = report.build_report(records, title=title, best_over=self.best_over)  # x: epochs, as Keras prints them
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
         self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value, result.mode)
         print(report.format_table(result))
