@@ -61,11 +61,12 @@ def test_the_pick_is_by_the_mean_over_seeds_not_by_one_lucky_seed():
 
 def test_a_pick_at_the_smallest_or_largest_rate_of_its_grid_is_flagged_as_an_edge():
     low = grid_rows("adam", dict(zip(RATES, ([0.3] * 3, [0.4] * 3, [0.5] * 3, [0.6] * 3, [0.7] * 3))))
-    high = grid_rows("gd", dict(zip(RATES, ([0.9] * 3, [0.8] * 3, [0.7] * 3, [0.6] * 3, [0.5] * 3))))
+    high = grid_rows("gd", dict(zip(["0.5", "2.0", "10.0", "1e-05"], ([0.8] * 3, [0.7] * 3, [0.5] * 3, [0.9] * 3))))
     inside = grid_rows("sgd", dict(zip(RATES, ([0.9] * 3, [0.5] * 3, [0.3] * 3, [0.6] * 3, [0.9] * 3))))
     picks = best_over(table(low + high + inside), KEY, ["optimizer"], "val_loss", "min")
     assert (pick(picks, "adam")[KEY], pick(picks, "adam")["edge"]) == ("0.0001", "low")
-    assert (pick(picks, "gd")[KEY], pick(picks, "gd")["edge"]) == ("1.0", "high")  # "1.0" > "0.1" as a number
+    assert (pick(picks, "gd")[KEY], pick(picks, "gd")["edge"]) == ("10.0", "high")  # in order as numbers, not as text
+    assert pick(picks, "gd")["grid"] == "1e-05, 0.5, 2.0, 10.0"
     assert (pick(picks, "sgd")[KEY], pick(picks, "sgd")["edge"]) == ("0.01", "")
     assert pick(picks, "sgd")["grid"] == ", ".join(RATES)
     # Values that are no numbers have no edges.
