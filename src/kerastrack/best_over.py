@@ -25,6 +25,9 @@ from kerastrack.errors import ConfigError
 FINISHED = "FINISHED"
 # Means that differ by float rounding only (the same values summed in another order) tie.
 TIE_TOLERANCE = 1e-12
+# The figure's y axis is logarithmic when every value is positive and the largest is more
+# than this times the smallest: a loss at a bad rate (2.3, chance) would flatten the picks.
+LOG_Y_SPREAD = 3
 
 
 def check_key(key, swept):
@@ -146,7 +149,10 @@ def figure(grid, picks, key, monitor, title=None):
             ax.set_xscale("log")
         else:
             ax.set_xticks(range(len(order)), order)
-        ax.grid(alpha=0.3)
+        low, high = ax.dataLim.y0, ax.dataLim.y1
+        if low > 0 and high > LOG_Y_SPREAD * low:  # the picks sit at the bottom, where groups differ by little
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
     axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{title + chr(10) if title else ''}best of each group over {key}: ring = pick "
                  f"(best mean validation value over seeds); mean ± std over seeds", fontsize=9)

@@ -38,7 +38,8 @@ def best_over_columns(report):
     """The best_over view's columns for the terminal: the pick, its values, the verdicts."""
     monitor, view = report.monitor, report.best_over
     test = [c for c in view.columns if c.startswith("mean_test_")]
-    columns = ["group", report.best_over_key, "edge", "ties", "n", f"mean_best_{monitor}", f"std_best_{monitor}",
+    left_out = ["left_out"] if view["left_out"].astype(bool).any() else []
+    columns = ["group", report.best_over_key, "edge", "ties", *left_out, "n", f"mean_best_{monitor}", f"std_best_{monitor}",
                *test, "diff_to_best", "ci95_low", "ci95_high", "vs_best", "test_diff_to_best", "test_vs_best"]
     return [c for c in columns if c in view.columns]
 
