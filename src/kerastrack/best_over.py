@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from kerastrack import stats
 from kerastrack.errors import ConfigError
@@ -127,13 +128,14 @@ def figure(grid, picks, key, monitor, title=None):
     std over the seeds), each group's pick ringed; a log x axis for positive numbers."""
     test = next((c.removeprefix("mean_") for c in grid.columns if c.startswith("mean_test_")), None)
     panels = [(f"best_{monitor}", f"validation: best {monitor} (picked by)")]
-    panels += [(test, f"test: {test} (at the same runs)")] if test else []
+    panels += [(test, f"test: {test} (the same runs, weights at their end)")] if test else []
     fig = Figure(figsize=(5.2 * len(panels) + 2.4, 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     order = _grid_order(grid[key])
     numeric = _numeric(grid[key]) and all(float(v) > 0 for v in grid[key])
-    for index, (label, part) in enumerate(grid.groupby("group", sort=False)):
-        part = part.set_index(key).loc[[v for v in order if v in set(part[key])]]
+    for index, label in enumerate(picks["group"]):  # best first, as in the table
+        part = grid[grid["group"] == label].set_index(key)
+        part = part.loc[[v for v in order if v in part.index]]
         x = part.index.astype(float) if numeric else [order.index(v) for v in part.index]
         pick = picks.loc[picks["group"] == label, key].iloc[0]
         for ax, (column, _) in zip(axes, panels):
@@ -152,6 +154,9 @@ def figure(grid, picks, key, monitor, title=None):
         low, high = ax.dataLim.y0, ax.dataLim.y1
         if low > 0 and high > LOG_Y_SPREAD * low:  # the picks sit at the bottom, where groups differ by little
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 4.0, 6.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{title + chr(10) if title else ''}best of each group over {key}: ring = pick "
