@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
 from kerastrack.best_over import best_over, check_key, value_grid
 from kerastrack.errors import ConfigError
@@ -158,3 +159,13 @@ def test_the_report_shows_each_group_at_its_best_rate_in_the_terminal_csv_and_pa
     assert plain.best_over is None and "best_over.csv" not in write_report(plain, tmp_path / "plain")
     with pytest.raises(ConfigError, match="Received: best_over=seed"):
         build_report(tuned_records, best_over="seed")
+
+
+def test_a_sweep_refuses_a_best_over_key_it_does_not_vary_before_it_starts(make_cfg, tmp_path):
+    for key in ("optimizer.momentum", "seed"):
+        cfg = make_cfg("experiment=optimizers_tuned", f"hydra.callbacks.mlflow_sweep.best_over={key}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}")
+        with pytest.raises(SystemExit, match=rf"^Error: .*varies: optimizer, {KEY}\. "
+                                              rf"Received: hydra.callbacks.mlflow_sweep.best_over={key}$"):
+            instantiate(cfg.hydra.callbacks.mlflow_sweep).on_multirun_start(cfg)
+        assert not (tmp_path / "sweep").exists()  # nothing started

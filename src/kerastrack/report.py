@@ -11,6 +11,9 @@ are sample standard deviations (ddof=1): a group of one run has none.
 Epochs are numbered from 1 in the tables and the figure, as Keras prints them; MLflow's
 steps count from 0 (epoch k is step k-1), and what MLflow stores is left as it is.
 
+With ``--best-over KEY`` (``best_over=``) it adds each group at its best value of a swept
+key, e.g. each optimizer at its best learning rate (``kerastrack.best_over``).
+
 This module builds the report and owns the command line; ``kerastrack.plots`` draws the
 figure, ``kerastrack.report_page`` writes the text tables and the HTML page.
 """
