@@ -6,14 +6,20 @@ Finds the latest sweep of ``experiment=<study>`` (or takes ``--parent``), groups
 ``python -m kerastrack.report`` does (the swept values other than seed) and prints, per group,
 mean ± sample std (ddof=1) over the group's finished runs of the best monitored value and of
 the columns that answer the study's question.
+
+For ``optimizers_tuned`` it prints each optimizer at its default rate and at its best rate
+of the grid (``kerastrack.best_over``), both from the same sweep (every default is on the
+grid), each against the best with its 95% interval on best val_loss and on test_loss.
 """
 
 import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
 from kerastrack.report import build_report
@@ -229,6 +235,48 @@ def interval_table(records, report, study, column, against=None):
     return "\n".join(lines)
 
 
+TUNED = "optimizer.learning_rate"
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def default_rate(optimizer):
+    """The option's own learning rate, as conf/optimizer/<name>.yaml sets it."""
+    option = OmegaConf.load(CONF / "optimizer" / f"{optimizer}.yaml")
+    return float(OmegaConf.select(option, "optimizer.learning_rate") or option.learning_rate)
+
+
+def at_best_table(view, monitor):
+    """A best_over view (``Report.best_over``) as Markdown: the rate, its edge flag, the
+    monitor and the test values, and each row against the best on validation and test."""
+    test = f"test_{monitor.removeprefix('val_')}"
+    lines = [f"| rank | optimizer | rate | edge | n | best {monitor} | test_accuracy | {test} | "
+             f"vs best on {monitor} [95% CI] | vs best on {test} [95% CI] |", "|" + "---|" * 10]
+    for rank, (_, get) in enumerate(view.iterrows(), 1):
+
+        def interval(prefix):
+            if get[f"{prefix}vs_best"] in ("best", "n < 2"):
+                return get[f"{prefix}vs_best"]
+            return (f"{get[f'{prefix}diff_to_best']:+.4f} [{get[f'{prefix}ci95_low']:+.4f}, "
+                    f"{get[f'{prefix}ci95_high']:+.4f}] {get[f'{prefix}vs_best']}")
+
+        cells = [str(rank), get["optimizer"], get[TUNED], get["edge"] or "–", str(get["n"]),
+                 f"{get[f'mean_best_{monitor}']:.4f} ± {get[f'std_best_{monitor}']:.4f}",
+                 f"{get['mean_test_accuracy']:.4f} ± {get['std_test_accuracy']:.4f}",
+                 f"{get[f'mean_{test}']:.4f} ± {get[f'std_{test}']:.4f}", interval(""), interval("test_")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tuned_tables(records):
+    """Each optimizer at its default rate, then at its best rate of the grid (same sweep)."""
+    defaults = [r for r in records if float(_value(r, TUNED)) == default_rate(_value(r, "optimizer"))]
+    at_defaults = build_report(defaults, best_over=TUNED)
+    tuned = build_report(records, best_over=TUNED)
+    return (f"At each default rate ({len(defaults)} runs):\n\n{at_best_table(at_defaults.best_over, tuned.monitor)}"
+            f"\n\nAt each one's best rate of the grid ({len(records)} runs):\n\n"
+            f"{at_best_table(tuned.best_over, tuned.monitor)}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study")
@@ -241,6 +289,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     parent = args.parent or parent_of(args.tracking_uri, args.study)
     records = fetch_runs(args.tracking_uri, parent=parent)
+    if args.study == "optimizers_tuned":
+        print(f"parent run {parent}: {len(records)} runs\n")
+        print(tuned_tables(records))
+        return 0
     try:
         report, table = group_table(records, args.study, args.monitor)
         print(f"parent run {parent}: {len(records)} runs, ranked by {report.monitor} ({report.mode})\n")

@@ -90,6 +90,21 @@ def test_every_optimizer_exposes_learning_rate(make_cfg):
         assert make_cfg(f"optimizer={option}").optimizer.learning_rate > 0
 
 
+def test_optimizers_tuned_runs_every_optimizer_of_the_study_over_one_grid_that_holds_each_default(make_cfg):
+    tuned, study = make_cfg("experiment=optimizers_tuned"), make_cfg("experiment=optimizers")
+    params = tuned.hydra.sweeper.params
+    assert params.optimizer == study.hydra.sweeper.params.optimizer and params.seed == "0,1,2"
+    grid = [float(v) for v in params["optimizer.learning_rate"].split(",")]
+    assert len(grid) == 5 and len({round(b / a, 9) for a, b in zip(grid, grid[1:])}) == 1  # log-spaced
+    for option in params.optimizer.split(","):
+        assert make_cfg(f"optimizer={option}").optimizer.learning_rate in grid, option
+    for key in ("data", "model", "callbacks", "trainer"):
+        assert tuned[key] == study[key], key
+    callback = instantiate(tuned.hydra.callbacks.mlflow_sweep)
+    assert callback.best_over == "optimizer.learning_rate" and callback.report
+    assert instantiate(study.hydra.callbacks.mlflow_sweep).best_over is None
+
+
 def test_gd_is_full_batch_unless_overridden(make_cfg):
     assert make_cfg("optimizer=gd").trainer.batch_size == "full"
     assert make_cfg("optimizer=gd", "trainer.batch_size=64").trainer.batch_size == 64

@@ -54,7 +54,7 @@ LAYERS = [
     ["hydra_plugins.kerastrack_optuna_sweeper", "hydra_plugins.kerastrack_optuna_sweeper.optuna_sweeper"],
     ["kerastrack.pipeline"],
     ["kerastrack.sweep"],
-    ["kerastrack.report", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],
+    ["kerastrack.report", "kerastrack.best_over", "kerastrack.grouping", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],
     ["kerastrack.resume"],
     ["kerastrack.config", "kerastrack"],  # the package's __init__ registers config's resolvers
     ["kerastrack.data", "kerastrack.datafiles", "kerastrack.feed", "kerastrack.lab"],

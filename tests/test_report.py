@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as scipy_stats
@@ -298,3 +299,17 @@ def test_cli_x_time_plots_against_seconds_and_refuses_another_axis(sweep, tmp_pa
     assert main([*argv, "--x", "hours"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and "x=hours" in err and len(err.splitlines()) == 1
+
+
+def test_cli_best_over_writes_each_group_at_its_best_value_and_refuses_a_key_not_swept(sweep, tmp_path, capsys):
+    argv = [sweep["parent"], "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "r")]
+    assert main([*argv, "--best-over", "optimizer"]) == 0
+    out = capsys.readouterr().out
+    assert "Best of each group over optimizer" in out
+    # adam has the better mean, but its seed 2 failed: only values whose every run finished count.
+    (row,) = pd.read_csv(tmp_path / "r" / "best_over.csv").to_dict("records")
+    assert (row["group"], row["optimizer"], row["left_out"], row["n"]) == ("all runs", "sgd", "adam", 3)
+    assert (tmp_path / "r" / "best_over.png").is_file()
+    assert main([*argv, "--best-over", "seed"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and "best_over=seed" in err and len(err.splitlines()) == 1

@@ -11,16 +11,17 @@ are sample standard deviations (ddof=1): a group of one run has none.
 Epochs are numbered from 1 in the tables and the figure, as Keras prints them; MLflow's
 steps count from 0 (epoch k is step k-1), and what MLflow stores is left as it is.
 
+With ``--best-over KEY`` (``best_over=``) it adds each group at its best value of a swept
+key, e.g. each optimizer at its best learning rate (``kerastrack.best_over``).
+
 This module builds the report and owns the command line; ``kerastrack.plots`` draws the
 figure, ``kerastrack.report_page`` writes the text tables and the HTML page.
 """
 
 import argparse
-import json
 import math
 import re
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +29,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kerastrack import plots, stats
+from kerastrack import best_over as tuning
+from kerastrack import grouping, plots, stats
 from kerastrack.config import monitor_mode
 from kerastrack.errors import ConfigError
-from kerastrack.report_page import html_page, marked, text
+from kerastrack.report_page import best_over_text, html_page, marked, text
 from kerastrack.secrets import mask_text
 from kerastrack.tracking.query import fetch_parent, fetch_runs
 from kerastrack.tracking.store import resolve_tracking_uri
@@ -57,6 +59,10 @@ class Report:
         figure: Mean learning curves per group, a matplotlib Figure.
         title: What the report is on: the sweep's name and id, or the runs.
         x: The figure's x axis: "epoch" or "time" (seconds of training).
+        best_over: With a tuned key: each group at its best value of it
+            (``kerastrack.best_over.best_over``), best first; else None.
+        best_over_key: That key, e.g. "optimizer.learning_rate", or None.
+        best_over_figure: The monitor against that key per group, or None.
     """
 
     table: pd.DataFrame
@@ -68,9 +74,13 @@ class Report:
     figure: Figure
     title: str = "kerastrack report"
     x: str = "epoch"
+    best_over: pd.DataFrame | None = None
+    best_over_key: str | None = None
+    best_over_figure: Figure | None = None
 
 
-def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None, title=None, x="epoch"):
+def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None, title=None, x="epoch",
+                 best_over=None):
     """Ranks runs by their best monitored value and averages each group across seeds.
 
     Args:
@@ -87,26 +97,32 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
             the runs share, else their number.
         x: The figure's x axis: "epoch" (numbered from 1) or "time" (seconds of training:
             the summed ``epoch_time_s``).
+        best_over: A swept key to tune over, e.g. "optimizer.learning_rate": the report
+            adds each group (its other keys but seed) at the value of it with the best
+            mean monitored value over the seeds. None: no such view.
 
     Returns:
         A Report.
 
     Raises:
-        ConfigError: No runs, a mode, group key or x that does not exist, or a monitor or
-            extra key that no run logged (or epoch_time_s, with ``x="time"``).
+        ConfigError: No runs, a mode, group key or x that does not exist, a monitor or
+            extra key that no run logged (or epoch_time_s, with ``x="time"``), or a
+            best_over key the runs did not sweep.
     """
     if not records:
         raise ConfigError("There are no runs to report on (check the sweep or the filter). Received: records=[]")
-    records = sorted(records, key=_job_order)
+    records = sorted(records, key=grouping.job_order)
     monitor, mode = _monitor_and_mode(records, monitor, mode)
-    swept = _swept_keys(records)
-    group_keys = _group_keys(records, swept, group_keys)
+    swept = grouping.swept_keys(records)
+    group_keys = grouping.group_keys(records, swept, group_keys)
+    if best_over is not None:
+        tuning.check_key(best_over, swept)
     table = _run_table(records, swept, monitor, mode)
-    labels = {r.run_id: _group_label(r, group_keys) for r in records}
+    labels = {r.run_id: grouping.group_label(r, group_keys) for r in records}
     best = table.iloc[0]
     found = not math.isnan(best[f"best_{monitor}"])
-    title = title or _default_title(records)
-    heading = f"{title}\n{_varied(records, swept, group_keys)}"
+    title = title or grouping.default_title(records)
+    heading = f"{title}\n{grouping.varied(records, swept, group_keys)}"
     return Report(
         table=table,
         groups=_group_table(records, table, group_keys, labels, monitor, mode),
@@ -117,6 +133,7 @@ def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=N
         figure=plots.comparison_figure(records, labels, monitor, extra_keys or [], DDOF, heading, x),
         title=title,
         x=x,
+        **(_best_over(records, table, group_keys, best_over, monitor, mode, title) if best_over else {}),
     )
 
 
@@ -134,13 +151,19 @@ def write_report(report, out_dir, title=None):
         title: The HTML page's title; None: the report's.
 
     Returns:
-        File name -> path: report.png, report.html, runs.csv, groups.csv.
+        File name -> path: report.png, report.html, runs.csv, groups.csv; with a best_over
+        view also best_over.png and best_over.csv.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("report.png", "report.html", "runs.csv", "groups.csv")}
+    names = ("report.png", "report.html", "runs.csv", "groups.csv")
+    paths = {name: out / name for name in (*names, *(("best_over.png", "best_over.csv") if report.best_over_key else ()))}
     report.figure.savefig(paths["report.png"], dpi=110, bbox_inches="tight")
-    page = html_page(report, title or report.title, paths["report.png"].read_bytes(), DDOF)
+    if report.best_over_key:
+        report.best_over_figure.savefig(paths["best_over.png"], dpi=110, bbox_inches="tight")
+        report.best_over.to_csv(paths["best_over.csv"], index=False)
+    pngs = [paths[name].read_bytes() for name in ("report.png", "best_over.png") if name in paths]
+    page = html_page(report, title or report.title, pngs, DDOF)
     paths["report.html"].write_text(page, encoding="utf-8")
     report.table.to_csv(paths["runs.csv"], index=False)
     report.groups.to_csv(paths["groups.csv"], index=False)
@@ -149,14 +172,17 @@ def write_report(report, out_dir, title=None):
 
 def format_table(report):
     """The per-run table as plain text, best first, the best run marked with '*'; then,
-    when a group has several runs (seeds), each group against the best one."""
-    runs = text(marked(report).drop(columns="run_id"))
-    if report.groups["n_finished"].max() < 2:
-        return runs
-    columns = ["group", "n_finished", f"mean_best_{report.monitor}", f"std_best_{report.monitor}", "diff_to_best",
-               "ci95_low", "ci95_high", "vs_best"]
-    return (f"{runs}\n\nGroups: best_{report.monitor}, mean and std over their runs; the difference to the best "
-            f"group with its 95% interval (paired by seed where the seeds match):\n{text(report.groups[columns])}")
+    when a group has several runs (seeds), each group against the best one; then, with a
+    best_over key, each group at its best value of it."""
+    parts = [text(marked(report).drop(columns="run_id"))]
+    if report.groups["n_finished"].max() >= 2:
+        columns = ["group", "n_finished", f"mean_best_{report.monitor}", f"std_best_{report.monitor}",
+                   "diff_to_best", "ci95_low", "ci95_high", "vs_best"]
+        parts.append(f"Groups: best_{report.monitor}, mean and std over their runs; the difference to the best "
+                     f"group with its 95% interval (paired by seed where the seeds match):\n{text(report.groups[columns])}")
+    if report.best_over_key:
+        parts.append(best_over_text(report))
+    return "\n\n".join(parts)
 
 
 def main(argv=None):
@@ -177,11 +203,6 @@ def main(argv=None):
 
 
 # -- the per-run table ------------------------------------------------------------------
-
-
-def _job_order(record):
-    job = record.tags.get("sweep.job", "")
-    return (int(job) if job.isdigit() else math.inf, record.start_time or 0)
 
 
 def _monitor_and_mode(records, monitor, mode):
@@ -208,61 +229,6 @@ def _monitor_and_mode(records, monitor, mode):
     return monitor, monitor_mode(monitor, mode)
 
 
-def _swept_keys(records):
-    return list(dict.fromkeys(k for r in records for k in _swept_values(r)))  # in the sweep's order
-
-
-def _swept_values(record):
-    try:
-        values = json.loads(record.tags.get("sweep.values", "{}"))
-    except json.JSONDecodeError:
-        return {}
-    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
-
-
-def _group_keys(records, swept, group_keys):
-    if group_keys is None:
-        return [k for k in swept if k != "seed"] if swept else ["name"]
-    known = set(swept) | {"name"} | {k for r in records for k in (*r.params, *r.tags)}
-    for key in group_keys:
-        if key not in known:
-            raise ConfigError(
-                f"group key '{key}' is neither a swept key, a param nor a tag of these runs; "
-                f"swept keys: {', '.join(swept) or 'none'}. Received: group_keys={list(group_keys)}"
-            )
-    return list(group_keys)
-
-
-def _value_of(record, key):
-    if key == "name":
-        return record.name
-    return next((s[key] for s in (_swept_values(record), record.params, record.tags) if key in s), "")
-
-
-def _default_title(records):
-    parents = {r.tags.get("mlflow.parentRunId") for r in records}
-    return f"sweep {parents.pop()}" if len(parents) == 1 and None not in parents else f"{len(records)} runs"
-
-
-def _varied(records, swept, group_keys):
-    """What differs between the figure's curves, e.g. "varied: optimizer; seed (3 seeds averaged)"."""
-    if group_keys == ["name"]:
-        return "one curve per run"
-    parts = list(group_keys)
-    for key in (k for k in swept if k not in group_keys):
-        values = {_swept_values(r)[key] for r in records if key in _swept_values(r)}
-        noun = "seeds" if key == "seed" else "values"
-        parts.append(f"{key} ({len(values)} {noun} averaged)" if len(values) > 1 else f"{key}={min(values)}")
-    # Searches sweep many keys: wrap rather than widen the figure.
-    return textwrap.fill(f"varied: {'; '.join(parts) or 'nothing'}", width=110)
-
-
-def _group_label(record, group_keys):
-    if group_keys == ["name"]:
-        return record.name
-    return ",".join(f"{k}={_value_of(record, k)}" for k in group_keys) or "all runs"
-
-
 def _best(record, monitor, mode):
     values = plots.finite_series(record, monitor).dropna()
     if values.empty:
@@ -277,7 +243,7 @@ def _run_row(record, swept, monitor, mode):
     epochs = {s for key in ("loss", monitor) for s, _ in record.history.get(key, [])}
     return {
         "name": record.name,
-        **{k: _swept_values(record).get(k, "") for k in swept},
+        **{k: grouping.swept_values(record).get(k, "") for k in swept},
         "status": record.status,
         f"best_{monitor}": best,
         "best_epoch": best_epoch if best_epoch is pd.NA else best_epoch + 1,  # as Keras numbers it
@@ -309,13 +275,24 @@ def _rank_key(values, mode):
 # -- groups -----------------------------------------------------------------------------
 
 
+def _best_over(records, table, group_keys, key, monitor, mode, title):
+    by_id = {r.run_id: r for r in records}
+    keys = [k for k in group_keys if k not in (key, "seed", "name")]
+    missing = [k for k in (*keys, "seed") if k not in table]  # group keys that are params or tags
+    runs = table.assign(**{k: [grouping.value_of(by_id[i], k) for i in table["run_id"]] for k in missing})
+    picks = tuning.best_over(runs, key, keys, monitor, mode, DDOF)
+    grid = tuning.value_grid(runs, key, keys, monitor, DDOF)
+    return {"best_over": picks, "best_over_key": key,
+            "best_over_figure": tuning.figure(grid, picks, key, monitor, title)}
+
+
 def _group_table(records, table, group_keys, labels, monitor, mode):
     best = table.set_index("run_id")[f"best_{monitor}"]
     rows = {}
     for record in records:
         row = rows.setdefault(labels[record.run_id], {
             "group": labels[record.run_id],
-            **({} if group_keys == ["name"] else {k: _value_of(record, k) for k in group_keys}),
+            **({} if group_keys == ["name"] else {k: grouping.value_of(record, k) for k in group_keys}),
             "n_runs": 0, "n_finished": 0, "n_failed": 0, "bests": {},
         })
         row["n_runs"] += 1
@@ -323,7 +300,7 @@ def _group_table(records, table, group_keys, labels, monitor, mode):
         if record.status == FINISHED:
             row["n_finished"] += 1
             if not math.isnan(best[record.run_id]):  # by seed, for pairing (a repeated seed: by run)
-                seed = _value_of(record, "seed")
+                seed = grouping.value_of(record, "seed")
                 row["bests"][seed if seed not in row["bests"] else (seed, record.run_id)] = best[record.run_id]
     for row in rows.values():
         bests = np.array(list(row["bests"].values()))
@@ -364,6 +341,10 @@ def _parser():
     parser.add_argument("--plot", action="append", default=[], metavar="KEY",
                         help="one more panel for this per-epoch metric (repeatable); a glob pattern "
                              "such as 'grad_norm/*' adds a panel for each metric it matches")
+    parser.add_argument("--best-over", metavar="KEY",
+                        help="a swept key to tune over, e.g. optimizer.learning_rate: each group (its other "
+                             "swept keys but seed) at the value with the best mean monitored value over the "
+                             "seeds, its test values there, and whether it sits at the grid's edge")
     parser.add_argument("--x", default="epoch", metavar="{epoch,time}",
                         help="the figure's x axis: epochs (from 1, as Keras prints them), or seconds "
                              "of training (the summed epoch_time_s); default: epoch")
@@ -384,7 +365,8 @@ def _run(args):
         raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
     if not records:
         raise ConfigError(f"{title} has no runs yet. Received: parent={args.parent}, experiment={args.experiment}")
-    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot, title=title, x=args.x)
+    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot, title=title, x=args.x,
+                          best_over=args.best_over)
     out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
     paths = write_report(report, out)
     print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best; "

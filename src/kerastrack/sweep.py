@@ -137,13 +137,26 @@ class MlflowSweepCallback(Callback):
 
     Args:
         report: Write the comparison report (plots, tables) onto the parent at the end.
+        best_over: A swept key, e.g. "optimizer.learning_rate": the report adds each
+            group at its best value of it (``kerastrack.best_over``); None: no such view.
     """
 
-    def __init__(self, report=True):
+    def __init__(self, report=True, best_over=None):
         self.report = report
+        self.best_over = best_over
         self.parent = None
 
     def on_multirun_start(self, config, **kwargs):
+        overrides = list(config.hydra.overrides.task)
+        keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
+        # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        keys += [str(k) for k in params if str(k) not in keys]
+        if self.best_over is not None and (self.best_over not in keys or self.best_over == "seed"):
+            # Before any run: the report at the sweep's end would have no view to show.
+            raise SystemExit(f"Error: hydra.callbacks.mlflow_sweep.best_over must be a key the sweep varies, other "
+                             f"than seed; this sweep varies: {', '.join(k for k in keys if k != 'seed') or 'nothing'}. "
+                             f"Received: hydra.callbacks.mlflow_sweep.best_over={self.best_over}")
         self.sweep_dir = sweep_dir(config.hydra)
         self._control = _control_dir(config.hydra)
         for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
@@ -156,11 +169,6 @@ class MlflowSweepCallback(Callback):
         _start_ray_first(config)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_interrupt)
-        overrides = list(config.hydra.overrides.task)
-        keys = [key for key, o in parse_overrides(overrides) if o.is_sweep_override()]
-        # Sweepers that search (Optuna) take their space from hydra.sweeper.params.
-        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-        keys += [str(k) for k in params if str(k) not in keys]
         # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
         # what finished and resume what was cut short (kerastrack.resume.plan).
         self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
@@ -245,7 +253,7 @@ class MlflowSweepCallback(Callback):
 
         records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
         title = report.sweep_title(fetch_parent(self.parent.tracking_uri, self.parent.run_id))
-        result = report.build_report(records, title=title)  # x: epochs, as Keras prints them
+        result = report.build_report(records, title=title, best_over=self.best_over)  # x: epochs, as Keras prints them
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
         self.parent.log_report(paths.values(), result.best_run_id, result.monitor, result.best_value, result.mode)
         print(report.format_table(result))
