@@ -145,7 +145,7 @@ def test_the_overlay_picks_each_optimizers_lowest_final_value_and_never_a_diverg
     assert {o: r.run_id for o, r in best["rosenbrock"].items()} == {"gd": "a", "adam": "d"}  # a tie: the smaller rate
     assert best["saddle"] == {}  # every run diverged: nothing to show
     fig = sweep_overlay(records)
-    assert "rate tuned on the grid 0.0001, 0.001, 0.01, 0.1, 1 (the same for every optimizer)" in fig.get_suptitle()
+    assert "rate tuned on the grid 0.0001, 0.001, 0.01, 0.1, 1 (the same for every optimizer)" in fig.get_suptitle().replace("\n", " ")
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["gd (0.001): 1.5", "adam (0.1): 0.4"]
 
 

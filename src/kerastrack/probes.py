@@ -151,7 +151,8 @@ class Trajectory(Parameters):
         ys = [self.origin[1], *(e.get(self.names[1], np.nan) for e in epochs)]
         final = epochs[-1].get("val_loss", np.nan)  # the value at the last position
         optimizer = self.model.optimizer
-        name = group_choices(OmegaConf.create()).get("optimizer", optimizer.name)  # gd, momentum: not all "SGD"
-        title = (f"{self.surface.name}, {name} at rate {epochs[0].get('learning_rate', np.nan):g}: "
+        choices = group_choices(OmegaConf.create())  # gd, momentum: not all "SGD"; saddle: not "polynomial"
+        name = choices.get("optimizer", optimizer.name)
+        title = (f"{choices.get('loss', self.surface.name)}, {name} at rate {epochs[0].get('learning_rate', np.nan):g}: "
                  f"{int(optimizer.iterations.numpy()):,} steps,\nf = {final:.4g} at ({xs[-1]:.3g}, {ys[-1]:.3g})")
         return {"trajectory.png": trajectory_figure(self.surface, Walk(name, xs, ys, final), self.origin, title)}

@@ -7,6 +7,7 @@ Figures are plain ``matplotlib.figure.Figure`` objects, as in kerastrack.plots.
 
 import ast
 import math
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 GRID = 160  # contour samples per axis
 LEVELS = 24  # contour levels, at quantiles of the surface's values in view (any range, any sign)
 RATE_KEY = "optimizer.learning_rate"
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 @dataclass
@@ -50,7 +52,7 @@ def _view(paths, start, minimum=None):
     return centre - half, centre + half
 
 
-def draw_surface(ax, surface, paths, start, colors=None):
+def draw_surface(ax, surface, paths, start, styles=None):
     """Contours of the surface around ``paths``, and each path with its start and end.
 
     Args:
@@ -59,7 +61,7 @@ def draw_surface(ax, surface, paths, start, colors=None):
             ``minimum``, marked with a star when known).
         paths: ``Walk`` objects.
         start: The common start, (x, y).
-        colors: One colour per path; None: tab10.
+        styles: One dict of line style (color, linestyle) per path; None: tab10 colours.
     """
     value, minimum = surface.value, getattr(surface, "minimum", None)
     (x0, y0), (x1, y1) = _view(paths, start, minimum)
@@ -70,9 +72,10 @@ def draw_surface(ax, surface, paths, start, colors=None):
     ax.contour(gx, gy, z, levels=levels, colors="grey", linewidths=0.4)
     cmap = matplotlib.colormaps["tab10"]
     for i, path in enumerate(paths):
-        color = colors[i] if colors else cmap(i % cmap.N)
+        style = styles[i] if styles else {"color": cmap(i % cmap.N)}
+        color = style["color"]
         xs, ys = np.asarray(path.xs, float), np.asarray(path.ys, float)
-        ax.plot(xs, ys, "-", color=color, linewidth=1.4, marker="o", markersize=2.2, label=path.label)
+        ax.plot(xs, ys, linewidth=1.4, marker="o", markersize=2.2, label=path.label, **style)
         finite = np.isfinite(xs) & np.isfinite(ys)
         if finite.any():
             ax.plot(xs[finite][-1], ys[finite][-1], marker="X", markersize=8, color=color, markeredgecolor="black",
@@ -113,18 +116,20 @@ def overlay_figure(panels, note):
     """
     labels = list(dict.fromkeys(p.label.split(" ")[0] for _, _, _, paths in panels for p in paths))
     cmap = matplotlib.colormaps["tab10"]
-    color = {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    # Colour and line style: paths that coincide (Adam and AMSGrad often do) both stay visible.
+    style = {label: {"color": cmap(i % cmap.N), "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+             for i, label in enumerate(labels)}
     columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig = Figure(figsize=(5.0 * columns + 1.8, 4.2 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (title, surface, start, paths) in zip(axes, panels):
-        draw_surface(ax, surface, paths, start, [color[p.label.split(" ")[0]] for p in paths])
+        draw_surface(ax, surface, paths, start, [style[p.label.split(" ")[0]] for p in paths])
         ax.set_title(title, fontsize="medium")
         ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(note, fontsize="small")
+    fig.suptitle("\n".join(textwrap.wrap(note, width=int(12 * fig.get_figwidth()))), fontsize="small")
     return fig
 
 
@@ -220,6 +225,6 @@ def sweep_overlay(records, key=RATE_KEY):
     clipped = {r.params.get(f"optimizer.{c}") for r in walked for c in ("clipnorm", "clipvalue", "global_clipnorm")}
     note = (f"Each optimizer at its rate tuned on the grid {', '.join(f'{v:g}' for v in rates)} (the same for every "
             f"optimizer), picked by the lowest final value (diverged runs never picked); legend: optimizer (rate): "
-            f"final value.\n{' or '.join(f'{s:,}' for s in sorted(steps))} steps each, gradients "
+            f"final value. {' or '.join(f'{s:,}' for s in sorted(steps))} steps each, gradients "
             f"{'unclipped' if clipped <= {None, 'None'} else 'clipped as configured'}.")
     return overlay_figure(panels, note)
