@@ -158,5 +158,6 @@ def test_a_surfaces_sweep_overlays_every_optimizers_path_on_its_parent(tmp_path)
     client = store_client(tmp_path)
     exp = client.get_experiment_by_name("kerastrack")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'parent'")
-    assert "report/surfaces.png" in artifacts(client, parent.info.run_id, "report")
-    assert "surfaces.png" in result.stdout
+    report = artifacts(client, parent.info.run_id, "report")
+    assert {"report/report.png", "report/surfaces.png", "report/surfaces.gif"} <= set(report)
+    assert "surfaces.png, surfaces.gif" in result.stdout

@@ -259,20 +259,22 @@ class MlflowSweepCallback(Callback):
 
     def _log_surfaces(self):
         """The optimizer lab's overlay of every optimizer's path on each surface (at its best
-        rate), as report/surfaces.png on the parent."""
+        rate), as report/surfaces.png and, animated, surfaces.gif on the parent."""
         from kerastrack.tracking.query import fetch_runs
-        from kerastrack.trajectories import sweep_overlay
+        from kerastrack.trajectories import overlay_animation, overlay_figure, sweep_panels
 
         records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id,
                              history_keys=["x", "y", "loss", "val_loss"])
-        fig = sweep_overlay(records)
-        if fig is None:
+        drawn = sweep_panels(records)
+        if drawn is None:
             return []
-        path = Path(self.sweep_dir) / "report" / "surfaces.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=80)
-        self.parent.log_report([path])
-        return [path]
+        folder = Path(self.sweep_dir) / "report"
+        folder.mkdir(parents=True, exist_ok=True)
+        overlay_figure(*drawn).savefig(folder / "surfaces.png", dpi=80)
+        overlay_animation(*drawn, folder / "surfaces.gif")  # the same paths, growing epoch by epoch
+        paths = [folder / "surfaces.png", folder / "surfaces.gif"]
+        self.parent.log_report(paths)
+        return paths
 
     def _end(self, status):
         parent, self.parent = self.parent, None

@@ -62,7 +62,11 @@ def draw_surface(ax, surface, paths, start, styles=None):
         paths: ``Walk`` objects.
         start: The common start, (x, y).
         styles: One dict of line style (color, linestyle) per path; None: tab10 colours.
+
+    Returns:
+        Per path: its line, its end marker (or None) and its points, for an animation.
     """
+    drawn = []
     value, minimum = surface.value, getattr(surface, "minimum", None)
     (x0, y0), (x1, y1) = _view(paths, start, minimum)
     gx, gy = np.meshgrid(np.linspace(x0, x1, GRID), np.linspace(y0, y1, GRID))
@@ -75,11 +79,13 @@ def draw_surface(ax, surface, paths, start, styles=None):
         style = styles[i] if styles else {"color": cmap(i % cmap.N)}
         color = style["color"]
         xs, ys = np.asarray(path.xs, float), np.asarray(path.ys, float)
-        ax.plot(xs, ys, linewidth=1.4, marker="o", markersize=2.2, label=path.label, **style)
+        (line,) = ax.plot(xs, ys, linewidth=1.4, marker="o", markersize=2.2, label=path.label, **style)
         finite = np.isfinite(xs) & np.isfinite(ys)
+        end = None
         if finite.any():
-            ax.plot(xs[finite][-1], ys[finite][-1], marker="X", markersize=8, color=color, markeredgecolor="black",
-                    markeredgewidth=0.6)
+            (end,) = ax.plot(xs[finite][-1], ys[finite][-1], marker="X", markersize=8, color=color,
+                             markeredgecolor="black", markeredgewidth=0.6)
+        drawn.append((line, end, xs, ys))
     ax.plot(*start, marker="o", markersize=8, color="white", markeredgecolor="black")
     if minimum is not None:
         ax.plot(*minimum, marker="*", markersize=12, color="gold", markeredgecolor="black")
@@ -87,6 +93,7 @@ def draw_surface(ax, surface, paths, start, styles=None):
     ax.set_ylim(y0, y1)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
+    return drawn
 
 
 def trajectory_figure(surface, path, start, title):
@@ -114,6 +121,39 @@ def overlay_figure(panels, note):
             (the same label has the same colour in every panel).
         note: A line under the figure saying how the paths were chosen.
     """
+    return _overlay(panels, note)[0]
+
+
+def overlay_animation(panels, note, path, dpi=50, fps=8):
+    """``overlay_figure`` as an animated GIF at ``path``: the paths grow epoch by epoch.
+
+    Args:
+        panels: As for ``overlay_figure``.
+        note: As for ``overlay_figure``.
+        path: The GIF file to write.
+        dpi: Its resolution (50: about 600 x 450 pixels for four panels).
+        fps: Epochs a second.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter  # Pillow: only when animated
+
+    fig, drawn = _overlay(panels, note)
+    frames = max(len(xs) for _, _, xs, _ in drawn)
+
+    def show(frame):
+        for line, end, xs, ys in drawn:
+            line.set_data(xs[:frame + 1], ys[:frame + 1])
+            if end is not None:
+                known = np.isfinite(xs[:frame + 1]) & np.isfinite(ys[:frame + 1])
+                end.set_data(xs[:frame + 1][known][-1:], ys[:frame + 1][known][-1:])
+        return []
+
+    # The last epoch is held for a second before the GIF loops.
+    FuncAnimation(fig, show, frames=[*range(frames), *[frames - 1] * fps]).save(
+        path, writer=PillowWriter(fps=fps), dpi=dpi)
+
+
+def _overlay(panels, note):
+    """The overlay figure, and what ``draw_surface`` drew on it."""
     labels = list(dict.fromkeys(p.label.split(" ")[0] for _, _, _, paths in panels for p in paths))
     cmap = matplotlib.colormaps["tab10"]
     # Colour and line style: paths that coincide (Adam and AMSGrad often do) both stay visible.
@@ -123,14 +163,15 @@ def overlay_figure(panels, note):
     rows = math.ceil(len(panels) / columns)
     fig = Figure(figsize=(5.0 * columns + 1.8, 4.2 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    drawn = []
     for ax, (title, surface, start, paths) in zip(axes, panels):
-        draw_surface(ax, surface, paths, start, [style[p.label.split(" ")[0]] for p in paths])
+        drawn += draw_surface(ax, surface, paths, start, [style[p.label.split(" ")[0]] for p in paths])
         ax.set_title(title, fontsize="medium")
         ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle("\n".join(textwrap.wrap(note, width=int(12 * fig.get_figwidth()))), fontsize="small")
-    return fig
+    return fig, drawn
 
 
 def literal(text):
@@ -205,9 +246,14 @@ def sweep_overlay(records, key=RATE_KEY):
     Returns:
         A Figure, or None when no run logged x and y.
     """
+    drawn = sweep_panels(records, key)
+    return overlay_figure(*drawn) if drawn else None
+
+
+def sweep_panels(records, key=RATE_KEY):
+    """What ``sweep_overlay`` draws: (panels, note) for ``overlay_figure`` and
+    ``overlay_animation``, or None when no run logged x and y."""
     walked = [r for r in records if r.history.get("x") and r.history.get("y")]
-    if not walked:
-        return None
     panels = []
     for surface, chosen in best_paths(walked, key).items():
         if not chosen:
@@ -227,4 +273,4 @@ def sweep_overlay(records, key=RATE_KEY):
             f"optimizer), picked by the lowest final value (diverged runs never picked); legend: optimizer (rate): "
             f"final value. {' or '.join(f'{s:,}' for s in sorted(steps))} steps each, gradients "
             f"{'unclipped' if clipped <= {None, 'None'} else 'clipped as configured'}.")
-    return overlay_figure(panels, note)
+    return panels, note
