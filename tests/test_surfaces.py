@@ -161,3 +161,10 @@ def test_a_surfaces_sweep_overlays_every_optimizers_path_on_its_parent(tmp_path)
     report = artifacts(client, parent.info.run_id, "report")
     assert {"report/report.png", "report/surfaces.png", "report/surfaces.gif"} <= set(report)
     assert "surfaces.png, surfaces.gif" in result.stdout
+
+
+def test_the_overlay_calls_nothing_but_a_surface_named_in_a_stores_params():
+    run = record("a", "rosenbrock", "gd", 0.001, 1.5)
+    run.params["loss.fn._target_"] = "os.getcwd"  # a store's params could name any callable
+    with pytest.raises(ValueError, match="loss.fn._target_ of run a is not a surface: os.getcwd"):
+        sweep_overlay([run])

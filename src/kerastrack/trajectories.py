@@ -228,12 +228,19 @@ def path_of(record, label):
 
 
 def surface_of(record):
-    """The run's surface, rebuilt from its recorded ``loss.fn.*`` params."""
-    from hydra.utils import instantiate  # imports the surface's module (Keras) only when drawn
+    """The run's surface, rebuilt from its recorded ``loss.fn.*`` params.
+
+    Raises:
+        ValueError: The recorded target is not a surface (a class with ``value``): a
+            store's params name what is called here, so nothing else is.
+    """
+    from hydra.utils import get_class, instantiate  # imports the surface's module (Keras) only when drawn
 
     prefix = "loss.fn."
-    return instantiate({k[len(prefix):]: literal(v) for k, v in record.params.items() if k.startswith(prefix)},
-                       _convert_="all")
+    spec = {k[len(prefix):]: literal(v) for k, v in record.params.items() if k.startswith(prefix)}
+    if not callable(getattr(get_class(str(spec.get("_target_"))), "value", None)):
+        raise ValueError(f"loss.fn._target_ of run {record.run_id} is not a surface: {spec.get('_target_')}")
+    return instantiate(spec, _convert_="all")
 
 
 def sweep_overlay(records, key=RATE_KEY):
