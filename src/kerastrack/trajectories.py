@@ -234,11 +234,12 @@ def surface_of(record):
         ValueError: The recorded target is not a surface (a class with ``value``): a
             store's params name what is called here, so nothing else is.
     """
-    from hydra.utils import get_class, instantiate  # imports the surface's module (Keras) only when drawn
+    from hydra.utils import get_object, instantiate  # imports the surface's module (Keras) only when drawn
 
     prefix = "loss.fn."
     spec = {k[len(prefix):]: literal(v) for k, v in record.params.items() if k.startswith(prefix)}
-    if not callable(getattr(get_class(str(spec.get("_target_"))), "value", None)):
+    target = get_object(str(spec.get("_target_")))
+    if not (isinstance(target, type) and callable(getattr(target, "value", None))):
         raise ValueError(f"loss.fn._target_ of run {record.run_id} is not a surface: {spec.get('_target_')}")
     return instantiate(spec, _convert_="all")
 
