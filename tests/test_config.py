@@ -206,6 +206,12 @@ BAD = [
     (["data=csv", "data.path={tmp}/three.csv", "data.target=y", "data.task=binary"], "data.task: binary needs exactly 2 classes; column 'y' has 3"),
     (["data=csv", "data.path={tmp}/text.csv", "data.target=y", "data.task=regression", "loss=mse"], "data.task: regression needs a numeric target"),
     (["data=fashion_mnist", "data.path={tmp}/inf.csv"], "data.path: inf.csv is not a directory"),
+    # The optimizer lab's surfaces (experiment=surfaces).
+    (["experiment=surfaces", "data.steps_per_epoch=0"], "data.steps_per_epoch must be an integer >= 1: the optimizer steps per epoch. Received: data.steps_per_epoch=0"),
+    (["experiment=surfaces", "model.start=[1]"], "model.start must be a list of two numbers [x, y] (the surface's loss.start by default), e.g. [-2, 2]. Received: model.start=[1]"),
+    (["experiment=surfaces", "loss.start=[0,nan]"], "Received: model.start=[0, nan]"),
+    (["experiment=surfaces", "loss=saddle", "loss.fn.terms=[[1,2]]"], "loss.fn.terms must be a non-empty list of [coefficient, power of x, power of y] with integer powers >= 0, e.g. [[1, 2, 0], [-1, 0, 2]] for x^2 - y^2. Received: loss.fn.terms=[[1, 2]]"),
+    (["experiment=surfaces", "loss.fn.b=abc"], "loss.fn.b must be a finite number. Received: loss.fn.b=abc"),
 ]
 
 

@@ -24,6 +24,7 @@ PROBE_METRICS = {
     "kerastrack.probes.WeightStats": ("near_zero_share", "weight_l1", "weight_l2"),
     "kerastrack.probes.UpdateSize": ("update_per_step",),
     "kerastrack.probes.Parameters": ("x",),
+    "kerastrack.probes.Trajectory": ("x", "y"),
 }
 # Quick: one epoch on a few samples. Without Debian's Fashion-MNIST, digits (bundled). The
 # lab's problems (no data.limit) are small already.
@@ -36,8 +37,10 @@ def quick(cfg):
 
 def depends_on_seed(cfg):
     """Whether anything in a run depends on the seed: the lab's online problem starts at
-    zero and reads its steps in order, so seeds would repeat one run."""
-    return cfg.trainer.shuffle or cfg.model.get("kernel_initializer") != "zeros" or "seed" in cfg.data
+    zero and reads its steps in order, and a walk on a surface starts at its given point
+    (model=point), so seeds would repeat one run."""
+    starts_fixed = cfg.model.get("kernel_initializer") == "zeros" or "start" in cfg.model
+    return cfg.trainer.shuffle or not starts_fixed or "seed" in cfg.data
 
 
 def sweep_combinations(cfg):

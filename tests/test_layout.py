@@ -58,9 +58,9 @@ LAYERS = [
     ["kerastrack.resume"],
     ["kerastrack.config", "kerastrack"],  # the package's __init__ registers config's resolvers
     ["kerastrack.data", "kerastrack.datafiles", "kerastrack.feed", "kerastrack.lab"],
-    ["kerastrack.models", "kerastrack.heads", "kerastrack.losses", "kerastrack.schedules"],
+    ["kerastrack.models", "kerastrack.heads", "kerastrack.losses", "kerastrack.schedules", "kerastrack.surfaces"],
     ["kerastrack.callbacks", "kerastrack.probes", "kerastrack.search"],
-    ["kerastrack.plots"],
+    ["kerastrack.plots", "kerastrack.trajectories"],
     [name for name in MODULES if name.startswith("kerastrack.tracking")],
     ["kerastrack.secrets", "kerastrack.signals"],
     ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.background", "kerastrack.errors", "kerastrack.startup", "kerastrack.stats"],

@@ -29,6 +29,11 @@ ROWS = [
     ("iris", "mlp", "squared_hinge", "sgd", "constant", "default"),
     ("reddi_online", "linear", "online_linear", "amsgrad", "constant", "[default,parameters]"),
     ("wilson_separable", "linear", "least_squares", "adagrad_from_zero", "constant", "default"),
+    # The optimizer lab's surfaces: the position is the model (experiment=surfaces).
+    ("surface_steps", "point", "rosenbrock", "adam", "constant", "[default,trajectory]"),
+    ("surface_steps", "point", "saddle", "sgd", "constant", "trajectory"),
+    ("surface_steps", "point", "two_minima", "momentum", "constant", "trajectory"),
+    ("surface_steps", "point", "rastrigin", "rmsprop", "constant", "trajectory"),
 ]
 # Debian's dataset-fashion-mnist, an extra (it skips without it); mnist and cifar10 would download.
 FASHION_ROW = ("fashion_mnist", "cnn", "categorical_crossentropy", "adam", "constant", "default")
@@ -49,6 +54,8 @@ def _overrides(row, tmp_path):
         overrides += ["data.steps_per_epoch=101", "model.use_bias=false", "trainer.batch_size=1"]
     elif row[0] == "wilson_separable":  # the lab's construction: points, not a set to limit
         overrides.append("data.n=20")
+    elif row[0] == "surface_steps":  # a point on a surface, one step a sample
+        overrides += ["trainer.batch_size=1", "trainer.metrics=[]"]
     else:
         overrides.append("data.limit=60")
     if row[0] == "csv":  # a float target with many values: regression, for mse

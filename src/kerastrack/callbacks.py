@@ -4,6 +4,7 @@ tracker, see kerastrack.tracking) and the training state a run keeps for ``resum
 import json
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,6 +97,16 @@ class EpochLogger(keras.callbacks.Callback):
         if not math.isfinite(record.get("loss", 0.0)):
             # Also without TerminateOnNaN (callbacks=none): a diverged run trains no further.
             self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        # A probe's figures of the whole run (a trajectory), logged under plots/ like the
+        # pipeline's; drawn also for a diverged run: the path shows where it went.
+        for probe in self.probes:
+            figures = probe.figures(self.epochs)
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, fig in figures.items():
+                    fig.savefig(Path(tmp) / name, dpi=100)
+                    self.tracker.log_artifact(Path(tmp) / name, "plots")
 
     @property
     def diverged_epoch(self):

@@ -126,6 +126,9 @@ def _check_value(key, name, value):
         _fail(key, value, f"an integer in [0, {SEED_MAX}]")
     if name == "boundary_epochs":
         _check_boundaries(key, value)
+    if key == "model.start" and not (isinstance(value, (list, ListConfig)) and len(value) == 2
+                                   and all(_is_number(v) and math.isfinite(v) for v in value)):
+        _fail(key, value, "a list of two numbers [x, y] (the surface's loss.start by default), e.g. [-2, 2]")
     if name not in RANGES or (value is None and name not in INTEGER_LISTS):
         return
     check, allowed = RANGES[name]

@@ -87,3 +87,22 @@ def wilson_separable(n=100, p=0.6, n_val=200, n_test=200, seed=42) -> Dataset:
     xs, ys = [x[s] for s in split], [classes[s] for s in split]
     return Dataset("wilson_separable", "binary", xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], class_names=["-1", "+1"],
                    source="kerastrack.lab.wilson_separable")
+
+
+def surface_steps(steps_per_epoch=10) -> Dataset:
+    """The pace of a walk on a 2-D surface (``loss=rosenbrock``, ``saddle``, ...): every
+    sample is the same input, 1, so with ``model=point`` (the position is the model's one
+    weight) and ``trainer.batch_size=1`` each sample is one full gradient step on the
+    surface and an epoch is ``steps_per_epoch`` of them. The targets (0) are unused: the
+    surface alone scores a position. Validation and test are one sample: their loss is the
+    surface's value where the epoch ended.
+
+    Args:
+        steps_per_epoch: Optimizer steps per epoch (>= 1).
+    """
+    if not (isinstance(steps_per_epoch, int) and not isinstance(steps_per_epoch, bool) and steps_per_epoch >= 1):
+        raise ConfigError(f"data.steps_per_epoch must be an integer >= 1: the optimizer steps per epoch. "
+                          f"Received: data.steps_per_epoch={steps_per_epoch}")
+    ones, zeros = np.ones((steps_per_epoch, 1), np.float32), np.zeros(steps_per_epoch, np.float32)
+    return Dataset("surface_steps", "regression", ones, zeros, ones[:1], zeros[:1], ones[:1], zeros[:1],
+                   source="kerastrack.lab.surface_steps")

@@ -4,9 +4,12 @@ Model options in conf/model/ are ``_partial_`` calls to these functions: input_s
 head are known only once the data set and loss are.
 """
 
+import math
+
 import keras
 
 import kerastrack.losses  # noqa: F401 - registers the losses a saved model may name
+import kerastrack.surfaces  # noqa: F401 - and the surfaces
 from kerastrack.errors import ConfigError
 
 
@@ -107,6 +110,52 @@ def cnn(input_shape, head, filters=(32, 64), kernel_size=3, dense_units=128, act
 
 # Read by the config check, which refuses model=cnn on a tabular data set before any run.
 cnn.needs_images = True
+
+
+@keras.saving.register_keras_serializable(package="kerastrack")
+class Position(keras.layers.Layer):
+    """A point (x, y) as a layer's one weight: its output is that point for every sample,
+    whatever the input, so that a surface loss (kerastrack.surfaces) scores the point and
+    the optimizer moves it.
+
+    Args:
+        start: Where the point starts, [x, y].
+        **kwargs: Those of ``keras.layers.Layer``.
+    """
+
+    def __init__(self, start=(0.0, 0.0), **kwargs):
+        super().__init__(**kwargs)
+        self.start = [float(v) for v in start]
+
+    def build(self, input_shape):
+        self.position = self.add_weight(shape=(len(self.start),), initializer="zeros", name="position")
+        self.position.assign(self.start)
+
+    def call(self, inputs):
+        return keras.ops.ones((keras.ops.shape(inputs)[0], 1), dtype=self.position.dtype) * self.position
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start}
+
+
+def point(input_shape, head, start=(0.0, 0.0)):
+    """The position on a 2-D surface as the model: one weight, (x, y), started at ``start``;
+    it outputs the position and a surface loss (``loss=rosenbrock``, ...) scores it. The
+    head is not used: the output is the position itself.
+
+    Args:
+        input_shape: Shape of one sample (unused: see ``data=surface_steps``).
+        head: The output head (unused).
+        start: Where the position starts, [x, y]; conf/model/point.yaml takes the surface's
+            own (``loss.start``).
+    """
+    values = list(start) if isinstance(start, (list, tuple)) else None
+    if not (values and len(values) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+        raise ConfigError(f"model.start must be a list of two numbers [x, y], e.g. [-2, 2]. Received: model.start={start}")
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    # float32 under mixed precision too: the position is the whole model.
+    return keras.Model(inputs, Position(values, dtype="float32", name="position")(inputs), name="point")
 
 
 def load_model(path):

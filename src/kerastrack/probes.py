@@ -7,8 +7,10 @@ sample of the training set.
 """
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.hydra_utils import group_choices
 
 
 class Probe:
@@ -19,6 +21,11 @@ class Probe:
 
     def measure(self, model, x, y):
         raise NotImplementedError
+
+    def figures(self, epochs):
+        """{file name: matplotlib Figure} of the whole run, logged under ``plots/`` when
+        training ends; ``epochs``: one dict of logged values per epoch."""
+        return {}
 
 
 def _kernels(model):
@@ -110,3 +117,42 @@ class Parameters(Probe):
     def measure(self, model, x, y):
         values = np.concatenate([np.ravel(w.numpy()) for w in model.trainable_weights])
         return {name: float(v) for name, v in zip(self.names, values)}
+
+
+class Trajectory(Parameters):
+    """The position on a 2-D surface (``model=point``, ``loss=rosenbrock`` ...), logged as
+    ``x`` and ``y`` every epoch like ``Parameters``; at the end of training, its path over
+    the surface's contours (``figures``), which the run logs as ``plots/trajectory.png``.
+
+    Args:
+        names: The two metric names, e.g. ``["x", "y"]``.
+    """
+
+    def __init__(self, names=("x", "y")):
+        super().__init__(names)
+        self.model = self.surface = self.origin = None
+
+    def start(self, model):
+        super().start(model)
+        self.model = model
+        self.surface = model.loss if hasattr(getattr(model, "loss", None), "value") else None
+        # The model's own start (model=point), also when a resumed run restarts the probe mid-way.
+        self.origin = next((list(layer.start) for layer in model.layers if hasattr(layer, "start")), None)
+        if self.origin is None:
+            self.origin = [float(v) for v in np.concatenate([np.ravel(w.numpy()) for w in model.trainable_weights])]
+
+    def figures(self, epochs):
+        """{file name: Figure} to log once training ends; none without a surface to draw."""
+        from kerastrack.trajectories import Walk, trajectory_figure  # matplotlib: only when drawn
+
+        if self.surface is None or not epochs:
+            return {}
+        xs = [self.origin[0], *(e.get(self.names[0], np.nan) for e in epochs)]
+        ys = [self.origin[1], *(e.get(self.names[1], np.nan) for e in epochs)]
+        final = epochs[-1].get("val_loss", np.nan)  # the value at the last position
+        optimizer = self.model.optimizer
+        choices = group_choices(OmegaConf.create())  # gd, momentum: not all "SGD"; saddle: not "polynomial"
+        name = choices.get("optimizer", optimizer.name)
+        title = (f"{choices.get('loss', self.surface.name)}, {name} at rate {epochs[0].get('learning_rate', np.nan):g}: "
+                 f"{int(optimizer.iterations.numpy()):,} steps,\nf = {final:.4g} at ({xs[-1]:.3g}, {ys[-1]:.3g})")
+        return {"trajectory.png": trajectory_figure(self.surface, Walk(name, xs, ys, final), self.origin, title)}

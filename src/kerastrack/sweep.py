@@ -229,6 +229,11 @@ class MlflowSweepCallback(Callback):
                     report = self._log_report()
                 except Exception as exc:  # noqa: BLE001 - a report must not fail a finished sweep
                     log.warning("no comparison report: %s: %s", type(exc).__name__, exc)
+                if any("x" in r.metrics and "y" in r.metrics for r in children):  # walks on 2-D surfaces
+                    try:
+                        report = [*(report or []), *self._log_surfaces()]
+                    except Exception as exc:  # noqa: BLE001 - nor its figure
+                        log.warning("no surfaces figure: %s: %s", type(exc).__name__, exc)
             try:
                 link = self.parent.ui_link()
             except Exception as exc:  # noqa: BLE001 - nor a view of it in the UI
@@ -259,6 +264,25 @@ class MlflowSweepCallback(Callback):
         print(report.format_table(result))
         # The figure first: it is what a user opens.
         return sorted(paths.values(), key=lambda p: p.suffix != ".png")
+
+    def _log_surfaces(self):
+        """The optimizer lab's overlay of every optimizer's path on each surface (at its best
+        rate), as report/surfaces.png and, animated, surfaces.gif on the parent."""
+        from kerastrack.tracking.query import fetch_runs
+        from kerastrack.trajectories import overlay_animation, overlay_figure, sweep_panels
+
+        records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id,
+                             history_keys=["x", "y", "loss", "val_loss"])
+        drawn = sweep_panels(records)
+        if drawn is None:
+            return []
+        folder = Path(self.sweep_dir) / "report"
+        folder.mkdir(parents=True, exist_ok=True)
+        overlay_figure(*drawn).savefig(folder / "surfaces.png", dpi=80)
+        overlay_animation(*drawn, folder / "surfaces.gif")  # the same paths, growing epoch by epoch
+        paths = [folder / "surfaces.png", folder / "surfaces.gif"]
+        self.parent.log_report(paths)
+        return paths
 
     def _end(self, status):
         parent, self.parent = self.parent, None
