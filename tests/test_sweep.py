@@ -59,7 +59,7 @@ def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
     result = run_train(tmp_path, "-m", "launcher=parallel", "hydra.launcher.n_jobs=4", "optimizer=sgd",
                        "optimizer.learning_rate=0.01,0.05,1e30,-1", "hydra.callbacks.mlflow_sweep.report=false", *QUICK)
     assert result.returncode == 1
-    assert "Error: 2 of 4 jobs failed" in result.stderr
+    assert "Error: 2 of 4 jobs failed (1 of them diverged)" in result.stderr
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweep.n_jobs"] == "4" and parent.data.tags["sweep.n_failed"] == "2"
@@ -69,6 +69,17 @@ def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
     (diverged,) = [r for r in children if r.info.status == "FAILED"]
     assert diverged.data.tags["diverged"] == "true"
     assert "optimizer.learning_rate must be a number > 0" in result.stdout + result.stderr
+
+
+def test_in_a_grid_that_allows_it_a_diverged_job_is_a_result_and_the_sweep_exits_0(tmp_path):
+    result = run_train(tmp_path, "-m", "optimizer=sgd", "optimizer.learning_rate=0.01,1e30",
+                       "hydra.callbacks.mlflow_sweep.diverged_ok=true", "hydra.callbacks.mlflow_sweep.report=false",
+                       *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 of 2 jobs diverged (FAILED in MLflow with diverged=true)" in result.stdout
+    _, parent, children = sweep_runs(tmp_path)
+    assert parent.data.tags["sweep.n_failed"] == "1"  # the record still says what happened
+    assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED"]
 
 
 def test_four_parallel_writers_on_an_existing_store(tmp_path):

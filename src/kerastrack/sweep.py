@@ -139,11 +139,16 @@ class MlflowSweepCallback(Callback):
         report: Write the comparison report (plots, tables) onto the parent at the end.
         best_over: A swept key, e.g. "optimizer.learning_rate": the report adds each
             group at its best value of it (``kerastrack.best_over``); None: no such view.
+        diverged_ok: A job whose loss diverged (its run FAILED, tag ``diverged=true``) is
+            one of the sweep's results, not a failure of the sweep: in a learning-rate grid
+            the largest rates are expected to diverge. The exit code is then 0 when every
+            failed job diverged.
     """
 
-    def __init__(self, report=True, best_over=None):
+    def __init__(self, report=True, best_over=None, diverged_ok=False):
         self.report = report
         self.best_over = best_over
+        self.diverged_ok = diverged_ok
         self.parent = None
 
     def on_multirun_start(self, config, **kwargs):
@@ -246,9 +251,13 @@ class MlflowSweepCallback(Callback):
             print(f"Report: {report[0]}" + (f" (beside it: {names})" if names else ""))
         if link:
             print(f"Side by side in the MLflow UI: {link}")
-        if n_failed:
-            sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed; their runs are FAILED in MLflow "
-                     f"(error.message tag) and their logs are in {self.sweep_dir}")
+        n_diverged = sum(r.tags.get("diverged") == "true" for r in children)
+        if n_failed and self.diverged_ok and n_failed == n_diverged:
+            print(f"{n_diverged} of {n_jobs} jobs diverged (FAILED in MLflow with diverged=true): a result of "
+                  f"this sweep (hydra.callbacks.mlflow_sweep.diverged_ok=true), not an error")
+        elif n_failed:
+            sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed ({n_diverged} of them diverged); their runs are "
+                     f"FAILED in MLflow (error.message tag) and their logs are in {self.sweep_dir}")
 
     def _log_report(self):
         # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start
