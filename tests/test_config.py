@@ -33,7 +33,8 @@ def _build(group, cfg, tmp_path):
         task = cfg.loss.tasks[0]
         return instantiate(cfg.loss.fn), resolve_head(cfg.loss, task, {"multiclass": 3, "binary": 2}.get(task))
     if group == "model":
-        head = resolve_head(cfg.loss, "multiclass", 10)
+        task = cfg.loss.tasks[0]  # multiclass but for a surface's position (regression)
+        head = resolve_head(cfg.loss, task, 10 if task == "multiclass" else None)
         return instantiate(cfg.model)(input_shape=(8, 8, 1), head=head)
     if group == "data":
         return instantiate(cfg.data)
@@ -66,6 +67,10 @@ def test_every_option_composes_checks_and_builds(group, option, make_cfg, tmp_pa
             overrides += [f"data.path={path}", "data.target=label"]
     if group == "scheduler":
         overrides.append("trainer.epochs=5")  # warm-up schedules need more epochs than warm-up
+    if (group, option) == ("model", "point"):  # a position and a surface go together
+        overrides += ["loss=rosenbrock", "data=surface_steps"]
+    if group == "loss" and "start" in OmegaConf.load(CONF / "loss" / f"{option}.yaml"):
+        overrides += ["model=point", "data=surface_steps"]
     if group == "callbacks" and option == "reduce_lr_on_plateau":
         overrides = ["callbacks=[default,reduce_lr_on_plateau]"]
     cfg = make_cfg(*overrides)
@@ -212,6 +217,8 @@ BAD = [
     (["experiment=surfaces", "loss.start=[0,nan]"], "Received: model.start=[0, nan]"),
     (["experiment=surfaces", "loss=saddle", "loss.fn.terms=[[1,2]]"], "loss.fn.terms must be a non-empty list of [coefficient, power of x, power of y] with integer powers >= 0, e.g. [[1, 2, 0], [-1, 0, 2]] for x^2 - y^2. Received: loss.fn.terms=[[1, 2]]"),
     (["experiment=surfaces", "loss.fn.b=abc"], "loss.fn.b must be a finite number. Received: loss.fn.b=abc"),
+    (["loss=rosenbrock"], "a 2-D surface's loss (rosenbrock, saddle, two_minima, rastrigin) scores a position, which model=point is, and model=point needs one. Received: loss=rosenbrock, model=mlp"),
+    (["model=point"], "Received: loss=categorical_crossentropy, model=point"),
 ]
 
 

@@ -262,16 +262,12 @@ def check_config(cfg):
         _check_arguments(cfg, group)
         _as_floats(_select(cfg, group))
     _check_model_fits_data(cfg)
-    plateau = [
-        name for name, cb in _select(cfg, "callbacks").items()
-        if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")
-    ]
+    plateau = [name for name, cb in _select(cfg, "callbacks").items()
+               if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")]
     if plateau and "_target_" in _select(cfg, "scheduler"):
-        raise ConfigError(
-            f"callbacks.{plateau[0]} (ReduceLROnPlateau) cannot change the learning rate of a "
-            f"schedule: the scheduler owns it. Use scheduler=constant with it, or drop "
-            f"{plateau[0]} from callbacks. Received: scheduler={_choice(cfg, 'scheduler')}"
-        )
+        raise ConfigError(f"callbacks.{plateau[0]} (ReduceLROnPlateau) cannot change the learning rate of a schedule: "
+                          f"the scheduler owns it. Use scheduler=constant with it, or drop {plateau[0]} from "
+                          f"callbacks. Received: scheduler={_choice(cfg, 'scheduler')}")
 
 
 def _check_missing(cfg):
@@ -320,16 +316,23 @@ def _check_arguments(cfg, group):
 
 
 def _check_model_fits_data(cfg):
-    """model=cnn on a tabular data set, known from the names alone."""
+    """model=cnn on a tabular data set, a 2-D surface's loss without model=point (or the
+    reverse), known from the names alone."""
     from hydra.utils import get_object
 
     from kerastrack.data import TABULAR_SETS  # scikit-learn and pandas: deferred, every process loads config
 
-    model, data = _select(cfg, "model"), _select(cfg, "data")
+    model, data, fn = _select(cfg, "model"), _select(cfg, "data"), _select(cfg, "loss").get("fn") or {}
     try:
-        needs_images = getattr(get_object(model._target_), "needs_images", False) if "_target_" in model else False
+        model_class = get_object(model._target_) if "_target_" in model else None
+        surface = getattr(get_object(fn["_target_"]), "needs_position", False) if "_target_" in fn else False
     except ImportError:
         return
+    if surface != getattr(model_class, "is_position", False):
+        m, loss = _choice(cfg, "model"), _choice(cfg, "loss")
+        raise ConfigError(f"a 2-D surface's loss (rosenbrock, saddle, two_minima, rastrigin) scores a position, which "
+                          f"model=point is, and model=point needs one. Received: loss={loss}, model={m}")
+    needs_images = getattr(model_class, "needs_images", False)
     target = str(data.get("_target_", ""))
     if not target.startswith("kerastrack.data."):
         return  # a user's own data function: its samples' shape is known once it has loaded

@@ -5,6 +5,7 @@ head are known only once the data set and loss are.
 """
 
 import math
+from collections.abc import Sequence
 
 import keras
 
@@ -149,13 +150,16 @@ def point(input_shape, head, start=(0.0, 0.0)):
         start: Where the position starts, [x, y]; conf/model/point.yaml takes the surface's
             own (``loss.start``).
     """
-    values = list(start) if isinstance(start, (list, tuple)) else None
+    values = list(start) if isinstance(start, Sequence) and not isinstance(start, str) else None  # a ListConfig too
     if not (values and len(values) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
         raise ConfigError(f"model.start must be a list of two numbers [x, y], e.g. [-2, 2]. Received: model.start={start}")
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
     # float32 under mixed precision too: the position is the whole model.
     return keras.Model(inputs, Position(values, dtype="float32", name="position")(inputs), name="point")
+
+
+point.is_position = True  # config's check: only a surface loss scores it, and a surface needs it
 
 
 def load_model(path):

@@ -32,6 +32,7 @@ class Surface(keras.losses.Loss):
     """
 
     minimum = None  # where the global minimum is, (x, y), when known: figures mark it
+    needs_position = True  # config's check: its model must be model=point
 
     def __init__(self, reduction="sum_over_batch_size", name="surface", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
