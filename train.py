@@ -19,7 +19,7 @@ try:
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
     from kerastrack import startup, sweep
     from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, is_pruned
@@ -72,6 +72,8 @@ def _sweep_job(cfg, train):
     except Exception as exc:
         if is_pruned(exc):
             log.info("trial pruned: %s", exc)
+        elif isinstance(exc, DivergedError) and OmegaConf.select(HydraConfig.get(), "callbacks.mlflow_sweep.diverged_ok"):
+            log.warning("job diverged (a result of this sweep, diverged_ok): %s", exc)
         else:
             log.error("job failed: %s: %s", type(exc).__name__, exc,
                       exc_info=not isinstance(exc, (ConfigError, DivergedError)))

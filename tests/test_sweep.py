@@ -77,6 +77,8 @@ def test_in_a_grid_that_allows_it_a_diverged_job_is_a_result_and_the_sweep_exits
                        *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 of 2 jobs diverged (FAILED in MLflow with diverged=true)" in result.stdout
+    assert "job diverged (a result of this sweep, diverged_ok)" in result.stdout + result.stderr
+    assert "job failed" not in result.stdout + result.stderr
     _, parent, children = sweep_runs(tmp_path)
     assert parent.data.tags["sweep.n_failed"] == "1"  # the record still says what happened
     assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED"]
