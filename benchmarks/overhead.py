@@ -1,11 +1,11 @@
 """What kerastrack's tracking costs, against plain Keras and ``mlflow.keras.autolog``.
 
-One process, the default config's model on digits, variants interleaved (A B C A B C ...) so that
-machine noise hits them alike: 1. per-epoch time of a plain fit (A), with kerastrack's EpochLogger
-and TrainingState (B), under autolog (C); 2. kerastrack's end-of-run cost without the model; 3. model logging,
+One process, the default config's model on digits, variants interleaved (A B C D B C D A ...) so
+that machine noise hits them alike: 1. per-epoch time of a plain fit (A), with kerastrack's
+EpochLogger and TrainingState (B), under autolog (C), and a plain fit again (D: the noise alone); 2. kerastrack's end-of-run cost without the model; 3. model logging,
 kerastrack's and autolog's; 4. ``python train.py``'s time to its first epoch.
 
-Usage: python benchmarks/overhead.py [--rounds 6] [--epochs 12] [--model-rounds 3] [--startup-rounds 3]
+Usage: python benchmarks/overhead.py [--rounds 24] [--epochs 12] [--model-rounds 3] [--startup-rounds 3]
 """
 
 import argparse
@@ -148,11 +148,11 @@ def fit_b(s, epochs, clock):
 
 def per_epoch(s, rounds, warmup, epochs):
     """Parts 1 and 2: A, B and C's epoch times per fit, B's hook times and end-of-run costs."""
-    times, hooks, end_of_run = {"A": [], "B": [], "C": []}, [], []
+    times, hooks, end_of_run = {"A": [], "B": [], "C": [], "D": []}, [], []
     for r in range(warmup + rounds):
-        # Rotate the order (ABC, BCA, CAB): a variant that always ran later in a round
-        # would also pay for any drift within rounds.
-        for variant in "ABC"[r % 3:] + "ABC"[:r % 3]:
+        # Rotate the order (ABCD, BCDA, ...): a variant that always ran later in a round
+        # would also pay for any drift within rounds. D is A again: the noise alone.
+        for variant in "ABCD"[r % 4:] + "ABCD"[:r % 4]:
             # Autolog for C only (it opens and closes a run per fit); log_models=False: epochs only.
             mlflow.keras.autolog(disable=variant != "C", log_models=False, silent=True)
             clock = EpochClock()
@@ -236,7 +236,8 @@ def startup(rounds, uri):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="timed A B C rounds (parts 1, 2)")
+    parser.add_argument("--rounds", type=int, default=24,
+                        help="timed A B C rounds (parts 1, 2); fewer than ~24 leave the ratios +-2%% noisy")
     parser.add_argument("--warmup", type=int, default=1, help="untimed A B C rounds before them")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per fit; the first is not counted")
     parser.add_argument("--model-rounds", type=int, default=3, help="model logging rounds (part 3)")
@@ -257,7 +258,7 @@ def main():
 
     ms = {k: 1e3 * median(t for fit_times in v for t in fit_times) for k, v in times.items()}
     # Ratios are paired by round (median over rounds of B_r/A_r): drifts in machine load cancel out.
-    ratio = {k: median(median(x) / median(a) for x, a in zip(times[k], times["A"])) for k in "BC"}
+    ratio = {k: median(median(x) / median(a) for x, a in zip(times[k], times["A"])) for k in "BCD"}
     cold, warm, hooks = end_of_run[0], median(end_of_run[1:] or end_of_run), hooks * 1e3
     spread = [1e3 * median(fit_times) for fit_times in times["A"]]
     # The hooks run on the training thread, so 1 + hooks/A bounds B/A from below whatever the noise.
@@ -282,6 +283,8 @@ def main():
         f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target <= 1.01  {ok(b_over_a <= 1.01)}")
     row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms",
         f"C/A {ratio['C']:.3f}   target B/A below it  {ok(b_over_a < ratio['C'])}")
+    row("D plain model.fit again (noise control)", f"{ms['D']:.1f} ms",
+        f"D/A {ratio['D']:.3f}: what noise alone makes of two identical fits")
     print("2. end of run without the model: best and test metrics, plots, closing the run")
     row("first in the process, as in train.py", f"{cold:.2f} s", f"target <= 1 s  {ok(cold <= 1)}")
     row("later ones", f"{warm:.2f} s")
