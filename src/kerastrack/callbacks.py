@@ -102,7 +102,8 @@ class EpochLogger(keras.callbacks.Callback):
         # A probe's figures of the whole run (a trajectory), logged under plots/ like the
         # pipeline's; drawn also for a diverged run: the path shows where it went.
         for probe in self.probes:
-            figures = probe.figures(self.epochs)
+            if not (figures := probe.figures(self.epochs)):
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 for name, fig in figures.items():
                     fig.savefig(Path(tmp) / name, dpi=100)

@@ -150,6 +150,7 @@ class MlflowSweepCallback(Callback):
         self.best_over = best_over
         self.diverged_ok = diverged_ok
         self.parent = None
+        self._records = None
 
     def on_multirun_start(self, config, **kwargs):
         overrides = list(config.hydra.overrides.task)
@@ -164,6 +165,7 @@ class MlflowSweepCallback(Callback):
                              f"Received: hydra.callbacks.mlflow_sweep.best_over={self.best_over}")
         self.sweep_dir = sweep_dir(config.hydra)
         self._control = _control_dir(config.hydra)
+        self._records = None  # the children, read at the end
         for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
             leftover.unlink(missing_ok=True)  # a re-launch continues the sweep
         (self._control / "jobs").mkdir(parents=True, exist_ok=True)
@@ -263,9 +265,9 @@ class MlflowSweepCallback(Callback):
         # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start
         # of train.py, and only a sweep's end needs them.
         from kerastrack import report
-        from kerastrack.tracking.query import fetch_parent, fetch_runs
+        from kerastrack.tracking.query import fetch_parent
 
-        records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
+        records = self._children()
         title = report.sweep_title(fetch_parent(self.parent.tracking_uri, self.parent.run_id))
         result = report.build_report(records, title=title, best_over=self.best_over)  # x: epochs, as Keras prints them
         paths = report.write_report(result, Path(self.sweep_dir) / "report")
@@ -277,12 +279,9 @@ class MlflowSweepCallback(Callback):
     def _log_surfaces(self):
         """The optimizer lab's overlay of every optimizer's path on each surface (at its best
         rate), as report/surfaces.png and, animated, surfaces.gif on the parent."""
-        from kerastrack.tracking.query import fetch_runs
         from kerastrack.trajectories import overlay_animation, overlay_figure, sweep_panels
 
-        records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id,
-                             history_keys=["x", "y", "loss", "val_loss"])
-        drawn = sweep_panels(records)
+        drawn = sweep_panels(self._children())
         if drawn is None:
             return []
         folder = Path(self.sweep_dir) / "report"
@@ -292,6 +291,15 @@ class MlflowSweepCallback(Callback):
         paths = [folder / "surfaces.png", folder / "surfaces.gif"]
         self.parent.log_report(paths)
         return paths
+
+    def _children(self):
+        """The children with every per-epoch history (x, y among them), read once for the
+        report and the surfaces overlay: a 140-run sweep's histories take seconds to read."""
+        from kerastrack.tracking.query import fetch_runs
+
+        if self._records is None:
+            self._records = fetch_runs(self.parent.tracking_uri, parent=self.parent.run_id)
+        return self._records
 
     def _end(self, status):
         parent, self.parent = self.parent, None
