@@ -40,6 +40,28 @@ def run_train(cwd, *overrides, script=ROOT / "train.py", env=None):
                           capture_output=True, text=True, timeout=300)
 
 
+def multirun(monkeypatch, cwd, task, *overrides):
+    """``python train.py -m OVERRIDES`` in this process from ``cwd``, with ``task`` as the job
+    function (train.py's own would import TensorFlow): real Hydra, its sweeper, the basic
+    launcher and kerastrack's callbacks. Hydra leaves logging alone (pytest's capture stays),
+    and the sweep's signal handlers are undone after it.
+
+    Returns:
+        What the sweeper returned.
+    """
+    import hydra
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "hydra/job_logging=none", "hydra/hydra_logging=none",
+                                      *overrides])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")(task)()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def children(pid):
     """Pids whose parent is ``pid`` (from /proc: the ui's server is in its own session)."""
     found = []

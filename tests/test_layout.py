@@ -53,7 +53,7 @@ def _cycle(graph):
 LAYERS = [
     ["hydra_plugins.kerastrack_optuna_sweeper", "hydra_plugins.kerastrack_optuna_sweeper.optuna_sweeper"],
     ["kerastrack.pipeline"],
-    ["kerastrack.sweep"],
+    ["kerastrack.sweep", "kerastrack.sweep_dir"],
     ["kerastrack.report", "kerastrack.best_over", "kerastrack.grouping", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],
     ["kerastrack.resume"],
     ["kerastrack.config", "kerastrack"],  # the package's __init__ registers config's resolvers

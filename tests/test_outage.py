@@ -14,8 +14,9 @@ from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
 from kerastrack.tracking.server import MlflowServer, free_port, sqlite_uri
 from kerastrack.tracking.spool import Spool
+from kerastrack.upload import main as upload_main
 from kerastrack.upload import upload_dir
-from tests.helpers import ROOT, artifacts, steps
+from tests.helpers import ROOT, artifacts, multirun, steps
 
 EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "epoch_time_s")
 
@@ -179,3 +180,32 @@ def test_the_upload_command_says_when_the_server_is_still_down(tmp_path):
     assert done.stderr.startswith(f"Error: the MLflow tracking server at {uri} is unreachable: connection refused")
     assert json.loads((spool.directory / "state.json").read_text() if (spool.directory / "state.json").exists()
                       else '{"uploaded": 0}')["uploaded"] == 0
+
+
+def test_an_offline_sweep_needs_no_server_and_uploads_as_a_parent_with_its_children(running_server, tmp_path,
+                                                                                    monkeypatch, capsys):
+    # The sweep's server is down throughout (nothing listens there); the upload goes to a real one.
+    down = f"http://127.0.0.1:{free_port()}"
+    multirun(monkeypatch, tmp_path, train, "tracking.offline=true", "optimizer=sgd,adam", f"tracking.tracking_uri={down}",
+             "tracking.experiment_name=offline-sweep", "trainer.epochs=2", "data.limit=100", "trainer.verbose=0",
+             "tracking.log_model=false", "hydra.sweep.dir=D")
+    out = capsys.readouterr().out
+    sweep = tmp_path / "D"
+    assert "Sweep of 2 job(s) done" in out and "MLflow UI" not in out
+    assert f"upload them all (the parent, each job's run under it) with: python -m kerastrack.upload {sweep}," in out
+    assert [op for op in Spool(sweep).ops() if op["op"] != "terminate"] == [
+        {"op": "tags", "tags": {"sweep.n_jobs": "2", "sweep.n_failed": "0"}}]  # the spooled jobs counted as done
+
+    assert upload_main([str(sweep), "--tracking-uri", running_server.url]) == 0
+    client = mlflow.MlflowClient(running_server.url)
+    found = client.search_runs([client.get_experiment_by_name("offline-sweep").experiment_id])
+    (parent,) = [r for r in found if r.data.tags.get("sweep.role") == "parent"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.n_failed"] == "0"
+    assert parent.data.tags["sweep.dir"] == str(sweep)
+    children = {r.info.run_name: r for r in found if r is not parent}
+    assert sorted(children) == ["optimizer=adam", "optimizer=sgd"]
+    for child in children.values():
+        assert child.info.status == "FINISHED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert steps(client, child.info.run_id, "val_loss") == [0, 1]
+    assert upload_main([str(sweep), "--tracking-uri", running_server.url]) == 0  # again: nothing doubled
+    assert len(client.search_runs([parent.info.experiment_id])) == 3

@@ -213,11 +213,15 @@ def test_a_search_in_process_ends_trials_right_and_resumes(tmp_path, monkeypatch
     assert best.best_trial == 0 and best.best_params["optimizer.learning_rate"] == 0.1
     assert best.best_value == pytest.approx(1 / 31) and best.trials == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
 
-    # The same command with more trials, two at a time: the same study, 6 trials in all.
+    # The same command with more trials, two at a time, into the same sweep dir: the same
+    # study, 6 trials in all, the new ones in job dirs of their own.
+    first = (tmp_path / "multirun/a/0/.hydra/overrides.yaml").read_text()
     monkeypatch.setattr(sys, "argv", ["train.py", *common, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
-                                      "hydra.sweep.dir=multirun/b"])
+                                      "hydra.sweep.dir=multirun/a"])
     with caplog.at_level("INFO"):
         main()
+    assert sorted(int(p.name) for p in (tmp_path / "multirun/a").iterdir() if p.name.isdigit()) == list(range(6))
+    assert (tmp_path / "multirun/a/0/.hydra/overrides.yaml").read_text() == first
     assert "Launching 2 jobs locally" in caplog.text
     assert study_trials(storage)[0] == name
     trials = study_trials(storage)[1]

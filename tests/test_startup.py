@@ -86,3 +86,34 @@ def test_only_retracing_warnings_about_keras_own_functions_are_dropped():
     assert not passes(keras_own)
     assert passes("5 out of the last 5 calls to <function my_step at 0x7f> triggered tf.function retracing.")
     assert passes("TensorFlowTrainer.make_train_function: some other warning")
+
+
+def test_the_retracing_warnings_of_a_process_that_builds_a_model_per_job_are_dropped():
+    # As the basic launcher runs a sweep: one process, a new Keras model per job. TensorFlow
+    # counts traces per function code, across models; a fresh count for this test.
+    import keras
+    import numpy as np
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function as tf_function
+
+    tf_function._frequent_tracing_detector_manager = tf_function._FrequentTracingDetectorManager()
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger = logging.getLogger("tensorflow")
+    installed = [f for f in logger.filters if isinstance(f, startup._KerasRetracing)]  # by another test
+    for f in installed:
+        logger.removeFilter(f)
+    logger.addHandler(handler)
+    try:
+        x, y = np.zeros((40, 4), "float32"), np.zeros((40, 1), "float32")
+        for _ in range(4):  # jobs
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile("sgd", "mse")
+            model.fit(x, y, batch_size=16, epochs=1, validation_data=(x, y), verbose=0)
+    finally:
+        logger.removeHandler(handler)
+        for f in installed:
+            logger.addFilter(f)
+    retracing = [r for r in seen if "triggered tf.function retracing" in r.getMessage()]
+    assert retracing, "TensorFlow no longer warns here: the filter may go"
+    assert not [r.getMessage() for r in retracing if startup._KerasRetracing().filter(r)]

@@ -100,11 +100,19 @@ def loading_tensorflow():
 
 class _KerasRetracing(logging.Filter):
     """Drops TensorFlow's warning that "N out of the last N calls to <function
-    TensorFlowTrainer.make_predict_function.<locals>...> triggered tf.function retracing"
-    for Keras' own per-model functions (and the training state's): every job of a sweep
-    builds a new model, and so new functions, by design. Other retracing warnings stay."""
+    TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator ...> triggered
+    tf.function retracing" for Keras' own per-model functions (and the training state's).
 
-    OWN = ("TensorFlowTrainer.make_", "TrainingState.")
+    Why it comes: TensorFlow counts traces per function *code*, which every model's train,
+    test and predict functions share; each model traces its own once (and once more for a
+    last, smaller batch). A process that runs several sweep jobs (the basic launcher's, or
+    a parallel launcher's worker) builds a new model per job by design, and from the third
+    job on the count passes TensorFlow's threshold, although no function is traced twice
+    for the same input. Other retracing warnings (a user's own function) stay."""
+
+    # Keras 3.15 names them TensorFlowTrainer._make_function.<locals>...; earlier
+    # versions TensorFlowTrainer.make_train_function.<locals>...
+    OWN = ("TensorFlowTrainer.", "TrainingState.")
 
     @classmethod
     def install(cls):

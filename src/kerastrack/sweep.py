@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 
 from kerastrack.hydra_utils import parse_overrides, sweep_dir
 from kerastrack.signals import ignore, interrupt_once
+from kerastrack.sweep_dir import check_sweepable, claim
 
 log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
@@ -128,6 +129,24 @@ def continue_command(argv, directory):
     return shlex.join(["python", argv[0], *args, f"hydra.sweep.dir={directory}"])
 
 
+def _failure_line(n_failed, n_jobs, n_diverged, n_without_run, offline, directory):
+    """The sweep's last line when jobs failed: what is on record of them, and where.
+
+    Args:
+        n_without_run: Jobs that failed before their run opened (a bad value): no run
+            says anything of them, only their logs.
+    """
+    n_runs = n_failed - n_without_run
+    where = "in their spools" if offline else "in MLflow"
+    said = [f"their runs are FAILED {where} (error.message tag)" if not n_without_run else
+            f"{n_runs} of them FAILED {where} (error.message tag)"] if n_runs else []
+    if n_without_run:
+        said.append(f"{'they' if not n_runs else n_without_run} failed before {'a run' if n_runs else 'any run'} "
+                    f"opened, with nothing recorded")
+    return (f"Error: {n_failed} of {n_jobs} jobs failed ({n_diverged} of them diverged); {', '.join(said)}; "
+            f"their logs are in {directory}")
+
+
 class MlflowSweepCallback(Callback):
     """Opens a parent MLflow run for each multirun and closes it in a true state.
 
@@ -163,8 +182,11 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(f"Error: hydra.callbacks.mlflow_sweep.best_over must be a key the sweep varies, other "
                              f"than seed; this sweep varies: {', '.join(k for k in keys if k != 'seed') or 'nothing'}. "
                              f"Received: hydra.callbacks.mlflow_sweep.best_over={self.best_over}")
+        check_sweepable(config)
         self.sweep_dir = sweep_dir(config.hydra)
         self._control = _control_dir(config.hydra)
+        # Before anything is written or recorded: only the same sweep continues in a sweep dir.
+        claim(self.sweep_dir, self._control, config)
         self._records = None  # the children, read at the end
         for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
             leftover.unlink(missing_ok=True)  # a re-launch continues the sweep
@@ -229,9 +251,10 @@ class MlflowSweepCallback(Callback):
         n_done = sum(r.status == "FINISHED" or r.tags.get("pruned") == "true" for r in children)
         n_failed = n_jobs - n_done
         report = link = None
+        offline = self.parent.tracking_uri is None  # spooled: nothing to read back before the upload
         try:
             self.parent.log_counts(n_jobs, n_failed)
-            if self.report and children:
+            if self.report and children and not offline:
                 try:
                     report = self._log_report()
                 except Exception as exc:  # noqa: BLE001 - a report must not fail a finished sweep
@@ -242,7 +265,7 @@ class MlflowSweepCallback(Callback):
                     except Exception as exc:  # noqa: BLE001 - nor its figure
                         log.warning("no surfaces figure: %s: %s", type(exc).__name__, exc)
             try:
-                link = self.parent.ui_link()
+                link = self.parent.ui_link() if children else None  # nothing to show side by side
             except Exception as exc:  # noqa: BLE001 - nor a view of it in the UI
                 log.warning("no view of the sweep in the MLflow UI: %s: %s", type(exc).__name__, exc)
         finally:
@@ -253,13 +276,18 @@ class MlflowSweepCallback(Callback):
             print(f"Report: {report[0]}" + (f" (beside it: {names})" if names else ""))
         if link:
             print(f"Side by side in the MLflow UI: {link}")
+        if offline:
+            from kerastrack.tracking.outbox import UPLOAD_COMMAND  # here: train.py imports this module at every start
+
+            print(f"tracking.offline=true: the sweep's runs are in their spools only; upload them all (the parent, "
+                  f"each job's run under it) with: {UPLOAD_COMMAND} {self.sweep_dir}, then make the report with: "
+                  f"python -m kerastrack.report")
         n_diverged = sum(r.tags.get("diverged") == "true" for r in children)
         if n_failed and self.diverged_ok and n_failed == n_diverged:
-            print(f"{n_diverged} of {n_jobs} jobs diverged (FAILED in MLflow with diverged=true): a result of "
-                  f"this sweep (hydra.callbacks.mlflow_sweep.diverged_ok=true), not an error")
+            print(f"{n_diverged} of {n_jobs} jobs diverged (FAILED {'in their spools' if offline else 'in MLflow'} "
+                  f"with diverged=true): a result of this sweep (hydra.callbacks.mlflow_sweep.diverged_ok=true), not an error")
         elif n_failed:
-            sys.exit(f"Error: {n_failed} of {n_jobs} jobs failed ({n_diverged} of them diverged); their runs are "
-                     f"FAILED in MLflow (error.message tag) and their logs are in {self.sweep_dir}")
+            sys.exit(_failure_line(n_failed, n_jobs, n_diverged, n_jobs - len(children), offline, self.sweep_dir))
 
     def _log_report(self):
         # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start

@@ -1,6 +1,7 @@
 """Sends what a run could not send to its tracking server: ``python -m kerastrack.upload DIR...``.
 
-DIR is a run's output dir (or its ``mlflow-spool`` dir). The spooled params, metrics,
+DIR is a run's output dir (or its ``mlflow-spool`` dir), or an offline sweep's dir (its
+parent run and every job's run, under it). The spooled params, metrics,
 tags, artifacts and final status go into the same run on the server (an offline run is
 created there first), in order, final status last. Running it again sends nothing twice.
 """
@@ -11,7 +12,7 @@ import sys
 from kerastrack.errors import ConfigError
 from kerastrack.secrets import drop_password, is_masked, mask_text, mask_uri
 from kerastrack.tracking.outbox import connect, short_error, unreachable
-from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool, upload
+from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool, sweep_spools, upload
 from kerastrack.tracking.store import open_store
 
 
@@ -21,7 +22,8 @@ def main(argv=None):
     parser.add_argument("--tracking-uri", help="the server; default: the one the run was logging to")
     args = parser.parse_args(argv)
     failed = 0
-    for directory in args.dirs:
+    # An offline sweep's dir: its parent run, then every job's run under it.
+    for directory in [d for given in args.dirs for d in sweep_spools(given)]:
         try:
             upload_dir(directory, args.tracking_uri)
         except ConfigError as exc:

@@ -132,6 +132,9 @@ class KerastrackOptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        # The search continued in its own sweep dir: new trials take new job dirs, after the
+        # earlier trials' (which their runs' paths.output_dir name).
+        self.job_idx = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
         study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=self.direction,
                                     load_if_exists=True)
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))

@@ -19,7 +19,8 @@ from kerastrack.secrets import mask_text, mask_uri
 from kerastrack.signals import signals_deferred, signals_held
 from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
-from kerastrack.tracking.parent import ParentRun, child_tags, find_child, find_parent
+from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, find_child, find_offline_child,
+                                        find_parent, offline_child)
 from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
@@ -137,7 +138,12 @@ class MlflowTracker(NullTracker):
 
     def open_sweep(self, directory, keys, overrides):
         """Creates the store and experiment once, before any job starts (MLflow creates
-        SQLite tables without a lock), and opens or continues the sweep's parent run."""
+        SQLite tables without a lock), and opens or continues the sweep's parent run;
+        offline, the parent is spooled in the sweep dir, and nothing contacts the server."""
+        if self.offline:
+            parent = OfflineParent(mask_uri(self.tracking_uri), self.experiment_name, directory, keys, overrides)
+            log.info("tracking.offline=true: the sweep's parent run is recorded in %s only", parent.spool.directory)
+            return parent
         experiment = self._set_experiment()
         parent = ParentRun(self._client(), experiment.experiment_id, directory, keys, overrides)
         if parent.continued:
@@ -172,7 +178,10 @@ class MlflowTracker(NullTracker):
         """Starts (or reopens) the run and its outbox; offline, the run is only the spool's."""
         meta = {"tracking_uri": mask_uri(self.tracking_uri), "experiment_name": self.experiment_name}
         if self.offline:
-            meta.update(run_id=None, run_name=run_name, tags=tags or {}, start_time=now_ms())
+            swept, tags, link = offline_child(spool, tags)  # a job of an offline sweep: a child
+            run_name = self.run_name or swept or run_name
+            spool.set_aside()
+            meta.update(link, run_id=None, run_name=run_name, tags=tags or {}, start_time=now_ms())
             spool.write_meta(**meta)
             log.info("tracking.offline=true: run '%s' recorded in %s only", run_name, spool.directory)
         else:
@@ -222,7 +231,7 @@ class MlflowTracker(NullTracker):
         parent = find_parent(self._client(), experiment.experiment_id) if in_multirun() else None
         if parent is None:
             return mlflow.start_run(run_name=run_name, tags=tags)
-        sweep_tags, swept = child_tags(parent)
+        sweep_tags, swept = child_tags(parent.data.tags)
         return mlflow.start_run(run_name=self.run_name or swept or run_name, tags={**(tags or {}), **sweep_tags},
                                 parent_run_id=parent.info.run_id)
 
@@ -261,6 +270,8 @@ class MlflowTracker(NullTracker):
             return None
 
     def find_sweep_child(self, config_hash):
+        if self.offline:
+            return find_offline_child(config_hash)
         if not in_multirun():
             return None
         client = self._client()

@@ -7,11 +7,14 @@ child by the config's hash.
 """
 
 import json
+import os
 from pathlib import Path
 
-from kerastrack.hydra_utils import job_num, parse_overrides, sweep_dir, task_overrides
+from kerastrack.hydra_utils import in_multirun, job_num, parse_overrides, sweep_dir, task_overrides
 from kerastrack.secrets import mask_override, mask_value
+from kerastrack.tracking.outbox import now_ms
 from kerastrack.tracking.query import to_record
+from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.views import run_color, sweep_view, ui_link
 
 LATEST_FIRST = ["attributes.start_time DESC"]
@@ -33,15 +36,27 @@ def find_child(client, parent, config_hash):
     return to_record(children[0]) if children else None
 
 
-def child_tags(parent):
-    """Tags that make the running job's run a child of ``parent``, and its name from the
-    swept values (``optimizer=adam,seed=1``), or None when nothing is swept."""
-    keys = json.loads(parent.data.tags.get("sweep.keys", "[]"))
+def child_tags(parent_tags):
+    """Tags that make the running job's run a child of the parent with ``parent_tags``, and
+    its name from the swept values (``optimizer=adam,seed=1``), or None when nothing is swept."""
+    keys = json.loads(parent_tags.get("sweep.keys", "[]"))
     values = {k: mask_value(k, o.get_value_element_as_str())
               for k, o in parse_overrides(task_overrides()) if k in keys}
     tags = {"sweep.role": "child", "sweep.job": str(job_num()), "sweep.values": json.dumps(values),
             "mlflow.runColor": run_color(job_num())}
     return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
+
+
+def _parent_tags(directory, keys, overrides):
+    """A new parent's name and tags."""
+    where = Path(directory)
+    name = f"sweep {', '.join(keys) or 'of 1'} ({where.parent.name} {where.name})"
+    return name, {"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": directory,
+                  "sweep.overrides": _shown(overrides)}
+
+
+def _shown(overrides):
+    return " ".join(mask_override(o) for o in overrides)[:5000]
 
 
 class ParentRun:
@@ -61,17 +76,19 @@ class ParentRun:
         self.experiment_id = experiment_id
         self.tracking_uri = client.tracking_uri
         earlier = find_parent(client, experiment_id, directory)
+        if earlier is not None and earlier.data.tags.get("sweep.overrides") != _shown(overrides):
+            # Another sweep's parent, of a sweep dir since emptied (the dir itself refuses
+            # another sweep while it holds one): this sweep gets a parent of its own, the
+            # latest of this dir, which its jobs find.
+            earlier = None
         self.continued = earlier is not None
         if earlier:
             self.run_id = earlier.info.run_id
             client.update_run(self.run_id, status="RUNNING")
             client.set_tag(self.run_id, "sweep.relaunches", str(int(earlier.data.tags.get("sweep.relaunches", "0")) + 1))
         else:
-            where = Path(directory)
-            name = f"sweep {', '.join(keys) or 'of 1'} ({where.parent.name} {where.name})"
-            self.run_id = client.create_run(experiment_id, run_name=name, tags={
-                "sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": directory,
-                "sweep.overrides": " ".join(mask_override(o) for o in overrides)[:5000]}).info.run_id
+            name, tags = _parent_tags(directory, keys, overrides)
+            self.run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
     def children(self):
         """The child runs so far, as RunRecords (without histories)."""
@@ -102,3 +119,77 @@ class ParentRun:
 
     def end(self, status):
         self.client.set_terminated(self.run_id, status)
+
+
+def offline_parent():
+    """In a job of an offline sweep: the spool of its parent run, else None."""
+    if not in_multirun():
+        return None
+    parent = Spool(Path(sweep_dir()) / SPOOL_DIRNAME)
+    return parent if parent.exists() else None
+
+
+def offline_child(spool, tags):
+    """For a run spooled in ``spool``: in a job of an offline sweep, its name from the swept
+    values (or None), its tags as a child, and the spool meta's link to the parent's spool
+    (relative: the sweep dir may be moved whole before the upload); else (None, tags, {})."""
+    parent = offline_parent()
+    if parent is None:
+        return None, tags, {}
+    sweep_tags, swept = child_tags(parent.meta()["tags"])
+    return swept, {**(tags or {}), **sweep_tags}, {"parent_spool": os.path.relpath(parent.directory, spool.directory)}
+
+
+def find_offline_child(config_hash):
+    """In a re-launched offline sweep: the latest job's run with this config hash that
+    FINISHED in its spool (the job is done), as a RunRecord, or None."""
+    parent = offline_parent()
+    done = [c.record() for c in parent.children()] if parent else []
+    done = [r for r in done if r.status == "FINISHED" and r.tags.get("config.hash") == config_hash]
+    return done[-1] if done else None
+
+
+class OfflineParent:
+    """The parent run of an offline sweep (``tracking.offline=true``): spooled in the sweep
+    dir (``<sweep dir>/mlflow-spool``), as its jobs' runs are in theirs, and uploaded with
+    them (``python -m kerastrack.upload <sweep dir>``), the jobs under it. Nothing here
+    contacts the server.
+
+    Args:
+        tracking_uri: The server's URI, password masked (the upload takes it from the environment).
+        experiment_name: The sweep's experiment.
+        directory: The sweep dir (absolute).
+        keys: The swept keys.
+        overrides: The command line's overrides, as typed.
+    """
+
+    tracking_uri = None  # nothing to read back: the sweep's report needs the server
+    run_id = None
+
+    def __init__(self, tracking_uri, experiment_name, directory, keys, overrides):
+        self.spool = Spool(Path(directory) / SPOOL_DIRNAME)
+        self.continued = self.spool.exists()
+        if self.continued:  # a re-launch into the same sweep dir (the same sweep: see sweep_dir.py)
+            relaunches = int(self.spool.record().tags.get("sweep.relaunches", "0")) + 1
+            self.spool.append({"op": "tags", "tags": {"sweep.relaunches": str(relaunches)}})
+        else:
+            name, tags = _parent_tags(directory, keys, overrides)
+            self.spool.write_meta(tracking_uri=tracking_uri, experiment_name=experiment_name, run_id=None,
+                                  run_name=name, tags=tags, start_time=now_ms())
+
+    def children(self):
+        """The jobs' runs as spooled so far, as RunRecords: each job's latest attempt (a job
+        of a re-launch that did not finish left an earlier one, uploaded too)."""
+        latest = {}
+        for record in sorted((child.record() for child in self.spool.children()), key=lambda r: r.start_time or 0):
+            latest[record.tags.get("sweep.job")] = record
+        return list(latest.values())
+
+    def log_counts(self, n_jobs, n_failed):
+        self.spool.append({"op": "tags", "tags": {"sweep.n_jobs": str(n_jobs), "sweep.n_failed": str(n_failed)}})
+
+    def ui_link(self):
+        return None  # in no store until uploaded
+
+    def end(self, status):
+        self.spool.append({"op": "terminate", "status": status, "end_time": now_ms()})

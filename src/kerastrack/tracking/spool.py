@@ -10,6 +10,10 @@ A spool is a directory (``<output_dir>/mlflow-spool``) with:
   MLflow's format, registered as the run's logged model when uploaded;
 - ``state.json``: how far an upload got (the run id it uploads into, ops sent so far).
 
+An offline sweep spools its parent run in the sweep dir, and each job's meta names that
+spool (``parent_spool``, relative to the job's): the upload puts the job's run under the
+parent's run on the server, uploading the parent first if it is not there yet.
+
 ``python -m kerastrack.upload <output_dir>`` replays it into the run on the server. The
 state is written after every batch of ops the server accepted, so a second upload (or one
 after a broken one) sends only what is left: nothing is duplicated.
@@ -23,11 +27,14 @@ import os
 import shutil
 from pathlib import Path
 
+from kerastrack.errors import ConfigError
 from kerastrack.files import write_atomic
 from kerastrack.tracking import datasets, logged_model
+from kerastrack.tracking.query import RunRecord
 from kerastrack.tracking.views import EXPERIMENT_KIND
 
 SPOOL_DIRNAME = "mlflow-spool"
+EARLIER = SPOOL_DIRNAME + ".*"  # an earlier attempt's spool, set aside in the same output dir
 
 
 class Spool:
@@ -93,6 +100,46 @@ class Spool:
         target.write_text(text)
         return str(target.relative_to(self.directory))
 
+    def set_aside(self):
+        """Makes room for a new run's spool where an earlier attempt's is (a job of a
+        re-launched offline sweep that did not finish): the earlier one moves to
+        ``mlflow-spool.1`` (then .2, ...) and is uploaded as the run it was, so that the two
+        runs' records do not mix."""
+        if self.exists():
+            n = 1 + sum(1 for _ in self.directory.parent.glob(EARLIER))
+            self.directory.rename(self.directory.with_name(f"{SPOOL_DIRNAME}.{n}"))
+
+    def record(self):
+        """The run as spooled, a RunRecord (status RUNNING until its final status is spooled;
+        run id: the server's once uploaded, else empty)."""
+        meta, params, tags, metrics, status = self.meta(), {}, {}, {}, "RUNNING"
+        for op in self.ops():
+            if op["op"] == "params":
+                params.update(op["params"])
+            elif op["op"] == "tags":
+                tags.update(op["tags"])
+            elif op["op"] == "metrics":
+                metrics.update(op["metrics"])
+            elif op["op"] == "terminate":
+                status = op["status"]
+        return RunRecord(run_id=self.state()["run_id"] or meta.get("run_id") or "", name=meta.get("run_name") or "",
+                         status=status, params=params, tags={**(meta.get("tags") or {}), **tags}, metrics=metrics,
+                         start_time=meta.get("start_time"))
+
+    def parent(self):
+        """The spool of the sweep's parent run this run is a child of, or None."""
+        link = self.meta().get("parent_spool")
+        return Spool(self.directory / link) if link else None
+
+    def children(self):
+        """The spools of the jobs of the offline sweep whose parent this spool is (in the
+        job dirs beside it, earlier attempts included), in job order."""
+        found = [Spool(d) for pattern in (f"*/{SPOOL_DIRNAME}", f"*/{EARLIER}")
+                 for d in self.directory.parent.glob(pattern)]
+        mine = self.directory.resolve()
+        found = [c for c in found if c.exists() and c.parent() and c.parent().directory.resolve() == mine]
+        return sorted(found, key=lambda c: (int((c.meta().get("tags") or {}).get("sweep.job", 0)), str(c.directory)))
+
     def _new_file_dir(self):
         files = self.directory / "files"
         files.mkdir(parents=True, exist_ok=True)
@@ -118,7 +165,10 @@ def upload(spool, client, log_progress=print):
         experiment = client.get_experiment_by_name(meta["experiment_name"])
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(
             meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
-        run = client.create_run(experiment_id, start_time=meta.get("start_time"), tags=meta.get("tags") or {},
+        tags = dict(meta.get("tags") or {})
+        if (parent := spool.parent()) is not None:  # a job of an offline sweep: under its parent
+            tags["mlflow.parentRunId"] = _parent_run_id(parent, client, log_progress)
+        run = client.create_run(experiment_id, start_time=meta.get("start_time"), tags=tags,
                                 run_name=meta.get("run_name"))
         run_id = run.info.run_id
         log_progress(f"created run {run_id} '{run.info.run_name}' in experiment {meta['experiment_name']}")
@@ -141,6 +191,25 @@ def upload(spool, client, log_progress=print):
     for kind, n in counts.items():
         log_progress(f"uploaded {n} {kind} to run {run_id}")
     return run_id, counts
+
+
+def _parent_run_id(parent, client, log_progress):
+    """The server's run of an offline sweep's parent spool, uploaded first if need be."""
+    if not parent.exists():
+        raise ConfigError(f"this run is a job of an offline sweep whose parent run's spool is gone ({parent.directory} "
+                          f"holds no meta.json): upload the sweep dir whole, as the sweep left it. "
+                          f"Received: parent_spool={parent.directory}")
+    run_id = parent.state()["run_id"] or parent.meta().get("run_id")
+    return run_id or upload(parent, client, log_progress)[0]
+
+
+def sweep_spools(path):
+    """What to upload for ``path``: its spool, and when it is an offline sweep's parent (the
+    sweep dir), every job's spool of that sweep after it."""
+    spool = Spool(path)
+    if not spool.exists() or (spool.meta().get("tags") or {}).get("sweep.role") != "parent":
+        return [path]
+    return [path, *(str(child.directory) for child in spool.children())]
 
 
 def _send(client, run_id, spool, ops, counts):
