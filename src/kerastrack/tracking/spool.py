@@ -8,11 +8,16 @@ A spool is a directory (``<output_dir>/mlflow-spool``) with:
 - ``files/``: copies of the artifacts those calls named (taken when the call was made, so
   later changes to the output dir do not change what is uploaded), and the model saved in
   MLflow's format, registered as the run's logged model when uploaded;
-- ``state.json``: how far an upload got (the run id it uploads into, ops sent so far).
+- ``state.json``: how far an upload got (the run id it uploads into, ops sent so far, and
+  for an offline run the spool's id, which tags the run the upload creates).
 
 ``python -m kerastrack.upload <output_dir>`` replays it into the run on the server. The
 state is written after every batch of ops the server accepted, so a second upload (or one
-after a broken one) sends only what is left: nothing is duplicated.
+after a broken one) sends only what is left. Killed between the server's accepting a batch
+and the state's write, the upload sends that batch again: the server's store drops the
+repeated metric values (same key, step, timestamp and value), params and tags are set to
+the same values, files are written over, and the logged model is completed, not made
+twice. Nothing is duplicated.
 
 MLflow has no offline queue of its own (its async logging keeps metrics in memory only,
 and loses them when the server is away), hence this module.
@@ -21,6 +26,7 @@ and loses them when the server is away), hence this module.
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from kerastrack.files import write_atomic
@@ -28,6 +34,7 @@ from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.views import EXPERIMENT_KIND
 
 SPOOL_DIRNAME = "mlflow-spool"
+SPOOL_ID_TAG = "spool.id"  # on a run an upload created: which spool it came from
 
 
 class Spool:
@@ -112,16 +119,8 @@ def upload(spool, client, log_progress=print):
     Returns:
         (run_id, counts): the run and how many of each op were sent.
     """
-    meta, state = spool.meta(), spool.state()
-    run_id = state["run_id"] or meta.get("run_id")
-    if run_id is None:  # an offline run: create it once, remember it before anything else
-        experiment = client.get_experiment_by_name(meta["experiment_name"])
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
-        run = client.create_run(experiment_id, start_time=meta.get("start_time"), tags=meta.get("tags") or {},
-                                run_name=meta.get("run_name"))
-        run_id = run.info.run_id
-        log_progress(f"created run {run_id} '{run.info.run_name}' in experiment {meta['experiment_name']}")
+    state = spool.state()
+    run_id = find_or_create_run(spool, client, state, log_progress)
     state["run_id"] = run_id
     spool.save_state(state)
     ops = spool.ops()
@@ -141,6 +140,43 @@ def upload(spool, client, log_progress=print):
     for kind, n in counts.items():
         log_progress(f"uploaded {n} {kind} to run {run_id}")
     return run_id, counts
+
+
+def find_or_create_run(spool, client, state, log_progress=print):
+    """The server's run that the spool goes into, created once whenever the upload is killed.
+
+    An online run's spool names its run. An offline run's is created by the first upload,
+    tagged with the spool's own id (saved in ``state`` before the run exists): an upload
+    killed after creating it, before it could note the run's id, finds it again by that tag
+    rather than making a second run of the same name.
+
+    Args:
+        spool: The Spool.
+        client: An ``mlflow.MlflowClient`` on the server.
+        state: The spool's upload state; its ``spool_id`` is set (and saved) if new.
+        log_progress: Called with a line when a run is created or found.
+
+    Returns:
+        The run id.
+    """
+    meta = spool.meta()
+    if state["run_id"] or meta.get("run_id"):
+        return state["run_id"] or meta["run_id"]
+    if not state.get("spool_id"):
+        state["spool_id"] = uuid.uuid4().hex
+        spool.save_state(state)
+    experiment = client.get_experiment_by_name(meta["experiment_name"])
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
+    found = client.search_runs([experiment_id], f"tags.`{SPOOL_ID_TAG}` = '{state['spool_id']}'", max_results=1)
+    if found:
+        log_progress(f"continuing run {found[0].info.run_id} '{found[0].info.run_name}', which an earlier upload "
+                     f"of this spool created")
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, start_time=meta.get("start_time"), run_name=meta.get("run_name"),
+                            tags={**(meta.get("tags") or {}), SPOOL_ID_TAG: state["spool_id"]})
+    log_progress(f"created run {run.info.run_id} '{run.info.run_name}' in experiment {meta['experiment_name']}")
+    return run.info.run_id
 
 
 def _send(client, run_id, spool, ops, counts):
