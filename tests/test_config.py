@@ -156,9 +156,9 @@ BAD = [
                                                        "glorot_uniform, he_normal, zeros"),
     (["model=linear", "model.max_norm=0"], "model.max_norm must be a number > 0. Received: model.max_norm=0"),
     (["model=linear", "model.use_bias=no"], "model.use_bias must be true or false"),
-    (["scheduler=cosine_warmup", "trainer.epochs=2"], "scheduler.decay_epochs must be a number > 0; it is "
-     "${kt.sub:${trainer.epochs},${.warmup_epochs}} here, which is 0: change trainer.epochs or scheduler.warmup_epochs. "
-     "Received: trainer.epochs=2, scheduler.warmup_epochs=2"),
+    (["scheduler=cosine_warmup", "trainer.epochs=2"], (
+        "scheduler.decay_epochs must be a number > 0; it is ${kt.sub:${trainer.epochs},${.warmup_epochs}} here, which "
+        "is 0: change trainer.epochs or scheduler.warmup_epochs. Received: trainer.epochs=2, scheduler.warmup_epochs=2")),
     (["scheduler=cosine_warmup", "scheduler.warmup_epochs=50", "trainer.epochs=3"],
      "which is -47: change trainer.epochs or scheduler.warmup_epochs. Received: trainer.epochs=3, scheduler.warmup_epochs=50"),
     (["loss=huber", "loss.fn.delta=0"], "loss.fn.delta must be a number > 0"),

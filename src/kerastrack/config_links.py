@@ -52,7 +52,9 @@ def check_model_fits_data(cfg):
     reverse), known from the names alone."""
     from hydra.utils import get_object
 
-    from kerastrack.data import TABULAR_SETS  # scikit-learn and pandas: deferred, every process loads config
+    from kerastrack.data import (
+        TABULAR_SETS,  # scikit-learn and pandas: deferred, every process loads config
+    )
 
     model, data, fn = _select(cfg, "model"), _select(cfg, "data"), _select(cfg, "loss").get("fn") or {}
     try:
