@@ -156,7 +156,11 @@ BAD = [
                                                        "glorot_uniform, he_normal, zeros"),
     (["model=linear", "model.max_norm=0"], "model.max_norm must be a number > 0. Received: model.max_norm=0"),
     (["model=linear", "model.use_bias=no"], "model.use_bias must be true or false"),
-    (["scheduler=cosine_warmup", "trainer.epochs=2"], "scheduler.decay_epochs must be a number > 0. Received: scheduler.decay_epochs=0"),
+    (["scheduler=cosine_warmup", "trainer.epochs=2"], (
+        "scheduler.decay_epochs must be a number > 0; it is ${kt.sub:${trainer.epochs},${.warmup_epochs}} here, which "
+        "is 0: change trainer.epochs or scheduler.warmup_epochs. Received: trainer.epochs=2, scheduler.warmup_epochs=2")),
+    (["scheduler=cosine_warmup", "scheduler.warmup_epochs=50", "trainer.epochs=3"],
+     "which is -47: change trainer.epochs or scheduler.warmup_epochs. Received: trainer.epochs=3, scheduler.warmup_epochs=50"),
     (["loss=huber", "loss.fn.delta=0"], "loss.fn.delta must be a number > 0"),
     (["trainer.metrics=[acuracy]"], "trainer.metrics: unknown metric 'acuracy'"),
     (["trainer.monitor=val_acc"], "trainer.monitor is never logged by this run; it logs loss, accuracy, val_loss, val_accuracy. Received: trainer.monitor=val_acc"),
@@ -211,6 +215,21 @@ BAD = [
     (["data=csv", "data.path={tmp}/three.csv", "data.target=y", "data.task=binary"], "data.task: binary needs exactly 2 classes; column 'y' has 3"),
     (["data=csv", "data.path={tmp}/text.csv", "data.target=y", "data.task=regression", "loss=mse"], "data.task: regression needs a numeric target"),
     (["data=fashion_mnist", "data.path={tmp}/inf.csv"], "data.path: inf.csv is not a directory"),
+    (["data=csv", "data.path={tmp}/header_only.csv", "data.target=y"], "header_only.csv has no rows, only its header (a, b, y); a CSV needs one row per sample under it. Received: data.path="),
+    (["tracking.experiment_name=" + "e" * 600], "tracking.experiment_name must be at most 500 characters (MLflow's limit); it has 600. Received: tracking.experiment_name=eeee"),
+    (["tracking.experiment_name="], "tracking.experiment_name must be a name, or null for $MLFLOW_EXPERIMENT_NAME, else kerastrack. Received: tracking.experiment_name=''"),
+    (['optimizer.learning_rate="1e-3"'], "optimizer.learning_rate must be a number > 0. Received: optimizer.learning_rate='1e-3' (a string: give it without quotes)"),
+    (['trainer.shuffle="true"'], "Received: trainer.shuffle='true' (a string: give it without quotes)"),
+    # Keys added where kerastrack reads a fixed set (Hydra suggests +trainer.epoch=3 after the typo), or removed.
+    (["+trainer.epoch=3"], "trainer.epoch is not a key of trainer: nothing would read it (and its default would be used); did you mean trainer.epochs? Received: +trainer.epoch=3"),
+    (["++trainer.epoch=3"], "did you mean trainer.epochs? Received: ++trainer.epoch=3"),
+    (["+paths.ouput_dir=x"], "did you mean paths.output_dir? Received: +paths.ouput_dir=x"),
+    (["+sede=1"], "sede is not a top-level key: nothing would read it (and its default would be used); did you mean seed? Received: +sede=1"),
+    (["+foo=1"], "foo is not a top-level key: nothing would read it (and its default would be used); it has seed, deterministic, resume,"),
+    (["~seed"], "seed cannot be removed: kerastrack reads it; set it instead: seed=<value>. Received: ~seed"),
+    (["~deterministic"], "deterministic cannot be removed: kerastrack reads it; set it instead: deterministic=<value>. Received: ~deterministic"),
+    (["~trainer.epochs"], "trainer.epochs cannot be removed"),
+    (["~data"], "data cannot be removed: kerastrack reads it; choose one of its options instead (conf/data/). Received: ~data"),
     # The optimizer lab's surfaces (experiment=surfaces).
     (["experiment=surfaces", "data.steps_per_epoch=0"], "data.steps_per_epoch must be an integer >= 1: the optimizer steps per epoch. Received: data.steps_per_epoch=0"),
     (["experiment=surfaces", "model.start=[1]"], "model.start must be a list of two numbers [x, y] (the surface's loss.start by default), e.g. [-2, 2]. Received: model.start=[1]"),
@@ -235,13 +254,14 @@ def csv_files(tmp_path):
         "only_target.csv": "y\n" + "".join(f"{i % 2}\n" for i in rows),
         "three.csv": "a,b,y\n" + "".join(f"{i},{i % 5},{'abc'[i % 3]}\n" for i in rows),
         "text.csv": "a,b,y\n" + "".join(f"{i},{i % 5},v{i}\n" for i in rows),
+        "header_only.csv": "a,b,y\n",
     }
     for name, text in files.items():
         (folder / name).write_text(text)
     return folder
 
 
-@pytest.mark.parametrize("overrides, message", BAD, ids=[" ".join(o) for o, _ in BAD])
+@pytest.mark.parametrize("overrides, message", BAD, ids=[" ".join(o)[:100] for o, _ in BAD])
 def test_bad_input_is_refused_before_any_run(overrides, message, make_cfg, runs, csv_files):
     with pytest.raises(ConfigError) as error:
         train(make_cfg(*(o.format(tmp=csv_files) for o in overrides)))

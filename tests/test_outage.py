@@ -2,6 +2,7 @@
 (offline): nothing recorded is lost, and the upload puts it all into the run."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -209,3 +210,69 @@ def test_an_offline_sweep_needs_no_server_and_uploads_as_a_parent_with_its_child
         assert steps(client, child.info.run_id, "val_loss") == [0, 1]
     assert upload_main([str(sweep), "--tracking-uri", running_server.url]) == 0  # again: nothing doubled
     assert len(client.search_runs([parent.info.experiment_id])) == 3
+
+
+class Killed(BaseException):
+    """The upload's process dies here: nothing after the call runs (no except, no finally of ours)."""
+
+
+class DiesAfter:
+    """An MlflowClient whose process dies right after its ``n``-th call that writes to the
+    server has returned: what the server accepted is there, what the upload meant to note
+    next (its state) is not."""
+
+    WRITES = ("create_experiment", "create_run", "log_batch", "log_artifact", "log_artifacts", "log_inputs",
+              "create_logged_model", "log_outputs", "log_model_artifacts", "finalize_logged_model", "set_terminated")
+
+    def __init__(self, client, n):
+        self.client, self.n, self.calls = client, n, []
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        if name not in self.WRITES:
+            return method
+
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            self.calls.append(name)
+            if len(self.calls) == self.n:
+                raise Killed(name)
+            return result
+
+        return call
+
+
+def test_an_upload_killed_at_any_moment_and_run_again_records_the_run_once(make_cfg, store, tmp_path):
+    from kerastrack.tracking.spool import SPOOL_ID_TAG, upload
+
+    train(make_cfg("tracking.offline=true", "trainer.epochs=3", "tracking.log_model=true", "callbacks=none"))
+    original = Spool(tmp_path / "out")
+    expected = {}
+    for op in original.ops():
+        for key in op.get("metrics", {}) if op["op"] == "metrics" else ():
+            expected.setdefault(key, []).append(op["step"])
+    client = mlflow.MlflowClient(store)
+    whole = DiesAfter(client, n=0)  # never dies: counts the calls of a whole upload
+    copy = Spool(shutil.copytree(original.directory, tmp_path / "whole"))
+    copy.write_meta(**{**copy.meta(), "experiment_name": "whole upload"})
+    upload(copy, whole, log_progress=lambda line: None)
+    assert {"create_run", "log_batch", "log_model_artifacts", "set_terminated"} <= set(whole.calls)
+    # Every moment: after each call the server accepted (after the run is created, between
+    # metric batches, before and after the final status...), before the upload noted it.
+    for n, name in enumerate(whole.calls, start=1):
+        moment = f"after call {n} ({name})"
+        spool = Spool(shutil.copytree(original.directory, tmp_path / f"killed{n}"))
+        spool.write_meta(**{**spool.meta(), "experiment_name": f"killed {moment}"})
+        with pytest.raises(Killed):
+            upload(spool, DiesAfter(client, n), log_progress=lambda line: None)
+        run_id, _ = upload(spool, client, log_progress=lambda line: None)  # the same command again
+
+        experiment = client.get_experiment_by_name(f"killed {moment}")
+        (run,) = client.search_runs([experiment.experiment_id])  # one run per spool
+        assert run.info.run_id == run_id and run.data.tags.get(SPOOL_ID_TAG) == spool.state().get("spool_id"), moment
+        assert run.info.status == "FINISHED", moment
+        for key, logged in expected.items():
+            assert steps(client, run_id, key) == sorted(logged), f"{key}, killed {moment}"
+        assert len(run.inputs.dataset_inputs) == 3, moment
+        models = client.search_logged_models([experiment.experiment_id])
+        assert [m.status for m in models] == ["READY"] and len(run.outputs.model_outputs) == 1, moment

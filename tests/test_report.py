@@ -238,6 +238,17 @@ def test_cli_bad_input_is_one_error_line_and_exit_code_2(sweep, argv, received, 
     assert err.startswith("Error: ") and received in err and len(err.splitlines()) == 1
 
 
+def test_cli_given_a_job_or_a_single_run_says_it_is_not_a_sweeps_parent(sweep, capsys):
+    child = sweep["children"][("sgd", "1")]
+    assert main([child, "--tracking-uri", sweep["uri"]]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"Error: Run {child} ('optimizer=sgd,seed=1') is not a sweep's parent run; it is a job of the sweep "
+        f"{sweep['parent']}: report that sweep with python -m kerastrack.report {sweep['parent']}. Received: parent={child}")
+    assert main([sweep["single"], "--tracking-uri", sweep["uri"]]) == 2
+    assert "it is a single run: compare single runs with python -m kerastrack.report --experiment 'other'" in \
+        capsys.readouterr().err
+
+
 # Probe metrics (gradient norms per layer, update size), logged per epoch by some runs.
 PROBE_SCALE = {"grad_norm/dense_0": 0.01, "grad_norm/head": 1.0, "update_per_step": 0.1}
 

@@ -3,12 +3,14 @@
 import contextlib
 import os
 import signal
+import time
 import urllib.request
 
 import pytest
 
 from kerastrack import ui
 from kerastrack.errors import ConfigError
+from kerastrack.tracking.server import free_port
 from tests.helpers import UiProcess, children
 
 
@@ -55,6 +57,24 @@ def test_a_busy_port_is_refused_early(tmp_path, monkeypatch, capsys):
     assert f"Received: port={port}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "abc"])
+def test_a_port_out_of_range_is_refused_by_the_command_line(port, capsys):
+    with pytest.raises(SystemExit) as done:
+        ui.main(["--port", port])
+    assert done.value.code == 2
+    assert f"argument --port: must be an integer in [1, 65535]. Received: port={port}" in capsys.readouterr().err
+
+
+def test_a_port_another_ui_holds_is_refused_before_its_check(tmp_path, capsys):
+    (tmp_path / "mlflow.db").touch()
+    port = free_port()
+    with ui.claim_port(port):  # as a UI that is starting holds it: nothing listens there yet
+        assert ui.main(["--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's lines creating the empty store
+    assert err.startswith(f"Error: another python -m kerastrack.ui is starting or running on port {port}")
+    assert err.endswith(f"Received: port={port}")
+
+
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
 def test_only_loopback_counts_as_local(host, loopback):
@@ -80,3 +100,21 @@ def test_ui_serves_the_store_and_stops_cleanly(store, tmp_path, signum):
         for pgid in servers:
             assert not group_alive(pgid), f"server process group {pgid} left behind"
     assert list(tmp_path.iterdir()) == []  # nothing written where it was started
+
+
+@pytest.mark.slow
+def test_a_second_ui_on_the_port_is_refused_and_kill_9_of_the_ui_leaves_no_server(store, tmp_path):
+    with UiProcess(tmp_path, "--backend-store-uri", store) as first:
+        with UiProcess(tmp_path, "--backend-store-uri", store, "--port", str(first.port)) as second:
+            assert second.process.wait(60) == 2  # started together: the first holds the port
+            out = second.process.stdout.read().strip()
+        assert out.startswith(f"Error: another python -m kerastrack.ui is starting or running on port {first.port}")
+        assert len(out.splitlines()) == 1
+        first.wait_ready()
+        (group,) = children(first.process.pid)
+        os.kill(first.process.pid, signal.SIGKILL)  # no handler runs: the watchdog must end the server
+        first.process.wait(10)
+        deadline = time.monotonic() + 60
+        while group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not group_alive(group), "the server outlived its ui's kill -9"

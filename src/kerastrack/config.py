@@ -13,9 +13,11 @@ from numbers import Integral, Real
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, shown
 from kerastrack.files import writable_dir
+from kerastrack.config_links import check_model_fits_data, explain_derived
 from kerastrack.hydra_utils import group_choices
+from kerastrack.overrides import check_overrides
 
 # Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
 # the optimizer's), which OmegaConf has no syntax for.
@@ -103,7 +105,7 @@ def _is_number(value):
 
 
 def _fail(key, value, allowed):
-    raise ConfigError(f"{key} must be {allowed}. Received: {key}={value}")
+    raise ConfigError(f"{key} must be {allowed}. Received: {key}={shown(value)}")
 
 
 def _is_integer(value):
@@ -253,15 +255,19 @@ def check_config(cfg):
     Integers given for float arguments (``optimizer.learning_rate=1``) are turned into
     floats in ``cfg``, so that the run records what Keras is given.
     """
+    check_overrides(cfg)
     _check_missing(cfg)
     _check_trainer(cfg)
     _check_tracking(cfg)
     for group in CHECKED_GROUPS:
         for key, name, value in _walk(_select(cfg, group), group):
-            _check_value(key, name, value)
+            try:
+                _check_value(key, name, value)
+            except ConfigError as exc:
+                raise explain_derived(cfg, key, value, exc) from None
         _check_arguments(cfg, group)
         _as_floats(_select(cfg, group))
-    _check_model_fits_data(cfg)
+    check_model_fits_data(cfg)
     plateau = [name for name, cb in _select(cfg, "callbacks").items()
                if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")]
     if plateau and "_target_" in _select(cfg, "scheduler"):
@@ -313,38 +319,6 @@ def _check_arguments(cfg, group):
                 f"{group}.{name} is not an argument of {group}={_choice(cfg, group)}; it takes {known}. "
                 f"Received: {group}.{name}={node[name]}"
             )
-
-
-def _check_model_fits_data(cfg):
-    """model=cnn on a tabular data set, a 2-D surface's loss without model=point (or the
-    reverse), known from the names alone."""
-    from hydra.utils import get_object
-
-    from kerastrack.data import TABULAR_SETS  # scikit-learn and pandas: deferred, every process loads config
-
-    model, data, fn = _select(cfg, "model"), _select(cfg, "data"), _select(cfg, "loss").get("fn") or {}
-    try:
-        model_class = get_object(model._target_) if "_target_" in model else None
-        surface = getattr(get_object(fn["_target_"]), "needs_position", False) if "_target_" in fn else False
-    except ImportError:
-        return
-    if surface != getattr(model_class, "is_position", False):
-        m, loss = _choice(cfg, "model"), _choice(cfg, "loss")
-        raise ConfigError(f"a 2-D surface's loss (rosenbrock, saddle, two_minima, rastrigin) scores a position, which "
-                          f"model=point is, and model=point needs one. Received: loss={loss}, model={m}")
-    needs_images = getattr(model_class, "needs_images", False)
-    target = str(data.get("_target_", ""))
-    if not target.startswith("kerastrack.data."):
-        return  # a user's own data function: its samples' shape is known once it has loaded
-    # Our YAMLs name their set (data=iris: `name: iris`); the CSV family is a set of its own.
-    data_set = data.get("name", target.removeprefix("kerastrack.data."))
-    if needs_images and data_set in TABULAR_SETS:
-        m, d = _choice(cfg, "model"), _choice(cfg, "data")
-        raise ConfigError(
-            f"model={m} needs image data of shape (height, width, channels); data={d} is tabular. "
-            f"Use model=mlp or model=linear, or an image data set (digits, mnist, fashion_mnist, cifar10). "
-            f"Received: model={m}, data={d}"
-        )
 
 
 def check_monitors(cfg, logged):

@@ -195,6 +195,9 @@ def read_csv_table(path, target: str, task: str):
             f"data.target: no column '{target}' in {path}. Received: "
             f"data.target={target}; columns: {', '.join(map(str, frame.columns))}"
         )
+    if frame.empty:  # a header alone: nothing to split, nor a class to count
+        raise ConfigError(f"data.path: {path} has no rows, only its header ({', '.join(map(str, frame.columns))}); "
+                          f"a CSV needs one row per sample under it. Received: data.path={path}")
     if len(frame.columns) < 2:
         raise ConfigError(
             f"data.path: {path} has no feature columns besides the "

@@ -47,3 +47,16 @@ def disk_full(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def shown(value):
+    """``value`` as an error's ``Received:`` shows it: a string that reads as a number, a
+    boolean or null (``'1e-3'``, quoted on the command line or in YAML) is said to be one."""
+    text = str(value).strip().lower()
+    try:
+        number = bool(text) and float(text) is not None
+    except ValueError:
+        number = False
+    if isinstance(value, str) and (number or text in ("true", "false", "null", "none")):
+        return f"'{value}' (a string: give it without quotes)"
+    return value

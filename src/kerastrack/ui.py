@@ -1,7 +1,8 @@
 """``python -m kerastrack.ui``: the MLflow UI on the project's store, one command away.
 
 It runs ``mlflow server`` (through ``kerastrack.tracking.server.MlflowServer``: one worker,
-no job runner, in its own process group) on the store ``python train.py`` records into,
+no job runner, in its own process group, led by a watchdog that ends it if this process is
+killed with kill -9) on the store ``python train.py`` records into,
 on 127.0.0.1 unless ``--host`` says otherwise, and stops the server's whole process group
 on Ctrl-C, SIGTERM or SIGHUP. The server runs in its own session so that it starts and
 stops as one group; the terminal's signals therefore reach only this process, which
@@ -67,6 +68,43 @@ def check_port(host, port):
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); is a UI already running? "
                               f"Pick another port with --port. Received: port={port}") from None
+
+
+def port_number(text):
+    """argparse's ``type`` of --port: a TCP port, 1 to 65535."""
+    with contextlib.suppress(ValueError):
+        if 1 <= int(text) <= 65535:
+            return int(text)
+    raise argparse.ArgumentTypeError(f"must be an integer in [1, 65535]. Received: port={text}")
+
+
+@contextlib.contextmanager
+def claim_port(port):
+    """Holds the port for this UI from before its check until its server has stopped.
+
+    The check alone lets two UIs started together both find the port free; the one whose
+    server then loses the race would report the other's server as its own. The lock is
+    the kernel's (flock), so a UI killed with kill -9 leaves it free.
+
+    Raises:
+        ConfigError: Another ``python -m kerastrack.ui`` holds it.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(Path(tempfile.gettempdir()) / f"kerastrack-ui-{port}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except PermissionError:  # another user's lock file: their UI, if it runs, holds the port itself
+        yield
+        return
+    except Timeout:
+        raise ConfigError(f"another python -m kerastrack.ui is starting or running on port {port} (it holds "
+                          f"{lock.lock_file}); use that one, or pick another port with --port. "
+                          f"Received: port={port}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_loopback(host):
@@ -185,7 +223,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m kerastrack.ui",
         description="Start the MLflow UI on the store `python train.py` records into; Ctrl-C stops it.")
-    parser.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    parser.add_argument("--port", type=port_number, default=5000, help="port to listen on, 1 to 65535 (default 5000)")
     parser.add_argument("--host", default=LOOPBACK,
                         help="interface to bind (default 127.0.0.1; anything else exposes the store to the network)")
     parser.add_argument("--backend-store-uri", default=None,
@@ -208,14 +246,15 @@ def main(argv=None):
                 webbrowser.open(url)
             return 0
         view = landing(uri, args.sweep, args.run)
-        check_port(args.host, args.port)
+        with claim_port(args.port):  # until the server has stopped
+            check_port(args.host, args.port)
+            if not is_loopback(args.host):
+                print(f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from "
+                      "the network without authentication.", file=sys.stderr)
+            return serve(uri, args.host, args.port, view=view, open_browser=args.open)
     except ConfigError as exc:
         print(f"Error: {mask_text(str(exc))}", file=sys.stderr)
         return 2
-    if not is_loopback(args.host):
-        print(f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from the network "
-              "without authentication.", file=sys.stderr)
-    return serve(uri, args.host, args.port, view=view, open_browser=args.open)
 
 
 if __name__ == "__main__":

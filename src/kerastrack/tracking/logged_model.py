@@ -62,6 +62,7 @@ def register(client, run_id, path, step=0, metrics=()):
         # Its params are the run's, as mlflow.keras.log_model gives them.
         logged = client.create_logged_model(run.info.experiment_id, name=NAME, source_run_id=run_id,
                                             params=dict(run.data.params))
+    if logged.model_id not in {o.model_id for o in run.outputs.model_outputs}:  # also after a kill in between
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
     if logged.status != LoggedModelStatus.READY:
         # The ids MLflow writes into MLmodel when it logs a model (Model.log), known only now.

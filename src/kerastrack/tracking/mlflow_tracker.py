@@ -23,7 +23,7 @@ from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, fi
                                         find_parent, offline_child)
 from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
-from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.store import check_experiment_name, check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.tracker import NullTracker, closing
 from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
@@ -78,7 +78,7 @@ class MlflowTracker(NullTracker):
         StoreFull.install()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_scheme(self.tracking_uri)
-        self.experiment_name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.experiment_name = check_experiment_name(experiment_name, DEFAULT_EXPERIMENT)
         self.run_name = run_name
         self.log_model = log_model
         self.log_every_n_steps = log_every_n_steps

@@ -156,12 +156,31 @@ def _parent_run(client, parent, experiment):
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_run(parent)
+        run = client.get_run(parent)
     except MlflowException:
         raise ConfigError(
             f"There is no run with id '{parent}'. The latest sweeps are: {_recent_parents(client)}. "
             f"Received: parent={parent}"
         ) from None
+    _check_is_parent(client, run)
+    return run
+
+
+def _check_is_parent(client, run):
+    """A run given as a sweep's parent that is one of its jobs, or a single run, is said to be
+    that (its report would otherwise read "no runs yet")."""
+    run_id, tags = run.info.run_id, run.data.tags
+    if tags.get("sweep.role") == "parent" or client.search_runs(
+            [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1):
+        return
+    owner = tags.get("mlflow.parentRunId")
+    if owner:
+        what = f"a job of the sweep {owner}: report that sweep with python -m kerastrack.report {owner}"
+    else:
+        experiment = client.get_experiment(run.info.experiment_id).name
+        what = f"a single run: compare single runs with python -m kerastrack.report --experiment '{experiment}'"
+    raise ConfigError(f"Run {run_id} ('{run.info.run_name}') is not a sweep's parent run; it is {what}. "
+                      f"Received: parent={run_id}")
 
 
 def _recent_parents(client, limit=5):

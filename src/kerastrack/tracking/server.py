@@ -3,7 +3,8 @@
 Used by ``python -m kerastrack.ui`` and by the tests that need a tracking server. MLflow
 has no API to run its server in-process and stop it cleanly: the CLI starts a process
 tree (uvicorn/gunicorn workers, a job runner), so it is started in a new session and
-stopped by signalling the whole process group, never only its pid.
+stopped by signalling the whole process group, never only its pid. The group's leader is a
+watchdog (``watchdog.py``) that ends the group when the process that started it dies.
 """
 
 import contextlib
@@ -19,6 +20,7 @@ from pathlib import Path
 from kerastrack.secrets import mask_uri
 
 LOOPBACK = "127.0.0.1"
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 
 
 def free_port(host=LOOPBACK):
@@ -82,7 +84,10 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self.process = subprocess.Popen(self.command(), env=env, cwd=self.cwd, stdout=out,
+            # Through the watchdog, which leads the new group and ends it if this process dies
+            # (kill -9 included): the write end of its stdin pipe stays here, unwritten.
+            self.process = subprocess.Popen([sys.executable, "-I", str(WATCHDOG), *self.command()], env=env,
+                                            cwd=self.cwd, stdin=subprocess.PIPE, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             if self.log_file:
@@ -120,6 +125,7 @@ class MlflowServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
+        self.process.stdin.close()
         self.process = None
 
     def __enter__(self):

@@ -8,7 +8,8 @@ A spool is a directory (``<output_dir>/mlflow-spool``) with:
 - ``files/``: copies of the artifacts those calls named (taken when the call was made, so
   later changes to the output dir do not change what is uploaded), and the model saved in
   MLflow's format, registered as the run's logged model when uploaded;
-- ``state.json``: how far an upload got (the run id it uploads into, ops sent so far).
+- ``state.json``: how far an upload got (the run id it uploads into, ops sent so far, and
+  for an offline run the spool's id, which tags the run the upload creates).
 
 An offline sweep spools its parent run in the sweep dir, and each job's meta names that
 spool (``parent_spool``, relative to the job's): the upload puts the job's run under the
@@ -16,7 +17,11 @@ parent's run on the server, uploading the parent first if it is not there yet.
 
 ``python -m kerastrack.upload <output_dir>`` replays it into the run on the server. The
 state is written after every batch of ops the server accepted, so a second upload (or one
-after a broken one) sends only what is left: nothing is duplicated.
+after a broken one) sends only what is left. Killed between the server's accepting a batch
+and the state's write, the upload sends that batch again: the server's store drops the
+repeated metric values (same key, step, timestamp and value), params and tags are set to
+the same values, files are written over, and the logged model is completed, not made
+twice. Nothing is duplicated.
 
 MLflow has no offline queue of its own (its async logging keeps metrics in memory only,
 and loses them when the server is away), hence this module.
@@ -25,6 +30,7 @@ and loses them when the server is away), hence this module.
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from kerastrack.errors import ConfigError
@@ -35,6 +41,7 @@ from kerastrack.tracking.views import EXPERIMENT_KIND
 
 SPOOL_DIRNAME = "mlflow-spool"
 EARLIER = SPOOL_DIRNAME + ".*"  # an earlier attempt's spool, set aside in the same output dir
+SPOOL_ID_TAG = "spool.id"  # on a run an upload created: which spool it came from
 
 
 class Spool:
@@ -159,19 +166,8 @@ def upload(spool, client, log_progress=print):
     Returns:
         (run_id, counts): the run and how many of each op were sent.
     """
-    meta, state = spool.meta(), spool.state()
-    run_id = state["run_id"] or meta.get("run_id")
-    if run_id is None:  # an offline run: create it once, remember it before anything else
-        experiment = client.get_experiment_by_name(meta["experiment_name"])
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
-        tags = dict(meta.get("tags") or {})
-        if (parent := spool.parent()) is not None:  # a job of an offline sweep: under its parent
-            tags["mlflow.parentRunId"] = _parent_run_id(parent, client, log_progress)
-        run = client.create_run(experiment_id, start_time=meta.get("start_time"), tags=tags,
-                                run_name=meta.get("run_name"))
-        run_id = run.info.run_id
-        log_progress(f"created run {run_id} '{run.info.run_name}' in experiment {meta['experiment_name']}")
+    state = spool.state()
+    run_id = find_or_create_run(spool, client, state, log_progress)
     state["run_id"] = run_id
     spool.save_state(state)
     ops = spool.ops()
@@ -210,6 +206,45 @@ def sweep_spools(path):
     if not spool.exists() or (spool.meta().get("tags") or {}).get("sweep.role") != "parent":
         return [path]
     return [path, *(str(child.directory) for child in spool.children())]
+
+
+def find_or_create_run(spool, client, state, log_progress=print):
+    """The server's run that the spool goes into, created once whenever the upload is killed.
+
+    An online run's spool names its run. An offline run's is created by the first upload,
+    tagged with the spool's own id (saved in ``state`` before the run exists): an upload
+    killed after creating it, before it could note the run's id, finds it again by that tag
+    rather than making a second run of the same name.
+
+    Args:
+        spool: The Spool.
+        client: An ``mlflow.MlflowClient`` on the server.
+        state: The spool's upload state; its ``spool_id`` is set (and saved) if new.
+        log_progress: Called with a line when a run is created or found.
+
+    Returns:
+        The run id.
+    """
+    meta = spool.meta()
+    if state["run_id"] or meta.get("run_id"):
+        return state["run_id"] or meta["run_id"]
+    if not state.get("spool_id"):
+        state["spool_id"] = uuid.uuid4().hex
+        spool.save_state(state)
+    experiment = client.get_experiment_by_name(meta["experiment_name"])
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
+    found = client.search_runs([experiment_id], f"tags.`{SPOOL_ID_TAG}` = '{state['spool_id']}'", max_results=1)
+    if found:
+        log_progress(f"continuing run {found[0].info.run_id} '{found[0].info.run_name}', which an earlier upload "
+                     f"of this spool created")
+        return found[0].info.run_id
+    tags = {**(meta.get("tags") or {}), SPOOL_ID_TAG: state["spool_id"]}
+    if (parent := spool.parent()) is not None:  # a job of an offline sweep: under its parent
+        tags["mlflow.parentRunId"] = _parent_run_id(parent, client, log_progress)
+    run = client.create_run(experiment_id, start_time=meta.get("start_time"), run_name=meta.get("run_name"), tags=tags)
+    log_progress(f"created run {run.info.run_id} '{run.info.run_name}' in experiment {meta['experiment_name']}")
+    return run.info.run_id
 
 
 def _send(client, run_id, spool, ops, counts):

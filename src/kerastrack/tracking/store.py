@@ -73,6 +73,26 @@ def check_scheme(uri):
         )
 
 
+def check_experiment_name(name, default):
+    """The experiment to record into: ``name``, else $MLFLOW_EXPERIMENT_NAME, else ``default``,
+    checked as MLflow will check it when the run is created (too late: a traceback then).
+
+    Raises:
+        ConfigError: An empty name (it would quietly mean the default), or one over MLflow's length.
+    """
+    from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+
+    if name is not None and not str(name).strip():
+        raise ConfigError("tracking.experiment_name must be a name, or null for $MLFLOW_EXPERIMENT_NAME, else "
+                          f"{default}. Received: tracking.experiment_name='{name}'")
+    key, resolved = ("tracking.experiment_name", str(name)) if name is not None else \
+        ("MLFLOW_EXPERIMENT_NAME", os.environ.get("MLFLOW_EXPERIMENT_NAME") or default)
+    if len(resolved) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise ConfigError(f"{key} must be at most {MAX_EXPERIMENT_NAME_LENGTH} characters (MLflow's limit); it has "
+                          f"{len(resolved)}. Received: {key}={resolved[:60]}...")
+    return resolved
+
+
 def open_store(uri):
     """Opens (and creates, if new) the store at ``uri``, and returns an MlflowClient on it.
 
