@@ -143,7 +143,7 @@ def test_a_pid_reused_by_another_process_is_not_the_launcher():
 
 
 def test_a_launcher_killed_but_not_yet_reaped_is_gone(launcher):
-    process, exits = launcher
+    process, _ = launcher
     process.kill()  # a zombie until its parent (here, this test) waits for it
     deadline = time.monotonic() + 5
     with pytest.raises(SystemExit):

@@ -12,7 +12,9 @@ job processes on this machine (each job registers itself in the sweep dir): runn
 close their runs KILLED with every finished epoch, jobs not yet started do not start, the
 parent ends KILLED, and one line says how to continue (the same command into the same
 sweep dir). A second interrupt stops at once (runs killed hard stay RUNNING; the
-re-launch continues them too).
+re-launch continues them too). A launching process killed hard (``kill -9``) cannot do any
+of this: its workers watch it (``kerastrack.watchdog``), close their runs KILLED and exit.
+A re-launch's job whose run another process still trains is skipped, and said so.
 """
 
 import atexit
@@ -73,9 +75,9 @@ def job():
     # environment) or of Ray (which does not).
     in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
     launcher = _launcher_watch(control) if in_worker else None
-    with launcher.job() if launcher else contextlib.nullcontext():
-        with _registered(control, in_worker, orphaned=launcher.gone if launcher else None):
-            yield
+    with (launcher.job() if launcher else contextlib.nullcontext(),
+          _registered(control, in_worker, orphaned=launcher.gone if launcher else None)):
+        yield
 
 
 @contextlib.contextmanager
