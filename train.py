@@ -22,7 +22,7 @@ try:
     from omegaconf import DictConfig, OmegaConf
 
     from kerastrack import startup, sweep
-    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, is_pruned
+    from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, RunHeld, is_pruned
     from kerastrack.secrets import mask_text
 except KeyboardInterrupt:
     print(NOTHING_RECORDED, file=sys.stderr)
@@ -64,6 +64,11 @@ def _sweep_job(cfg, train):
         return math.nan  # the sweep is stopping: this job does not start
     except KeyboardInterrupt as exc:
         log.warning("%s", _interrupted_line(exc, resume_hint=False))
+        return math.nan
+    except RunHeld as exc:
+        # Not a failure: another process (an earlier launch's worker) is training this run.
+        log.warning("skipped: held by another process: %s", mask_text(str(exc)))
+        sweep.skipped(exc)
         return math.nan
     except (DataUnavailable, DiskFull) as exc:
         # Every job would fail the same way: say it once and stop the sweep.

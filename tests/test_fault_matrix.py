@@ -12,6 +12,9 @@ and a way to continue (printed, for an interrupt) that completes the same runs i
 """
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -321,3 +324,55 @@ def check_sweep_complete(check, cwd, before=None):
                                               f"not the earlier {[i[:8] for i in earlier]} completed in place")
         check.complete(cwd, run)
 
+
+
+# -- the launcher killed alone --
+
+
+def test_a_launcher_killed_hard_leaves_no_process_and_no_running_child_and_a_relaunch_skips_held_runs(tmp_path):
+    # kill -9 (or the OOM killer) reaches the launching process only: its workers, re-parented
+    # to pid 1, used to finish their jobs, start the queued ones and then wait for ever.
+    sweep_dir = tmp_path / "multirun"
+    args = [*SWEEP, *COMMON, f"hydra.sweep.dir={sweep_dir}"]
+    first = start_train(tmp_path, *args, pause_at="fit", name="first")
+    try:
+        paused = first.wait_paused("fit", 2)
+        # A re-launch while the first launch's workers still train: their runs are held.
+        again = run_train(tmp_path, *args, name="again")
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.wait()
+        noticed = _wait_for_lines(sweep_dir.glob("*/train.log"), "launching process", 2)
+        first.release(paused)  # only once they noticed: released at once, they would train on (up to 1 s)
+        stragglers = first.wait_group_gone(timeout=30)  # the workers and both resource trackers
+    finally:
+        first.kill_group()
+    check = Checks(context(tmp_path))
+    check(noticed, "the workers did not notice within 15 s that their launcher was gone")
+    check(not stragglers, f"processes of the killed launcher's sweep still alive after 30 s: {stragglers}")
+    check.exit_code(again, 1)
+    check.no_traceback(again)
+    said = [line for line in again.stderr.splitlines() if line.startswith("Skipped: ")]
+    check(said and said[0].startswith("Skipped: 2 of 2 jobs, held by another process (RUNNING in MLflow"),
+          f"the re-launch does not say its jobs were skipped as held: {said or again.stderr.splitlines()[-3:]}")
+    check("jobs failed" not in again.stderr, "the re-launch calls the held jobs failed")
+    parents, children = sweep_runs(tmp_path)
+    if check(len(parents) == 1, f"{len(parents)} parent runs, expected 1"):
+        tags = parents[0].data.tags
+        check((tags.get("sweep.n_skipped"), tags.get("sweep.n_failed")) == ("2", "0"),
+              f"the parent says n_skipped={tags.get('sweep.n_skipped')}, n_failed={tags.get('sweep.n_failed')}")
+    check(sorted(children) == sorted(OPTIMIZERS), f"children for {sorted(children)}, expected {list(OPTIMIZERS)}")
+    for runs in children.values():
+        for run in runs:  # closed by their workers once the launcher was gone
+            check.status(tmp_path, run, "KILLED")
+            check.epochs_once(tmp_path, run, 2)
+    check.done()
+
+
+def _wait_for_lines(paths, text, count, timeout=15):
+    """Waits until ``count`` of the files hold ``text``; returns whether they did."""
+    paths, deadline = list(paths), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(text in p.read_text(errors="replace") for p in paths) >= count:
+            return True
+        time.sleep(0.1)
+    return False

@@ -62,7 +62,7 @@ LAYERS = [
     ["kerastrack.callbacks", "kerastrack.probes", "kerastrack.search"],
     ["kerastrack.plots", "kerastrack.trajectories"],
     [name for name in MODULES if name.startswith("kerastrack.tracking")],
-    ["kerastrack.secrets", "kerastrack.signals"],
+    ["kerastrack.secrets", "kerastrack.signals", "kerastrack.watchdog"],
     ["kerastrack.hydra_utils", "kerastrack.files", "kerastrack.background", "kerastrack.errors", "kerastrack.startup", "kerastrack.stats"],
 ]
 

@@ -195,7 +195,7 @@ def test_an_offline_sweep_needs_no_server_and_uploads_as_a_parent_with_its_child
     assert "Sweep of 2 job(s) done" in out and "MLflow UI" not in out
     assert f"upload them all (the parent, each job's run under it) with: python -m kerastrack.upload {sweep}," in out
     assert [op for op in Spool(sweep).ops() if op["op"] != "terminate"] == [
-        {"op": "tags", "tags": {"sweep.n_jobs": "2", "sweep.n_failed": "0"}}]  # the spooled jobs counted as done
+        {"op": "tags", "tags": {"sweep.n_jobs": "2", "sweep.n_failed": "0", "sweep.n_skipped": "0"}}]  # the spooled jobs counted as done
 
     assert upload_main([str(sweep), "--tracking-uri", running_server.url]) == 0
     client = mlflow.MlflowClient(running_server.url)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, RunHeld
 from kerastrack.pipeline import train
 from kerastrack.resume import read_state
 from tests.helpers import ROOT, history, run_train, steps, store_client
@@ -176,8 +176,9 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_p
 
     run_id = killed_at(make_cfg, tmp_path, 0, "trainer.epochs=2")
     with FileLock(tmp_path / "killed" / "state" / "lock"):  # what the first resume holds while it trains
-        with pytest.raises(ConfigError, match=r"another process is training in .*killed right now"):
+        with pytest.raises(RunHeld, match=r"another process is training in .*killed right now") as refused:
             train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
+    assert refused.value.held == f"run {run_id} in {tmp_path / 'killed'} (its lock)"  # a sweep's job: skipped, not failed
     assert runs.client.get_run(run_id).info.status == "KILLED"
     train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
     assert runs.client.get_run(run_id).info.status == "FINISHED"

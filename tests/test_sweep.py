@@ -27,6 +27,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
     assert json.loads(parent.data.tags["sweep.keys"]) == ["optimizer", "seed"]
     # Counts and the best value are tags: as metrics they became charts of their own in the UI.
     assert parent.data.tags["sweep.n_jobs"] == "4" and parent.data.tags["sweep.n_failed"] == "0"
+    assert parent.data.tags["sweep.n_skipped"] == "0"  # no job held by another process
     assert not parent.data.metrics
     assert len({r.data.tags["mlflow.runColor"] for r in children}) == 4  # told apart in the UI's charts
     assert sorted(r.info.run_name for r in children) == [

@@ -9,6 +9,21 @@ class ConfigError(ValueError):
     """
 
 
+class RunHeld(ConfigError):
+    """The run is being trained by another process right now (it holds the run's lock, or
+    its recorded process is alive): refused. A sweep counts such a job as skipped, not
+    failed: the run is RUNNING, and that other process's.
+
+    Args:
+        message: The one line, naming the run and the process.
+        held: What is held, in a few words: ``run <id> (process <pid> on <host>)``.
+    """
+
+    def __init__(self, message, held):
+        super().__init__(message)
+        self.held = held
+
+
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the run is recorded as FAILED with diverged=true."""
 

@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from kerastrack.callbacks import TrainingState
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, RunHeld
 from kerastrack.files import write_atomic
 from kerastrack.hydra_utils import group_choices, parse_overrides
 from kerastrack.secrets import is_masked, is_secret_key, mask_override, mask_secrets, mask_value
@@ -194,8 +194,9 @@ def _check_abandoned(run_id, output_dir, received):
     killed hard, with no chance to close it)."""
     info = _read_json(output_dir / STATE_DIR / "run.json", received, missing={})
     if in_use(output_dir) or (info.get("host") == socket.gethostname() and _alive(info.get("pid"))):
-        raise ConfigError(f"resume: run {run_id} is RUNNING (process {info.get('pid')} on {info.get('host')}); "
-                          f"stop it first, or wait for it to end. Received: {received}")
+        raise RunHeld(f"resume: run {run_id} is RUNNING (process {info.get('pid')} on {info.get('host')}); "
+                      f"stop it first, or wait for it to end. Received: {received}",
+                      f"run {run_id} (process {info.get('pid')} on {info.get('host')})")
     if info.get("host") not in (None, socket.gethostname()):
         raise ConfigError(f"resume: run {run_id} is RUNNING on {info.get('host')}; kerastrack cannot tell from "
                           f"here whether its process is gone. Resume it on that machine. Received: {received}")
@@ -339,9 +340,10 @@ def claim(output_dir, tracker, resumed=None):
         lock.acquire(timeout=0)
     except Timeout:
         what = f"resume={resumed.run_id or output_dir}" if resumed else f"paths.output_dir={output_dir}"
-        raise ConfigError(f"another process is training in {output_dir} right now (it holds {state / 'lock'}): "
-                          f"two processes must not write one run. Wait for it to end, or stop it. "
-                          f"Received: {what}") from None
+        raise RunHeld(f"another process is training in {output_dir} right now (it holds {state / 'lock'}): "
+                      f"two processes must not write one run. Wait for it to end, or stop it. "
+                      f"Received: {what}",
+                      f"{f'run {resumed.run_id}' if resumed else 'the run'} in {output_dir} (its lock)") from None
     try:
         if resumed is None:
             _check_fresh(state, tracker, output_dir)

@@ -12,19 +12,24 @@ job processes on this machine (each job registers itself in the sweep dir): runn
 close their runs KILLED with every finished epoch, jobs not yet started do not start, the
 parent ends KILLED, and one line says how to continue (the same command into the same
 sweep dir). A second interrupt stops at once (runs killed hard stay RUNNING; the
-re-launch continues them too).
+re-launch continues them too). A launching process killed hard (``kill -9``) cannot do any
+of this: its workers watch it (``kerastrack.watchdog``), close their runs KILLED and exit.
+A re-launch's job whose run another process still trains is skipped, and said so.
 """
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import shlex
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
+import psutil
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -32,10 +37,13 @@ from omegaconf import OmegaConf
 from kerastrack.hydra_utils import parse_overrides, sweep_dir
 from kerastrack.signals import ignore, interrupt_once
 from kerastrack.sweep_dir import check_sweepable, claim
+from kerastrack.watchdog import watch
 
 log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
 STOPPING = "stopping"
+LAUNCHER = "launcher"  # in CONTROL_DIR: the launching process (host, pid, start time), for the workers' watch
+SKIPPED = "skipped"  # in CONTROL_DIR: a file per job skipped because another process holds its run
 LAUNCHER_PID = "KERASTRACK_SWEEP_LAUNCHER_PID"
 _ACTIVE = []  # the launching process's callback, while its sweep runs
 
@@ -56,19 +64,29 @@ def job():
     sweep is stopping, and marks the sweep stopping if it is interrupted. In a worker
     process (parallel launcher), SIGTERM and Ctrl-C interrupt the job, and Ctrl-C is
     ignored between jobs: an idle worker killed by it would break the pool and take the
-    running jobs down before they could close their runs.
+    running jobs down before they could close their runs. A worker on the launcher's
+    machine also watches the launcher (``kerastrack.watchdog``): once it is gone (killed
+    hard), the job is interrupted, its run closes KILLED, and the worker exits.
 
     Raises:
         SweepInterrupted: The sweep is stopping.
     """
     control = _control_dir()
+    # Not the launching process: a worker of the parallel launcher (which inherits its
+    # environment) or of Ray (which does not).
+    in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
+    launcher = _launcher_watch(control) if in_worker else None
+    with (launcher.job() if launcher else contextlib.nullcontext(),
+          _registered(control, in_worker, orphaned=launcher.gone if launcher else None)):
+        yield
+
+
+@contextlib.contextmanager
+def _registered(control, in_worker, orphaned):
     jobs = control / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     me = jobs / f"{socket.gethostname()}-{os.getpid()}"
     me.touch()  # before looking at the mark: the launcher marks, then looks at the jobs
-    # Not the launching process: a worker of the parallel launcher (which inherits its
-    # environment) or of Ray (which does not).
-    in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_worker:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,7 +96,10 @@ def job():
             raise SweepInterrupted
         yield
     except KeyboardInterrupt:
-        (control / STOPPING).touch()
+        # A worker whose launcher is gone does not mark the sweep: the mark would stop
+        # the re-launch that may already be running in this sweep dir.
+        if not (orphaned and orphaned.is_set()):
+            (control / STOPPING).touch()
         raise
     finally:
         me.unlink(missing_ok=True)
@@ -88,8 +109,28 @@ def job():
             # finds: one that found this job before it ended may still be on its way, and
             # would kill the idle worker (the pool then breaks with a traceback). Loky
             # ends its workers with SIGKILL, so ignoring SIGTERM here holds nothing up.
-            stopping = (control / STOPPING).exists()
+            stopping = (control / STOPPING).exists() or (orphaned and orphaned.is_set())
             signal.signal(signal.SIGTERM, ignore if stopping else previous[signal.SIGTERM])
+
+
+def _launcher_watch(control):
+    """The watch over the launching process, read from the sweep dir (Ray's workers do not
+    inherit its environment); None where it runs on another machine or left no record."""
+    try:
+        launcher = json.loads((control / LAUNCHER).read_text())
+    except (OSError, ValueError):
+        return None
+    if launcher.get("host") != socket.gethostname() or launcher.get("pid") == os.getpid():
+        return None
+    return watch(int(launcher["pid"]), float(launcher["started"]))
+
+
+def skipped(exc):
+    """Records that this job was skipped because another process holds its run
+    (``errors.RunHeld``), for the sweep's end: its run is not FAILED, it is someone else's."""
+    folder = _control_dir() / SKIPPED
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}").write_text(exc.held)
 
 
 def stop(message):
@@ -150,8 +191,9 @@ def _failure_line(n_failed, n_jobs, n_diverged, n_without_run, offline, director
 class MlflowSweepCallback(Callback):
     """Opens a parent MLflow run for each multirun and closes it in a true state.
 
-    The parent ends FINISHED with ``n_jobs``/``n_failed`` metrics when the sweep completes
-    (the exit code is then 1 if any job failed), KILLED on Ctrl-C/SIGTERM and FAILED if
+    The parent ends FINISHED with ``n_jobs``/``n_failed``/``n_skipped`` tags when the sweep
+    completes (the exit code is then 1 if any job failed, or was skipped because another
+    process holds its run), KILLED on Ctrl-C/SIGTERM and FAILED if
     the sweep itself dies. Single runs get no parent.
 
     Args:
@@ -188,9 +230,12 @@ class MlflowSweepCallback(Callback):
         # Before anything is written or recorded: only the same sweep continues in a sweep dir.
         claim(self.sweep_dir, self._control, config)
         self._records = None  # the children, read at the end
-        for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*")):
+        for leftover in (self._control / STOPPING, self._control / "reason", *self._control.glob("jobs/*"),
+                         *self._control.glob(f"{SKIPPED}/*")):
             leftover.unlink(missing_ok=True)  # a re-launch continues the sweep
         (self._control / "jobs").mkdir(parents=True, exist_ok=True)
+        (self._control / LAUNCHER).write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}))
         self._command = continue_command(sys.argv, self.sweep_dir)
         log.info("Sweep dir: %s", self.sweep_dir)
         os.environ[LAUNCHER_PID] = str(os.getpid())
@@ -249,11 +294,14 @@ class MlflowSweepCallback(Callback):
         # every job has a Hydra output dir.
         n_jobs = max(len(children), len(list(Path(self.sweep_dir).glob("*/.hydra"))))
         n_done = sum(r.status == "FINISHED" or r.tags.get("pruned") == "true" for r in children)
-        n_failed = n_jobs - n_done
+        # A job refused because another process holds its run (a worker of an earlier
+        # launch still training it) did not fail: that run is RUNNING, and not this launch's.
+        held = [p.read_text() for p in sorted((self._control / SKIPPED).glob("*"))]
+        n_failed = n_jobs - n_done - len(held)
         report = link = None
         offline = self.parent.tracking_uri is None  # spooled: nothing to read back before the upload
         try:
-            self.parent.log_counts(n_jobs, n_failed)
+            self.parent.log_counts(n_jobs, n_failed, n_skipped=len(held))
             if self.report and children and not offline:
                 try:
                     report = self._log_report()
@@ -282,12 +330,18 @@ class MlflowSweepCallback(Callback):
             print(f"tracking.offline=true: the sweep's runs are in their spools only; upload them all (the parent, "
                   f"each job's run under it) with: {UPLOAD_COMMAND} {self.sweep_dir}, then make the report with: "
                   f"python -m kerastrack.report")
+        if held:
+            print(f"Skipped: {len(held)} of {n_jobs} jobs, held by another process (RUNNING in MLflow, not in "
+                  f"this report): {'; '.join(held)}. Re-launch once it ended, to complete the sweep: {self._command}",
+                  file=sys.stderr)
         n_diverged = sum(r.tags.get("diverged") == "true" for r in children)
         if n_failed and self.diverged_ok and n_failed == n_diverged:
             print(f"{n_diverged} of {n_jobs} jobs diverged (FAILED {'in their spools' if offline else 'in MLflow'} "
                   f"with diverged=true): a result of this sweep (hydra.callbacks.mlflow_sweep.diverged_ok=true), not an error")
         elif n_failed:
             sys.exit(_failure_line(n_failed, n_jobs, n_diverged, n_jobs - len(children), offline, self.sweep_dir))
+        if held:
+            sys.exit(1)  # the sweep is not complete
 
     def _log_report(self):
         # Imported here for start-up time: pandas and matplotlib cost ~0.8 s at every start

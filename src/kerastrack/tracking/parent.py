@@ -96,10 +96,11 @@ class ParentRun:
                                        filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
         return [to_record(run) for run in runs]
 
-    def log_counts(self, n_jobs, n_failed):
+    def log_counts(self, n_jobs, n_failed, n_skipped=0):
         # Tags, not metrics: a metric becomes a chart of its own in the UI's comparison.
         self.client.set_tag(self.run_id, "sweep.n_jobs", str(n_jobs))
         self.client.set_tag(self.run_id, "sweep.n_failed", str(n_failed))
+        self.client.set_tag(self.run_id, "sweep.n_skipped", str(n_skipped))  # held by another process
 
     def log_report(self, paths, best_run_id=None, monitor=None, best_value=None, mode="min"):
         """Logs the comparison report's files under ``report/``, and the best run."""
@@ -185,8 +186,9 @@ class OfflineParent:
             latest[record.tags.get("sweep.job")] = record
         return list(latest.values())
 
-    def log_counts(self, n_jobs, n_failed):
-        self.spool.append({"op": "tags", "tags": {"sweep.n_jobs": str(n_jobs), "sweep.n_failed": str(n_failed)}})
+    def log_counts(self, n_jobs, n_failed, n_skipped=0):
+        self.spool.append({"op": "tags", "tags": {"sweep.n_jobs": str(n_jobs), "sweep.n_failed": str(n_failed),
+                                                  "sweep.n_skipped": str(n_skipped)}})
 
     def ui_link(self):
         return None  # in no store until uploaded
