@@ -22,7 +22,7 @@ from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
 from kerastrack.tracking.parent import ParentRun, child_tags, find_child, find_parent
 from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
-from kerastrack.tracking.store import check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.store import STORE_WAIT, check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.tracker import NullTracker, closing
 from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
@@ -48,6 +48,8 @@ class MlflowTracker(NullTracker):
             disk, network) while the run is open; not offline (they are sampled into the
             run on the server).
         system_metrics_interval: Seconds between two samples of them.
+        store_wait: Seconds to wait, when the run opens, for an SQLite store that another
+            process holds locked, saying so; then one error line.
 
     Attributes:
         metrics_every_s: Metrics logged within this many seconds of the last ones sent
@@ -61,7 +63,8 @@ class MlflowTracker(NullTracker):
     metrics_every_s = 0.5
 
     def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
-                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0):
+                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0,
+                 store_wait=STORE_WAIT):
         if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
             raise ConfigError(
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
@@ -70,6 +73,10 @@ class MlflowTracker(NullTracker):
         if system_metrics is True and importlib.util.find_spec("psutil") is None:
             raise ConfigError("tracking.system_metrics=true needs psutil, which MLflow samples with: pip install "
                               "psutil (it is in requirements.txt). Received: tracking.system_metrics=true")
+        if isinstance(store_wait, bool) or not isinstance(store_wait, (int, float)) or store_wait < 0:
+            raise ConfigError(f"tracking.store_wait must be a number of seconds >= 0 (0: do not wait for a locked "
+                              f"store). Received: tracking.store_wait={store_wait}")
+        self.store_wait = float(store_wait)
         # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
         # blocks in a 1 s queue poll, which every run then waits out when it closes;
         # buffered, it wakes as soon as the run closes, and writes in batches.
@@ -110,7 +117,7 @@ class MlflowTracker(NullTracker):
         """
         import mlflow
 
-        open_store(self.tracking_uri)
+        open_store(self.tracking_uri, self.store_wait)
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment = self._client().get_experiment_by_name(self.experiment_name)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
@@ -210,7 +217,7 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         if run_id:
-            open_store(self.tracking_uri)
+            open_store(self.tracking_uri, self.store_wait)
             mlflow.set_tracking_uri(self.tracking_uri)
             previous = self._client().get_run(run_id)
             experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
@@ -256,7 +263,7 @@ class MlflowTracker(NullTracker):
         from mlflow.exceptions import MlflowException
 
         try:
-            return to_record(open_store(self.tracking_uri).get_run(run_id))
+            return to_record(open_store(self.tracking_uri, self.store_wait).get_run(run_id))
         except MlflowException:
             return None
 
