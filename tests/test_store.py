@@ -200,3 +200,12 @@ def test_train_on_a_damaged_store_is_one_error_line_before_any_data_loads(store,
         f"into another store: tracking.tracking_uri=sqlite:///<another path>/mlflow.db. "
         f"Received: tracking.tracking_uri=sqlite:///{database}"]
     assert "data=" not in result.stdout + result.stderr  # refused before the data loads
+
+
+def test_a_database_url_may_name_its_driver_as_mlflow_accepts():
+    from kerastrack.tracking.store import check_scheme
+
+    for uri in ("postgresql+psycopg2://u:pw@db/mlflow", "postgresql+psycopg://u@db/mlflow", "mysql+pymysql://u@db/m"):
+        check_scheme(uri)
+    with pytest.raises(ConfigError, match=r"unknown scheme 'postgres'.*Received: tracking.tracking_uri=postgres://u:\*\*\*@db/m"):
+        check_scheme("postgres://u:pw@db/m")  # SQLAlchemy 2 has no such name

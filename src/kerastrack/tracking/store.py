@@ -120,6 +120,8 @@ def open_store(uri, wait=STORE_WAIT):
                 _create_sqlite_store(database)
             elif database is not None:
                 check_sqlite(database, wait)
+            else:
+                check_database(uri)
             client = mlflow.MlflowClient(uri)
             client.search_experiments(max_results=1)
     return client
@@ -158,6 +160,34 @@ def check_sqlite(database, wait=STORE_WAIT):
         connection.execute("ROLLBACK")
     finally:
         connection.close()
+
+
+def check_database(uri, timeout=10):
+    """Connects once to a database store (PostgreSQL, MySQL, ...) before MLflow opens it;
+    nothing for other stores (a server, a file store).
+
+    MLflow retries a connection that fails ten times over 100 s, printing a warning each
+    time (mlflow/store/db/utils.py, create_sqlalchemy_engine_with_retry); a database that
+    is not there is said at once, in one line (``_store_refusals``).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: The database cannot be reached.
+        ModuleNotFoundError: SQLAlchemy's driver for the URL is not installed.
+    """
+    import sqlalchemy
+    from mlflow.store.db.db_types import DATABASE_ENGINES, MYSQL, POSTGRES
+    from mlflow.utils.uri import get_uri_scheme
+
+    kind = get_uri_scheme(uri)
+    if kind not in DATABASE_ENGINES:
+        return
+    # Both PostgreSQL drivers and the MySQL ones take connect_timeout; others keep their own default.
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout} if kind in (POSTGRES, MYSQL) else {})
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def _locked(exc):
