@@ -209,3 +209,35 @@ def test_a_database_url_may_name_its_driver_as_mlflow_accepts():
         check_scheme(uri)
     with pytest.raises(ConfigError, match=r"unknown scheme 'postgres'.*Received: tracking.tracking_uri=postgres://u:\*\*\*@db/m"):
         check_scheme("postgres://u:pw@db/m")  # SQLAlchemy 2 has no such name
+
+
+def test_a_store_locked_past_mlflows_wait_during_a_run_loses_no_epoch_and_says_so(make_cfg, runs, monkeypatch, caplog):
+    # What MLflow raises when another process holds the store past its 20 s wait
+    # (mlflow/store/db/utils.py, make_managed_session), injected into the first write
+    # of metrics; the rest is the real store.
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from tests.helpers import steps
+
+    real, locked = SqlAlchemyStore.log_batch, []
+
+    def log_batch(self, run_id, metrics, *args, **kwargs):
+        if metrics and not locked:
+            locked.append(run_id)
+            cause = sqlite3.OperationalError("database is locked")
+            raise MlflowException(message=f"(sqlite3.OperationalError) {cause}", error_code=TEMPORARILY_UNAVAILABLE) from cause
+        return real(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(SqlAlchemyStore, "log_batch", log_batch)
+    with caplog.at_level("WARNING"):
+        train(make_cfg("trainer.epochs=3"))
+    (run,) = runs()
+    assert locked and run.info.status == "FINISHED"
+    for key in ("loss", "val_loss", "learning_rate"):
+        assert steps(runs.client, run.info.run_id, key) == [0, 1, 2], key  # each epoch once
+    assert "MLflow store sqlite:///" in caplog.text and "locked by another process (" in caplog.text
+    assert "Traceback" not in caplog.text
