@@ -196,10 +196,12 @@ class Outbox:
         self.down_until = time.monotonic() + self.cooldown
         if not self.warned:
             self.warned = True
-            what = "locked by another process" if store_locked(exc) else "unreachable"
+            locked = store_locked(exc)
             log.warning("MLflow %s %s %s (%s): training goes on, and what cannot be sent is kept in %s, sent when "
-                        "it is back (or later with: %s %s)", self._kind(), mask_uri(self.meta["tracking_uri"]), what,
-                        short_error(exc), self.spool.directory, UPLOAD_COMMAND, self.spool.directory)
+                        "it is back (or later with: %s %s)", self._kind(), mask_uri(self.meta["tracking_uri"]),
+                        "locked by another process" if locked else "unreachable",
+                        "database is locked" if locked else short_error(exc), self.spool.directory, UPLOAD_COMMAND,
+                        self.spool.directory)
 
     def _spool(self, op):
         """Spools an op, or a list of them (several epochs' metrics sent as one call)."""
