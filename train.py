@@ -23,12 +23,13 @@ try:
 
     from kerastrack import startup, sweep
     from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, RunHeld, is_pruned
-    from kerastrack.secrets import mask_text
+    from kerastrack.secrets import mask_stderr, mask_text
 except KeyboardInterrupt:
     print(NOTHING_RECORDED, file=sys.stderr)
     sys.exit(130)
 
 log = logging.getLogger("kerastrack")
+mask_stderr()  # what Hydra and Python print of an error (the overrides, a traceback) keeps no password
 startup.quiet_tensorflow()  # before TensorFlow is imported; TF_CPP_MIN_LOG_LEVEL=0 shows its lines
 
 

@@ -118,3 +118,35 @@ def test_system_metrics_true_logs_the_systems_metrics_with_the_run(make_cfg, run
     system = {k for k in run.data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
     assert history(runs.client, run, "system/cpu_utilization_percentage")[0][0] == 0
+
+
+TELEMETRY_PROBE = """
+import json
+from kerastrack.tracking.server import MlflowServer  # what train.py and python -m kerastrack.ui import first
+import mlflow
+from mlflow.telemetry import get_telemetry_client
+print(json.dumps({"client": get_telemetry_client() is not None,
+                  "server": MlflowServer("sqlite://").environment().get("MLFLOW_DISABLE_TELEMETRY")}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting, expected", [(None, {"client": False, "server": "true"}),
+                                               ("false", {"client": True, "server": "false"})])
+def test_mlflows_telemetry_is_off_in_kerastrack_and_its_server_unless_the_user_turns_it_on(setting, expected, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from kerastrack.tracking.server import free_port
+
+    # A user's shell: none of the CI or test variables by which MLflow turns telemetry off on
+    # its own, and every request through a proxy on a loopback port where nothing listens,
+    # so that telemetry, where it is on, reaches nothing.
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           "HTTPS_PROXY": dead, "HTTP_PROXY": dead, **({"MLFLOW_DISABLE_TELEMETRY": setting} if setting else {})}
+    probe = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout.strip().splitlines()[-1]) == expected

@@ -1,6 +1,7 @@
 """Credentials never appear in plain text in what kerastrack writes or prints."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -188,3 +189,44 @@ def test_an_upload_refused_for_want_of_credentials_says_where_they_come_from(tmp
         assert URI_PASSWORD not in str(refused.value) and masked in str(refused.value)
     finally:
         server.shutdown()
+
+
+# -- error paths: what Hydra and Python print of an error --
+
+BROKEN_TRAIN = """
+import runpy, sys, types
+def train(cfg):  # an error that is not kerastrack's own, naming the store as MLflow's errors do
+    raise RuntimeError("lost the store " + cfg.tracking.tracking_uri)
+sys.modules["kerastrack.pipeline"] = types.SimpleNamespace(train=train)
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path(sys.argv.pop(1), run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_no_secret_reaches_the_terminal_on_an_error_path(tmp_path):
+    store = f"postgresql://u:{URI_PASSWORD}@127.0.0.1:{free_port()}/db"  # nothing listens there
+    secret_overrides = [f"tracking.tracking_uri={store}", f"+db_password={PASSWORD}"]
+    # A store that cannot be reached: one line, also with Hydra's full tracebacks asked for.
+    refused = run_train(tmp_path, *secret_overrides, env={"HYDRA_FULL_ERROR": "1"})
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: the MLflow store {store.replace(URI_PASSWORD, '***')} cannot be reached (connection failed: connection "
+        f"to server at \"127.0.0.1\", port {store.split(':')[3].split('/')[0]} failed: Connection refused Is the server "
+        f"running on that host and accepting TCP/IP connections?). Check that the database server runs and the host, "
+        f"port, user, password and database name, or record into a local store: "
+        f"tracking.tracking_uri=sqlite:///mlflow.db. Received: tracking.tracking_uri={store.replace(URI_PASSWORD, '***')}"]
+    # Hydra's own error for a mistyped key prints the override ("To append ... use +trackin...").
+    mistyped = run_train(tmp_path, f"trackin.tracking_uri={store}")
+    assert mistyped.returncode == 1 and "+trackin.tracking_uri=postgresql://u:***@" in mistyped.stderr
+    console = refused.stdout + refused.stderr + mistyped.stdout + mistyped.stderr
+    # Any other exception reaches Hydra's handler ("Error executing job with overrides: [...]" and
+    # a traceback), and with HYDRA_FULL_ERROR=1 Python's.
+    for env in ({}, {"HYDRA_FULL_ERROR": "1"}):
+        broken = subprocess.run([sys.executable, "-c", BROKEN_TRAIN, str(ROOT / "train.py"), *secret_overrides],
+                                cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert broken.returncode == 1 and "RuntimeError: lost the store postgresql://u:***@127.0.0.1" in broken.stderr
+        console += broken.stdout + broken.stderr
+    assert "Error executing job with overrides: ['tracking.tracking_uri=postgresql://u:***@" in console
+    assert "'+db_password=***" in console  # masked to the end of the line: a password may hold any character
+    assert_no_secret(console, "the console")

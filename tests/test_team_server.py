@@ -140,3 +140,22 @@ def test_credentials_from_the_environment_log_the_run(auth_server, tmp_path, mon
     run_id = colleague.create_run(run.info.experiment_id).info.run_id
     colleague.log_metric(run_id, "val_loss", 0.5, step=0)
     colleague.set_terminated(run_id)
+
+
+def test_a_direct_postgresql_store_works_with_either_driver_and_a_wrong_password_is_one_masked_error(postgres):  # noqa: F811
+    from kerastrack.errors import ConfigError
+    from kerastrack.tracking.store import check_scheme, open_store
+
+    psycopg2_uri = postgres.create_database("direct")
+    default_uri = psycopg2_uri.replace("postgresql+psycopg2://", "postgresql://")  # SQLAlchemy's default: psycopg 3
+    for uri in (default_uri, psycopg2_uri):
+        check_scheme(uri)
+        client = open_store(uri)
+        run = client.create_run(client.create_experiment(uri.split(":")[0]))
+        client.log_metric(run.info.run_id, "loss", 0.5, step=1)
+        assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(1, 0.5)]
+    wrong = default_uri.replace(f":{postgres.password}@", ":not-the-pg-password@")
+    with pytest.raises(ConfigError, match=r"the MLflow store postgresql://kerastrack:\*\*\*@127.0.0.1:\d+/direct cannot be "
+                                          r"reached \(.*password authentication failed") as refused:
+        open_store(wrong)
+    assert "not-the-pg-password" not in str(refused.value)

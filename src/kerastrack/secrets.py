@@ -15,6 +15,7 @@ any part of kerastrack can use it.
 import contextlib
 import logging
 import re
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -236,6 +237,42 @@ def mask_log_records():
 
     factory.masks_secrets = True
     logging.setLogRecordFactory(factory)
+
+
+class MaskedStream:
+    """A text stream (``sys.stderr``) whose writes are masked as free text (``mask_text``).
+
+    Hydra prints what ends a run outside any log record: ``Error executing job with
+    overrides: [...]``, the overrides of a config error ("To append to your config use
+    +key=postgresql://user:password@..."), the traceback of any exception that is not
+    kerastrack's own, and with HYDRA_FULL_ERROR=1 Python prints it. All of them write to
+    ``sys.stderr``, one line or message a call, so masking each write masks them all.
+
+    Args:
+        stream: The stream written to.
+    """
+
+    masks_secrets = True
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        self._stream.write(mask_text(text))
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def mask_stderr():
+    """Masks every write to ``sys.stderr`` from now on in this process (``MaskedStream``)."""
+    if not getattr(sys.stderr, "masks_secrets", False):
+        sys.stderr = MaskedStream(sys.stderr)
 
 
 def mask_yaml_file(path, overrides_keys=("overrides",)):

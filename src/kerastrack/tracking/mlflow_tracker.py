@@ -23,7 +23,8 @@ from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, fi
                                         find_parent, offline_child)
 from kerastrack.tracking.query import to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
-from kerastrack.tracking.store import check_experiment_name, check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.system_metrics import start_sampler
 from kerastrack.tracking.tracker import NullTracker, closing
 from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
@@ -49,6 +50,8 @@ class MlflowTracker(NullTracker):
             disk, network) while the run is open; not offline (they are sampled into the
             run on the server).
         system_metrics_interval: Seconds between two samples of them.
+        store_wait: Seconds to wait, when the run opens, for an SQLite store that another
+            process holds locked, saying so; then one error line.
 
     Attributes:
         metrics_every_s: Metrics logged within this many seconds of the last ones sent
@@ -62,7 +65,8 @@ class MlflowTracker(NullTracker):
     metrics_every_s = 0.5
 
     def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
-                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0):
+                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0,
+                 store_wait=STORE_WAIT):
         if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
             raise ConfigError(
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
@@ -71,6 +75,10 @@ class MlflowTracker(NullTracker):
         if system_metrics is True and importlib.util.find_spec("psutil") is None:
             raise ConfigError("tracking.system_metrics=true needs psutil, which MLflow samples with: pip install "
                               "psutil (it is in requirements.txt). Received: tracking.system_metrics=true")
+        if isinstance(store_wait, bool) or not isinstance(store_wait, (int, float)) or store_wait < 0:
+            raise ConfigError(f"tracking.store_wait must be a number of seconds >= 0 (0: do not wait for a locked "
+                              f"store). Received: tracking.store_wait={store_wait}")
+        self.store_wait = float(store_wait)
         # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
         # blocks in a 1 s queue poll, which every run then waits out when it closes;
         # buffered, it wakes as soon as the run closes, and writes in batches.
@@ -111,7 +119,7 @@ class MlflowTracker(NullTracker):
         """
         import mlflow
 
-        open_store(self.tracking_uri)
+        open_store(self.tracking_uri, self.store_wait)
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment = self._client().get_experiment_by_name(self.experiment_name)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
@@ -194,20 +202,13 @@ class MlflowTracker(NullTracker):
         self._start_system_metrics(resumed=run_id is not None)
 
     def _start_system_metrics(self, resumed):
-        """MLflow's own sampler, on its thread (mlflow.start_run(log_system_metrics=True)
-        would stop it only after the run ended, and never when the run ends spooled)."""
         if not self.system_metrics:
             return
         if self.offline:
             log.warning("tracking.system_metrics=true: an offline run records no system metrics (MLflow samples "
                         "them into the run on the server)")
             return
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        # A resumed run's samples go on from its last step, as MLflow does for a resumed run.
-        self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=self.system_metrics_interval,
-                                             resume_logging=resumed, tracking_uri=self.tracking_uri)
-        self._monitor.start()
+        self._monitor = start_sampler(self.run_id, self.system_metrics_interval, resumed, self.tracking_uri)
 
     def _stop_system_metrics(self):
         """Stops the sampler and logs what it holds, before the run's final status."""
@@ -219,7 +220,7 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         if run_id:
-            open_store(self.tracking_uri)
+            open_store(self.tracking_uri, self.store_wait)
             mlflow.set_tracking_uri(self.tracking_uri)
             previous = self._client().get_run(run_id)
             experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
@@ -265,7 +266,7 @@ class MlflowTracker(NullTracker):
         from mlflow.exceptions import MlflowException
 
         try:
-            return to_record(open_store(self.tracking_uri).get_run(run_id))
+            return to_record(open_store(self.tracking_uri, self.store_wait).get_run(run_id))
         except MlflowException:
             return None
 
@@ -349,15 +350,15 @@ class MlflowTracker(NullTracker):
             self._outbox.post(ops, lambda: self._log_batch(ops))  # off the training thread
 
     def _log_batch(self, ops):
-        # Local store: queued by MLflow, not written by the outbox's thread either (a synchronous
-        # SQLite write costs ~7 ms here); closing the run flushes the queue. Remote server:
-        # synchronous, so that a failure is seen and spooled. The client's log_batch, not
+        # Synchronous, on the outbox's thread (a local SQLite write, ~7 ms here, too): a failure
+        # is seen and spooled (a server away, a store locked by another process past MLflow's
+        # 20 s); MLflow's own queue would drop the batch. The client's log_batch, not
         # mlflow.log_metrics: that makes two clients a call (0.43 ms here, against 0.03 ms).
         from mlflow.entities import Metric
 
         batch = [Metric(key, value, op["timestamp"], op["step"]) for op in ops for key, value in op["metrics"].items()]
         for start in range(0, len(batch), MAX_BATCH):
-            self._client().log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH], synchronous=self.remote)
+            self._client().log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH], synchronous=True)
 
     def set_tags(self, tags):
         import mlflow

@@ -42,18 +42,26 @@ def connect(uri, check=True, **check_args):
     return True
 
 
+def store_locked(exc):
+    """Whether ``exc`` is SQLite's "database is locked" (another process holds the store)."""
+    return "database is locked" in str(exc)
+
+
 def now_ms():
     return int(time.time() * 1000)
 
 
 def unreachable(exc):
-    """Whether an error means the server could not be reached (or answered 5xx), as
-    opposed to a request it refused (a bad value): only those are spooled."""
+    """Whether an error means the server could not be reached (or answered 5xx), or a local
+    store stayed locked by another process past MLflow's wait (20 s), as opposed to a
+    request refused (a bad value): only those are spooled."""
     import requests
 
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        if store_locked(exc):
+            return True
         if isinstance(exc, requests.HTTPError):
             return exc.response is None or exc.response.status_code >= 500
         if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError)):
@@ -171,7 +179,8 @@ class Outbox:
             return True
         try:
             upload(self.spool, self.client_factory(), log_progress=log.info)
-            log.warning("MLflow server %s is back: the spooled calls are uploaded", mask_uri(self.meta["tracking_uri"]))
+            log.warning("MLflow %s %s is back: the spooled calls are uploaded", self._kind(),
+                        mask_uri(self.meta["tracking_uri"]))
             self.down_until = None
             return True
         except Exception as exc:
@@ -180,13 +189,19 @@ class Outbox:
             self._trip(exc)
             return False
 
+    def _kind(self):
+        return "server" if urlparse(self.meta["tracking_uri"]).scheme in ("http", "https") else "store"
+
     def _trip(self, exc):
         self.down_until = time.monotonic() + self.cooldown
         if not self.warned:
             self.warned = True
-            log.warning("MLflow server %s unreachable (%s): training goes on, and what cannot be sent "
-                        "is kept in %s; upload it later with: %s %s", mask_uri(self.meta["tracking_uri"]),
-                        short_error(exc), self.spool.directory, UPLOAD_COMMAND, self.spool.directory)
+            locked = store_locked(exc)
+            log.warning("MLflow %s %s %s (%s): training goes on, and what cannot be sent is kept in %s, sent when "
+                        "it is back (or later with: %s %s)", self._kind(), mask_uri(self.meta["tracking_uri"]),
+                        "locked by another process" if locked else "unreachable",
+                        "database is locked" if locked else short_error(exc), self.spool.directory, UPLOAD_COMMAND,
+                        self.spool.directory)
 
     def _spool(self, op):
         """Spools an op, or a list of them (several epochs' metrics sent as one call)."""

@@ -79,9 +79,15 @@ class MlflowServer:
             cmd += ["--app-name", self.app_name]
         return cmd + self.extra_args
 
+    def environment(self):
+        """The server's environment: this process's (MLflow's telemetry off unless the user
+        turned it on: kerastrack.tracking sets it), no job runner, then ``env``."""
+        return {"MLFLOW_DISABLE_TELEMETRY": "true", **os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **self.env}
+
     def start(self, timeout=90):
         """Starts the server and waits until it answers ``/health``."""
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
+        env = self.environment()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             # Through the watchdog, which leads the new group and ends it if this process dies

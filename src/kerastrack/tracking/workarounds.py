@@ -10,7 +10,8 @@ import threading
 class StoreFull(logging.Filter):
     """Notes a store that a full disk keeps from writing, and keeps MLflow from printing a
     traceback for every batch it then fails to write (its async queue logs each one): the
-    pipeline stops the run and says it once."""
+    pipeline stops the run and says it once. Also drops MLflow's traceback for a store
+    locked by another process: the outbox keeps what could not be written, and says so once."""
 
     seen = threading.Event()
     LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue")
@@ -27,7 +28,7 @@ class StoreFull(logging.Filter):
         if "disk is full" in text or "No space left on device" in text:
             self.seen.set()
             return False
-        return True
+        return "database is locked" not in text
 
 
 def dispose_engine(uri):
