@@ -5,6 +5,7 @@ Parametrized over the files, so a new preset is covered without touching this fi
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from kerastrack.config import check_config
 from kerastrack.datafiles import DEBIAN_FASHION_MNIST
 from kerastrack.pipeline import train
-from tests.helpers import options
+from tests.helpers import CONF, options
 
 EXPERIMENTS = options("experiment")
 PARSER = OverridesParser.create()
@@ -52,8 +53,12 @@ def sweep_combinations(cfg):
     return [list(combo) for combo in itertools.product(*values)]
 
 
-def test_there_are_presets():
-    assert {"optimizers", "losses", "learning_rates", "vanishing_gradients"} <= set(EXPERIMENTS)
+def test_every_study_in_the_studies_table_is_a_preset_with_its_page():
+    table = (CONF.parent / "experiments" / "README.md").read_text()
+    studies = re.findall(r"^\| \[(\w+)\]\(\1/\) \|.*`python train.py -m experiment=(\w+)`", table, re.MULTILINE)
+    assert studies and all(name == preset for name, preset in studies), studies
+    assert sorted(name for name, _ in studies) == EXPERIMENTS
+    assert all((CONF.parent / "experiments" / name / "README.md").is_file() for name, _ in studies)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

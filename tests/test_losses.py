@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
@@ -14,15 +15,28 @@ Y = np.array([1, 2, 3, 4, 5, 6], "float32")
 Y_HAT = np.array([1, 3, 4, 4, 5, 9], "float32")
 
 
-def test_mae_and_mse_match_the_worked_example():
-    assert float(keras.losses.MeanAbsoluteError()(Y, Y_HAT)) == pytest.approx(5 / 6)
-    assert float(keras.losses.MeanSquaredError()(Y, Y_HAT)) == pytest.approx(11 / 6)
+def _loss(name, task, classes):
+    """The loss option as a run gets it: conf/loss/<name>.yaml's fn through Hydra, and the
+    head that encodes the labels for it."""
+    cfg = _loss_cfg(name)
+    return instantiate(cfg.fn), resolve_head(cfg, task, classes)
 
 
-def test_cross_entropy_matches_the_worked_example():
-    y_true = np.array([[0, 0, 0, 1]], "float32")
+@pytest.mark.parametrize("name, expected", [
+    ("mae", 5 / 6),    # |errors| 0, 1, 1, 0, 0, 3: sum 5 over 6 samples
+    ("mse", 11 / 6),   # squared errors 0, 1, 1, 0, 0, 9: sum 11 over 6 samples
+])
+def test_the_regression_loss_options_match_the_worked_example(name, expected):
+    loss, head = _loss(name, "regression", None)
+    assert float(loss(head.encode(Y), Y_HAT.reshape(-1, 1))) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+def test_the_cross_entropy_options_match_the_worked_example(name):
+    # Label 3 of 4 classes, p = 0.098 for it: -ln(0.098) = 2.32279.
+    loss, head = _loss(name, "multiclass", 4)
     y_pred = np.array([[0.001, 0.9, 0.001, 0.098]], "float32")
-    assert float(keras.losses.CategoricalCrossentropy()(y_true, y_pred)) == pytest.approx(2.32278, abs=1e-4)
+    assert float(loss(head.encode(np.array([3])), y_pred)) == pytest.approx(2.32279, abs=1e-4)
 
 
 def test_multiclass_svm_matches_cs231n_example():

@@ -123,9 +123,17 @@ def test_batch_logging_every_n_steps(steps_per_execution, steps, make_cfg, runs)
     assert [s for s, _ in history(runs.client, run, "batch_loss")] == steps
 
 
-def test_validation_split_from_keras(make_cfg, runs):
-    train(make_cfg("trainer.validation_split=0.25", "callbacks=none"))
-    assert "val_loss" in runs()[0].data.metrics
+def test_validation_split_trains_on_the_first_share_and_validates_on_the_rest(make_cfg, runs):
+    train(make_cfg("callbacks=none"))
+    train(make_cfg("trainer.validation_split=0.25", "callbacks=none", "trainer.steps_per_execution=1",
+                   "tracking.log_every_n_steps=1"))
+    split, own = runs()
+    train_size = int(split.data.params["dataset.sizes"].split()[0].removeprefix("train="))
+    batch_size = int(split.data.params["trainer.batch_size"])
+    # Trained on the first 75% only: one logged step per batch of it.
+    assert len(history(runs.client, split, "batch_loss")) == math.ceil(int(train_size * 0.75) / batch_size)
+    # Validated on other samples than the data set's own validation split.
+    assert split.data.metrics["val_loss"] != own.data.metrics["val_loss"]
 
 
 def test_two_runs_with_the_same_seed_are_bit_identical(make_cfg, runs):

@@ -45,6 +45,8 @@ def train(cfg):
     Raises:
         ConfigError: A config value that cannot work (before any run is recorded).
         DivergedError: The loss became NaN or infinite.
+        DiskFull: The disk filled up during the run (the message says how to continue).
+        Interrupted: Ctrl-C or SIGTERM, with the run's final status, run id and output dir.
     """
     forget_interrupts()
     check_config(cfg)

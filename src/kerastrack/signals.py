@@ -1,5 +1,5 @@
-"""Signal handling shared by the pipeline, the tracking package (which must not import the
-pipeline) and train.py: SIGTERM ends a run like Ctrl-C, writes that must not be left half
+"""Signal handling shared by the pipeline, the sweep and the tracking package (which must not
+import the pipeline): SIGTERM ends a run like Ctrl-C, writes that must not be left half
 done are never cut short, and an interruption carries what became of the run."""
 
 import contextlib
