@@ -21,7 +21,7 @@ from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
 from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, find_child, find_offline_child,
                                         find_parent, offline_child)
-from kerastrack.tracking.query import to_record
+from kerastrack.tracking.query import resumed_tags, to_record
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.system_metrics import start_sampler
@@ -237,21 +237,12 @@ class MlflowTracker(NullTracker):
                                 parent_run_id=parent.info.run_id)
 
     def _mark_resumed(self, run):
-        """Counts the resumption; the error of the interruption moves to ``resume.last_error``
-        (a FINISHED run must not carry an error tag)."""
         import mlflow
 
-        client = self._client()
-        run_id, previous = run.info.run_id, run.data.tags
-        for tag in ("error.type", "error.message", "pruned"):
-            if tag in previous:
-                client.delete_tag(run_id, tag)
-        mlflow.set_tags({
-            "resume.count": str(int(previous.get("resume.count", "0")) + 1),
-            "resume.last_error": (f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"
-                                  if run.info.status != "RUNNING" else
-                                  "RUNNING: killed hard (the process ended without closing the run)")[:5000],
-        })
+        for tag in ("error.type", "error.message", "pruned"):  # a FINISHED run must not carry an error tag
+            if tag in run.data.tags:
+                self._client().delete_tag(run.info.run_id, tag)
+        mlflow.set_tags(resumed_tags(run))
 
     def ui_link(self):
         if self.run_id is None or self.offline:  # an offline run is only in its spool, until uploaded

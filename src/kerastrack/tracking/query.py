@@ -248,3 +248,18 @@ def _finite_or_inf(value):
     if abs(value) >= sys.float_info.max:
         return math.copysign(math.inf, value)
     return value
+
+
+def resumed_tags(run):
+    """The tags a resumed run gets: the count of resumptions, and the error of the
+    interruption as ``resume.last_error`` (its ``error.*`` tags are removed).
+
+    Args:
+        run: The MLflow run as it was before it resumed.
+    """
+    previous = run.data.tags
+    if run.info.status == "RUNNING":
+        last_error = "RUNNING: killed hard (the process ended without closing the run)"
+    else:
+        last_error = f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"
+    return {"resume.count": str(int(previous.get("resume.count", "0")) + 1), "resume.last_error": last_error[:5000]}
