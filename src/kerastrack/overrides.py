@@ -10,6 +10,7 @@ removed there with ``~`` is one kerastrack needs (``~seed``), refused too.
 
 import difflib
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from kerastrack.errors import ConfigError
@@ -33,7 +34,9 @@ def check_overrides(cfg, overrides=None):
     Raises:
         ConfigError: Naming the key, the close match if there is one, and the override.
     """
-    groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {})
+    # The job's config has no hydra node under @hydra.main (a test's compose has one): then HydraConfig's.
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    groups = set(choices or (HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}))
     for _, override in parse_overrides(task_overrides() if overrides is None else overrides):
         key = override.key_or_group
         parts = key.split(".")
