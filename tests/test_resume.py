@@ -272,10 +272,10 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
                          r"python train.py resume=(\S+)$", errors[0])
         assert kept and kept.group(2) == str(disk / "out" / "state") and kept.group(3) == str(disk / "out"), errors
 
-        with open(disk / "filler", "ab", buffering=0) as filler:  # what the failed run freed: full again
-            with contextlib.suppress(OSError):
-                while True:
-                    filler.write(b"\0" * 4096)
+        # What the failed run freed: full again.
+        with open(disk / "filler", "ab", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 4096)
         elsewhere = run_train(disk, "hydra.run.dir=other", env=env)  # refused before Hydra writes into it
         assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr
         assert elsewhere.stderr.strip().splitlines()[-1].startswith(
@@ -294,3 +294,39 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
         assert len(steps(client, run.info.run_id, "best_val_loss")) == 1
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_the_model_once(
+        make_cfg, runs, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import mlflow
+
+    from kerastrack.tracking.mlflow_tracker import MlflowTracker
+
+    log_model = MlflowTracker.log_keras_model
+
+    def killed(self, *args, **kwargs):  # SIGTERM as the model's logging starts, once
+        monkeypatch.setattr(MlflowTracker, "log_keras_model", log_model)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(MlflowTracker, "log_keras_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("trainer.epochs=2", "tracking.log_model=true"))
+    (run,) = runs()
+    summary = ("best_val_loss", "best_epoch", "test_loss", "test_accuracy")
+    assert run.info.status == "KILLED" and all(len(steps(runs.client, run.info.run_id, k)) == 1 for k in summary)
+
+    def models():
+        return mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
+                                           filter_string=f"source_run_id = '{run.info.run_id}'")
+
+    assert models() == []
+
+    train(make_cfg(f"resume={run.info.run_id}", "trainer.epochs=2", "tracking.log_model=true"))
+    assert runs.client.get_run(run.info.run_id).info.status == "FINISHED" and len(models()) == 1
+    for key in summary:  # nothing logged twice, nothing trained again
+        assert steps(runs.client, run.info.run_id, key) == [0], key
+    for key in ("loss", "val_loss", "epoch_time_s"):
+        assert steps(runs.client, run.info.run_id, key) == [0, 1], key
