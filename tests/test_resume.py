@@ -330,3 +330,39 @@ def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_
         assert steps(runs.client, run.info.run_id, key) == [0], key
     for key in ("loss", "val_loss", "epoch_time_s"):
         assert steps(runs.client, run.info.run_id, key) == [0, 1], key
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_completes_every_job_once(tmp_path):
+    # The basic launcher: job 0 fills the disk after epoch 1; Hydra would write job 1's config
+    # into the full sweep dir next (it used to end in a traceback, and so did closing the parent).
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk (tmpfs) needs root")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    command = ["-m", "optimizer=sgd,adam", "trainer.epochs=3", "tracking.log_model=false", "hydra.sweep.dir=sweep",
+               "hydra.callbacks.mlflow_sweep.report=false", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
+               f"+callbacks.fill.path={disk / 'filler'}"]
+    try:
+        full = run_train(disk, *command, env=env)
+        assert full.returncode == 1 and "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
+        errors = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
+        assert not (disk / "sweep" / "1").exists()  # job 1 never started
+
+        (disk / "filler").unlink()
+        again = run_train(disk, *command, env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        client = store_client(disk)
+        runs = {r.info.run_name: r for r in client.search_runs(["1"])}
+        assert len(runs) == 3 and {r.info.status for r in runs.values()} == {"FINISHED"}  # the parent, 2 jobs
+        for name in ("optimizer=sgd", "optimizer=adam"):
+            assert steps(client, runs[name].info.run_id, "loss") == [0, 1, 2], name
+            assert len(steps(client, runs[name].info.run_id, "best_val_loss")) == 1, name
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
