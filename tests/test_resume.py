@@ -366,3 +366,15 @@ def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_complet
             assert len(steps(client, runs[name].info.run_id, "best_val_loss")) == 1, name
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_an_output_dir_deleted_under_a_run_is_whole_again_when_it_stops_and_resume_completes_it(make_cfg, runs,
+                                                                                                  tmp_path):
+    out = tmp_path / "killed"
+    run_id = killed_at(make_cfg, tmp_path, 2, "trainer.epochs=3", "+callbacks.rm._target_=tests.support.DeleteAtEpoch",
+                       f"+callbacks.rm.path={out}")
+    assert {p.name for p in (out / "state").iterdir()} >= {"run.json", "config.yaml", "training_state.npz"}
+    train(make_cfg(f"resume={out}", "trainer.epochs=3"))  # as the interrupted line said
+    assert runs.client.get_run(run_id).info.status == "FINISHED"
+    for key in ("loss", "val_loss", "epoch_time_s"):
+        assert steps(runs.client, run_id, key) == [0, 1, 2], key

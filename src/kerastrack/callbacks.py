@@ -211,6 +211,7 @@ class TrainingState(keras.callbacks.Callback):
         self._last_written = False
         self._held = Held()
         self.opening = _Hold(self._held)
+        self.beside = {}  # files resume= needs beside the state (run.json, config.yaml): name -> text
 
     def on_train_begin(self, logs=None):
         self._read = None
@@ -266,7 +267,8 @@ class TrainingState(keras.callbacks.Callback):
         called when training is stopped (what it costs: one epoch's write, ~2 ms here). A
         write that fails (a full disk) is logged: the last whole state stays."""
         try:
-            if self._writer is not None and self._last is not None and not self._last_written:
+            deleted = any(not (self.path.parent / name).is_file() for name in self.beside)
+            if self._writer is not None and self._last is not None and (deleted or not self._last_written):
                 self._wait()
                 self._put_last()
                 self._wait()
@@ -312,6 +314,9 @@ class TrainingState(keras.callbacks.Callback):
         try:
             arrays = [v.numpy() for v in values] + best
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for name, text in self.beside.items():  # the output dir was deleted under the run: whole again
+                if not (self.path.parent / name).is_file():
+                    write_atomic(self.path.parent / name, text)
             write_atomic(self.path, lambda f: np.savez(f, *arrays, meta=np.array(json.dumps(meta))))
         except OSError as exc:  # a full disk: keep the last whole state, report it on the training thread
             self._error = exc

@@ -120,7 +120,7 @@ def _train(cfg, choices, tracker, resumed, output_dir, progress):
                 _log_missing_epochs(tracker, resumed.saved, epoch_logger.on_record)
             else:
                 _log_setup(tracker, cfg, data, splits)
-            resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
+            state.beside = resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
             model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile,
                           steps_per_execution=_steps_per_execution(trainer.steps_per_execution))

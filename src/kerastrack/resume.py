@@ -57,15 +57,17 @@ def config_hash(cfg):
 
 
 def save_run_info(output_dir, cfg, choices, run_id):
-    """Writes what ``resume=`` needs to find and re-create the run: config and run id."""
+    """Writes what resume= needs (config, run id); returns {file name: text} (``TrainingState.beside``)."""
     state = Path(output_dir) / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     # No credentials on disk: resuming takes the masked values from the new invocation.
     masked = mask_secrets(OmegaConf.to_container(plain, resolve=True))
-    write_atomic(state / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(masked)))
     info = {"run_id": run_id, "choices": choices, "host": socket.gethostname(), "pid": os.getpid()}
-    write_atomic(state / "run.json", json.dumps(info, indent=1))
+    files = {"config.yaml": OmegaConf.to_yaml(OmegaConf.create(masked)), "run.json": json.dumps(info, indent=1)}
+    for name, text in files.items():
+        write_atomic(state / name, text)
+    return files
 
 
 @dataclass
@@ -105,9 +107,8 @@ class SavedState:
 def check_target(target):
     """Refuses an empty ``resume=`` (Hydra reads it as ""): it would start a new run silently."""
     if target is not None and not str(target).strip():
-        raise ConfigError("resume= needs the run to continue: its MLflow run id (see the MLflow UI) or its output "
-                          "dir, e.g. resume=outputs/2026-11-21/16-42-07; leave resume out to start a new run. "
-                          f"Received: resume={target}")
+        raise ConfigError("resume= needs the run to continue: its MLflow run id or its output dir (e.g. resume=outputs/"
+                          f"2026-11-21/16-42-07); leave resume out to start a new run. Received: resume={target}")
 
 
 def plan(cfg, tracker, overrides=()):
