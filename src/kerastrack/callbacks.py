@@ -264,7 +264,7 @@ class TrainingState(keras.callbacks.Callback):
 
     def keep_last(self):
         """Writes the last finished epoch's state if the last write was of an older one:
-        called when training is stopped (what it costs: one epoch's write, ~2 ms here). A
+        called when training is stopped (what it costs: one epoch's write, ~4 ms here). A
         write that fails (a full disk) is logged: the last whole state stays."""
         try:
             deleted = any(not (self.path.parent / name).is_file() for name in self.beside)
