@@ -113,3 +113,19 @@ class FillDiskAtEpoch(keras.callbacks.Callback):
                     f.write(b"\0")
             except OSError:
                 pass
+
+
+class DeleteAtEpoch(keras.callbacks.Callback):
+    """Deletes a directory (a run's output dir) at the end of an epoch, as a user's ``rm -rf``
+    in another terminal would."""
+
+    def __init__(self, path, epoch=1):
+        super().__init__()
+        self.path = path
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        import shutil
+
+        if epoch == self.epoch:
+            shutil.rmtree(self.path, ignore_errors=True)

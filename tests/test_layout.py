@@ -55,7 +55,7 @@ LAYERS = [
     ["kerastrack.pipeline"],
     ["kerastrack.sweep", "kerastrack.sweep_dir"],
     ["kerastrack.report", "kerastrack.best_over", "kerastrack.grouping", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],
-    ["kerastrack.resume"],
+    ["kerastrack.resume", "kerastrack.stopped"],
     ["kerastrack.config", "kerastrack.config_links", "kerastrack.overrides", "kerastrack"],  # the package's __init__ registers config's resolvers
     ["kerastrack.data", "kerastrack.datafiles", "kerastrack.feed", "kerastrack.lab"],
     ["kerastrack.models", "kerastrack.heads", "kerastrack.losses", "kerastrack.schedules", "kerastrack.surfaces"],

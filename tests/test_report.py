@@ -152,6 +152,9 @@ def test_table_ranks_runs_by_their_best_epoch_finished_first(sweep, report):
         assert row["best_val_accuracy"] == pytest.approx(best) and row["best_epoch"] == epoch + 1, key  # from 1
         assert row["epochs"] == len(VAL_ACCURACY[key]) and (row["optimizer"], row["seed"]) == key
         assert row["status"] == ("FAILED" if key == FAILED else "FINISHED")
+        # The time spent training (0.5 s an epoch), not MLflow's start to end (10 s and more:
+        # what a resumed run's would be, the time it was stopped included).
+        assert row["train_time_s"] == pytest.approx(0.5 * len(VAL_ACCURACY[key])), key
     finished = sorted((k for k in VAL_ACCURACY if k != FAILED), key=lambda k: -expected_best(k)[0])
     assert list(report.table["run_id"]) == [sweep["children"][k] for k in [*finished, FAILED]]
     assert math.isnan(table.loc[sweep["children"][FAILED], "last_val_accuracy"])

@@ -15,6 +15,7 @@ import tensorflow as tf
 from kerastrack.background import Worker
 from kerastrack.errors import ConfigError
 from kerastrack.files import write_atomic
+from kerastrack.signals import Held
 
 log = logging.getLogger(__name__)
 # Keras callbacks' state that their on_train_begin resets (and BackupAndRestore does not keep).
@@ -167,17 +168,22 @@ class TrainingState(keras.callbacks.Callback):
     background and replaces the previous one atomically, so a kill at any moment leaves a
     whole state behind.
 
-    Saved after the first epoch, then at most every ``every_s`` seconds, and after the
-    epoch training stops at: a run resumed from an older state repeats the epochs since,
+    Saved after the first epoch, then at most every ``every_s`` seconds, and where training
+    stops: after the epoch it stops at (the end, early stopping), and, when it is stopped
+    (Ctrl-C, SIGTERM, an error), the last finished epoch's state, which every epoch's end
+    reads (``keep_last``), so that the run resumes with the epoch after the last one on
+    record. Only a run killed hard resumes from an older state: it repeats the epochs since,
     and what is on record of them is not logged twice (``EpochLogger.on_record``). For
-    epochs of ~40 ms, saving each one cost more than all the rest of the tracking. Only
+    epochs of ~40 ms, writing each one cost more than all the rest of the tracking. Only
     under TensorFlow's op determinism are the repeated epochs the same as the recorded
     ones; otherwise the pipeline saves every epoch (``every_s=0``).
 
     Goes last in the callback list: it restores after the other callbacks' on_train_begin
-    resets them, and saves after their on_epoch_end updates them. It restores only the
-    state it is given (a resumed run's, read and checked beforehand): a state found in
-    the output dir belongs to whichever run left it there.
+    resets them, and reads after their on_epoch_end updates them. ``opening`` goes before
+    the ``EpochLogger``: from it to here, a signal is held (``signals.Held``), so that an
+    epoch on record always has its state read. It restores only the state it is given (a
+    resumed run's, read and checked beforehand): a state found in the output dir belongs
+    to whichever run left it there.
 
     Args:
         state_dir: Where the state lives (``<output_dir>/state``).
@@ -201,10 +207,16 @@ class TrainingState(keras.callbacks.Callback):
         self._error = None
         self._read = None
         self._saved_at = None
+        self._last = None  # the last finished epoch's state: (values, best weights, meta)
+        self._last_written = False
+        self._held = Held()
+        self.opening = _Hold(self._held)
+        self.beside = {}  # files resume= needs beside the state (run.json, config.yaml): name -> text
 
     def on_train_begin(self, logs=None):
         self._read = None
         self._saved_at = None
+        self._last, self._last_written = None, False
         if self._writer is None:
             self._writer = Worker("training-state")
         if self.saved is not None:
@@ -215,12 +227,20 @@ class TrainingState(keras.callbacks.Callback):
                 or time.monotonic() - self._saved_at >= self.every_s)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._due(epoch):
-            return  # the logger reads the next epoch's rate itself
-        self._saved_at = time.monotonic()
-        self._wait()
-        # On the training thread, only what the next step changes is taken: the variables'
-        # values, and the callbacks' counters. Keras replaces best_weights, never changes them.
+        try:
+            self._raise_error()  # a write that failed (a full disk) stops training at the next epoch's end
+            self._last, self._last_written = self._read_state(epoch), False
+            if self._due(epoch):
+                self._saved_at = time.monotonic()
+                self._wait()
+                self._put_last()
+        finally:
+            self._held.release()  # a signal held since the logger's on_epoch_end is raised here
+
+    def _read_state(self, epoch):
+        """On the training thread, only what the next step changes is taken: the variables'
+        values (tensors that keep them, ~0.2 ms, see ``_values``), and the callbacks'
+        counters. Keras replaces best_weights, never changes them."""
         values, rate = self._values()
         if self.logger:  # read after every callback's on_epoch_end: ReduceLROnPlateau's cut counts
             self.logger.next_learning_rate = float(rate)
@@ -233,10 +253,29 @@ class TrainingState(keras.callbacks.Callback):
             "best_weights": [getattr(c, "best_weights", None) is not None for c in stateful],
         }
         best = [w for c in stateful for w in getattr(c, "best_weights", None) or []]
-        self._writer.put(self._write, values, best, meta)
+        return values, best, meta
+
+    def _put_last(self):
+        self._last_written = True
+        self._writer.put(self._write, *self._last)
 
     def on_train_end(self, logs=None):
         self._wait()
+
+    def keep_last(self):
+        """Writes the last finished epoch's state if the last write was of an older one:
+        called when training is stopped (what it costs: one epoch's write, ~4 ms here). A
+        write that fails (a full disk) is logged: the last whole state stays."""
+        try:
+            deleted = any(not (self.path.parent / name).is_file() for name in self.beside)
+            if self._writer is not None and self._last is not None and (deleted or not self._last_written):
+                self._wait()
+                self._put_last()
+                self._wait()
+        except OSError as exc:
+            log.warning("%s", exc)
+        finally:
+            self._held.release()  # an error in a callback may have cut the span short
 
     def close(self):
         """Waits for the last write and ends the writer's thread: called however the run ends
@@ -245,6 +284,7 @@ class TrainingState(keras.callbacks.Callback):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.stop()
+        self._held.release()
 
     def discard(self):
         """Deletes the saved state (run.json and config.yaml stay, as a record)."""
@@ -274,6 +314,9 @@ class TrainingState(keras.callbacks.Callback):
         try:
             arrays = [v.numpy() for v in values] + best
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for name, text in self.beside.items():  # the output dir was deleted under the run: whole again
+                if not (self.path.parent / name).is_file():
+                    write_atomic(self.path.parent / name, text)
             write_atomic(self.path, lambda f: np.savez(f, *arrays, meta=np.array(json.dumps(meta))))
         except OSError as exc:  # a full disk: keep the last whole state, report it on the training thread
             self._error = exc
@@ -315,6 +358,17 @@ class TrainingState(keras.callbacks.Callback):
         # Keras' fit starts from model._initial_epoch (what BackupAndRestore sets, too);
         # after an early stop, nothing is left to run.
         self.model._initial_epoch = 1 << 30 if meta["stop_training"] else meta["epoch"]
+
+
+class _Hold(keras.callbacks.Callback):
+    """Opens the span of an epoch's end in which signals are held (see TrainingState)."""
+
+    def __init__(self, held):
+        super().__init__()
+        self.held = held
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.held.hold()
 
 
 class StateNotSaved(OSError):

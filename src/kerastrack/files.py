@@ -42,6 +42,8 @@ def writable_dir(path):
     directory = Path(str(path))
     directory.mkdir(parents=True, exist_ok=True)
     probe = directory / f".write-test-{os.getpid()}"
-    probe.touch()
-    probe.unlink()
+    try:
+        probe.write_bytes(b"0")  # a byte, not an empty file: a full disk refuses only data
+    finally:
+        probe.unlink(missing_ok=True)
     return directory

@@ -40,8 +40,11 @@ def check_overrides(cfg, overrides=None):
     for _, override in parse_overrides(task_overrides() if overrides is None else overrides):
         key = override.key_or_group
         parts = key.split(".")
-        whole_group = key in groups and override.is_delete()
-        if parts[0] == "hydra" or (parts[0] in groups and parts[0] not in FIXED_GROUPS and not whole_group):
+        # A group given as a list (callbacks=[default,model_checkpoint]) or removed (~data) is
+        # not among Hydra's choices: its folder in the config dir tells.
+        in_group = parts[0] in groups or (code_dir() / parts[0]).is_dir()
+        whole_group = in_group and len(parts) == 1 and override.is_delete()
+        if parts[0] == "hydra" or (in_group and parts[0] not in FIXED_GROUPS and not whole_group):
             continue  # Hydra's own settings; options and their Keras arguments, checked where built
         node, name = ("", parts[0]) if parts[0] not in FIXED_GROUPS else (parts[0], parts[1] if len(parts) > 1 else "")
         typed = override.input_line or key

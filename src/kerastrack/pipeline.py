@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorflow.python.framework import config as tf_config  # disable_op_determinism: no public API
 
-from kerastrack import feed, plots, resume, secrets
+from kerastrack import feed, plots, resume, secrets, stopped
 from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
 from kerastrack.config import check_config, check_monitors, monitor_mode
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
@@ -50,6 +50,7 @@ def train(cfg):
     """
     forget_interrupts()
     check_config(cfg)
+    resume.check_target(cfg.get("resume"))
     # First: a tracking server that is down is reported before any time goes into data.
     tracker = _instantiate(cfg.tracking, "tracking", group_choices(cfg))
     resumed = resume.plan(cfg, tracker, task_overrides())
@@ -62,16 +63,17 @@ def train(cfg):
         tracker.prepare()  # the store and experiment, before any time goes into data
     choices = group_choices(cfg)
     output_dir = _output_dir(cfg.paths.output_dir)
+    progress = stopped.Progress(cfg.trainer.epochs)
     try:
         with resume.claim(output_dir, tracker, resumed):
             _configure_tensorflow(cfg.seed, cfg.deterministic, cfg.get("threads"), cfg.get("logical_cpus"))
             with _devices(cfg, choices):
-                best = _train(cfg, choices, tracker, resumed, output_dir)
+                best = _train(cfg, choices, tracker, resumed, output_dir, progress)
     except BaseException as exc:
         if interrupted(exc):  # what became of the run, for the one line train.py prints
             raise Interrupted(tracker.status, tracker.run_id, output_dir) from None
         if disk_full(exc):
-            raise DiskFull(_disk_full_message(tracker, output_dir)) from None
+            raise DiskFull(stopped.disk_full_message(tracker, output_dir, progress)) from None
         raise
     if not in_multirun():  # a sweep says where its runs went once, at its end
         log.info("Output dir (plots, config, log): %s", output_dir)
@@ -80,9 +82,9 @@ def train(cfg):
     return best
 
 
-def _train(cfg, choices, tracker, resumed, output_dir):
+def _train(cfg, choices, tracker, resumed, output_dir, progress):
     """The recipe, under the run's dtype policy and tf.distribute strategy scope: build
-    everything, open the run, fit, record the results."""
+    everything, open the run, fit, record the results (how far it got: ``progress``)."""
     data = _instantiate(cfg.data, "data", choices)
     log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
              data.num_classes, data.input_shape, len(data.x_train), len(data.x_val), len(data.x_test))
@@ -106,7 +108,7 @@ def _train(cfg, choices, tracker, resumed, output_dir):
     if tracker.log_every_n_steps:
         callbacks.insert(0, BatchLogger(tracker, tracker.log_every_n_steps))
     sample = (data.x_train[:PROBE_SAMPLES], head.encode(data.y_train[:PROBE_SAMPLES]))  # the split already shuffled
-    epoch_logger = EpochLogger(tracker, probes, sample)
+    epoch_logger = progress.logger = EpochLogger(tracker, probes, sample)
     # Repeated epochs match the recorded ones only under op determinism: otherwise every epoch is saved.
     state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None,
                           every_s=trainer.state_every_s if cfg.deterministic else 0)
@@ -120,20 +122,25 @@ def _train(cfg, choices, tracker, resumed, output_dir):
                 _log_missing_epochs(tracker, resumed.saved, epoch_logger.on_record)
             else:
                 _log_setup(tracker, cfg, data, splits)
-            resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
+            state.beside = resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
             model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile,
                           steps_per_execution=_steps_per_execution(trainer.steps_per_execution))
             if not resumed:
                 tracker.log_params({"model.num_params": model.count_params()})
             training = feed.TrainingFeed(*fit_split, batch_size, trainer.shuffle, cfg.seed)
-            model.fit(
-                training.dataset, validation_data=feed.validation_data(*val_split, batch_size),
-                epochs=trainer.epochs, shuffle=False,  # the feed orders each epoch (see there)
-                # The logger goes first: a finished epoch is on record before any other
-                # callback can stop or break the run. The state goes last (see there).
-                callbacks=[training, epoch_logger, *callbacks, state], verbose=trainer.verbose,
-            )
+            try:
+                model.fit(
+                    training.dataset, validation_data=feed.validation_data(*val_split, batch_size),
+                    epochs=trainer.epochs, shuffle=False,  # the feed orders each epoch (see there)
+                    # The logger goes first: a finished epoch is on record before any other
+                    # callback can stop or break the run. The state goes last (see there).
+                    callbacks=[training, state.opening, epoch_logger, *callbacks, state], verbose=trainer.verbose,
+                )
+            except BaseException:  # stopped: the state of the last epoch on record, so resume repeats none
+                state.keep_last()
+                raise
+            progress.trained = True
             summary = _Summary(tracker, epoch_logger.on_record, epoch_logger.epochs)
             best = summary.log_best(trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode))
             if (epoch := epoch_logger.diverged_epoch) is not None:
@@ -192,21 +199,6 @@ def _check_split(validation_split, fit_size, n):
             f"trainer.validation_split leaves no sample to train on: {fit_size} of the {n} training samples to "
             f"train on, {n - fit_size} to validate on. Use a share in between, or null for the data set's own "
             f"validation split. Received: trainer.validation_split={validation_split}")
-
-
-def _disk_full_message(tracker, output_dir):
-    try:
-        state = resume.read_state(output_dir / resume.STATE_DIR / "training_state.npz", "")
-    except ConfigError:
-        state = None
-    kept = f"The training state after epoch {state.meta['epoch'] - 1}" if state else "Its training state"
-    if tracker.status:  # the store took the final status
-        run = f"run {tracker.run_id} is {tracker.status}" if tracker.run_id else "the run stopped"
-    else:
-        run = (f"run {tracker.run_id} could not be closed in the store and shows RUNNING there" if tracker.run_id
-               else "no run was recorded")
-    return (f"the disk is full (No space left on device): training stopped; {run}. {kept} is kept in "
-            f"{output_dir / resume.STATE_DIR}. Free some space, then continue it: python train.py resume={output_dir}")
 
 
 def _log_missing_epochs(tracker, saved, on_record):

@@ -249,10 +249,17 @@ def _run_row(record, swept, monitor, mode):
         "best_epoch": best_epoch if best_epoch is pd.NA else best_epoch + 1,  # as Keras numbers it
         f"last_{monitor}": history[-1][1] if history else math.nan,
         "epochs": len(epochs),
-        "wall_time_s": math.nan if record.wall_time_s is None else record.wall_time_s,
+        # Seconds spent training, summed over the epochs on record: MLflow's start-to-end time
+        # would count, for a resumed run, the time it was stopped.
+        "train_time_s": _train_time(record),
         **{k: v for k, v in sorted(record.metrics.items()) if k.startswith("test_")},
         "run_id": record.run_id,
     }
+
+
+def _train_time(record):
+    times = [v for _, v in record.history.get(plots.TIME_KEY, [])]
+    return float(sum(times)) if times else math.nan
 
 
 def _run_table(records, swept, monitor, mode):

@@ -1,8 +1,8 @@
 """Resuming runs: the training state each run keeps, and what a resumed run may change.
 
 Every run keeps ``<output_dir>/state/``: its whole training state, saved after the first
-epoch and then every few seconds (``TrainingState``), its resolved config and its MLflow
-run id. ``python train.py resume=<run id or output dir>`` continues such a run in the same
+epoch, then every few seconds and where training stops (``TrainingState``), its resolved
+config and its MLflow run id. ``python train.py resume=<run id or output dir>`` continues such a run in the same
 MLflow run from the epoch after the last one saved; a re-launched sweep does it per job
 (``plan``).
 """
@@ -34,7 +34,6 @@ STATE_DIR = "state"
 NEUTRAL_KEYS = ("resume", "paths", "tracking", "threads", "trainer.verbose", "trainer.steps_per_execution")
 
 
-
 def experiment_config(cfg):
     """The resolved config without hydra and NEUTRAL_KEYS: what a run's results depend on."""
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
@@ -58,15 +57,17 @@ def config_hash(cfg):
 
 
 def save_run_info(output_dir, cfg, choices, run_id):
-    """Writes what ``resume=`` needs to find and re-create the run: config and run id."""
+    """Writes what resume= needs (config, run id); returns {file name: text} (``TrainingState.beside``)."""
     state = Path(output_dir) / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     # No credentials on disk: resuming takes the masked values from the new invocation.
     masked = mask_secrets(OmegaConf.to_container(plain, resolve=True))
-    write_atomic(state / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(masked)))
     info = {"run_id": run_id, "choices": choices, "host": socket.gethostname(), "pid": os.getpid()}
-    write_atomic(state / "run.json", json.dumps(info, indent=1))
+    files = {"config.yaml": OmegaConf.to_yaml(OmegaConf.create(masked)), "run.json": json.dumps(info, indent=1)}
+    for name, text in files.items():
+        write_atomic(state / name, text)
+    return files
 
 
 @dataclass
@@ -101,6 +102,13 @@ class SavedState:
     def epochs(self):
         """One dict per finished epoch, as the run logged them."""
         return self.meta["epochs"]
+
+
+def check_target(target):
+    """Refuses an empty ``resume=`` (Hydra reads it as ""): it would start a new run silently."""
+    if target is not None and not str(target).strip():
+        raise ConfigError("resume= needs the run to continue: its MLflow run id or its output dir (e.g. resume=outputs/"
+                          f"2026-11-21/16-42-07); leave resume out to start a new run. Received: resume={target}")
 
 
 def plan(cfg, tracker, overrides=()):
@@ -143,7 +151,7 @@ def plan(cfg, tracker, overrides=()):
         _check_abandoned(child.run_id, output_dir, received)
     log.info("continuing run %s (%s) of the earlier launch of this sweep", child.run_id, child.status)
     # The job's own config is the run's (equal hashes): it stands in for a lost config.yaml.
-    return _load(output_dir, child.run_id, tracker, received, fallback_config=cfg)
+    return load(output_dir, child.run_id, tracker, received, fallback_config=cfg)
 
 
 def _plan_named(target, tracker, current, overrides):
@@ -176,7 +184,7 @@ def _plan_named(target, tracker, current, overrides):
         if not (path / STATE_DIR / "run.json").is_file():
             raise ConfigError(f"resume: run {run_id} has no saved training state in {path / STATE_DIR} (its "
                               f"output dir was moved or deleted). Received: {received}")
-    resumed = _load(path, run_id, tracker, received)
+    resumed = load(path, run_id, tracker, received)
     _check_overrides(resumed.config, current, overrides, target)
     return resumed
 
@@ -214,8 +222,9 @@ def _alive(pid):
     return True
 
 
-def _load(output_dir, run_id, tracker, received, fallback_config=None):
-    """Reads and checks everything a resumed run needs, before the run is reopened."""
+def load(output_dir, run_id, tracker, received, fallback_config=None):
+    """Reads and checks everything a resumed run needs, before the run is reopened: the Plan,
+    or a ConfigError saying why the run cannot be continued from ``output_dir``."""
     spool = Spool(output_dir)
     if spool.pending():
         raise ConfigError(f"run {run_id} has tracking calls that never reached the server, in {spool.directory}; "
@@ -230,7 +239,8 @@ def _load(output_dir, run_id, tracker, received, fallback_config=None):
         config = _read_yaml(state / "config.yaml", received)
     else:
         config = OmegaConf.create({k: fallback_config[k] for k in fallback_config if k != "hydra"})
-    config.hydra = {"runtime": {"choices": info.get("choices") or _choices_of(fallback_config)}}
+    choices = info.get("choices") or (group_choices(fallback_config) if fallback_config is not None else {})
+    config.hydra = {"runtime": {"choices": choices}}
     saved = read_state(state / TrainingState.FILE, received)
     if saved is None and run_id and _epochs_on_record(tracker.metric_steps(run_id)):
         raise ConfigError(
@@ -238,10 +248,6 @@ def _load(output_dir, run_id, tracker, received, fallback_config=None):
             f"missing, so it cannot continue where it stopped (starting over would log its epochs twice). Start "
             f"a new run in another output dir. Received: {received}")
     return Plan(run_id, Path(output_dir), config, saved=saved)
-
-
-def _choices_of(cfg):
-    return group_choices(cfg) if cfg is not None else {}
 
 
 def _epochs_on_record(steps):

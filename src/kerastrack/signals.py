@@ -110,3 +110,37 @@ def signals_deferred():
         yield
     if received:
         raise KeyboardInterrupt(f"signal {received[0]}")
+
+
+class Held:
+    """Holds SIGINT and SIGTERM back from ``hold()`` to ``release()`` (main thread only), then
+    hands the first one to the handler in place again, as if it came then: for a span that
+    opens in one Keras callback and closes in another (an epoch's end, whose record and
+    saved state must go together). Every signal in the span is held, so that the two that a
+    sweep's job gets at once (the terminal's Ctrl-C, the launcher's SIGTERM) do not cut it.
+    """
+
+    def __init__(self):
+        self._previous = None
+        self._received = []
+
+    def hold(self):
+        if self._previous is not None or not _main_thread():
+            return
+        self._received = []
+        self._previous = {sig: signal.signal(sig, self._keep) for sig in _SIGNALS}
+
+    def _keep(self, signum, frame):
+        self._received.append(signum)
+
+    def release(self):
+        """Ends the span; raises what the handler in place raises for a signal held in it."""
+        if self._previous is None:
+            return
+        previous, self._previous = self._previous, None
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
+        if self._received:
+            # The handler runs inside raise_signal (CPython checks for signals before it
+            # returns), so its KeyboardInterrupt is raised here, on the training thread.
+            signal.raise_signal(self._received[0])

@@ -46,6 +46,7 @@ LAUNCHER = "launcher"  # in CONTROL_DIR: the launching process (host, pid, start
 SKIPPED = "skipped"  # in CONTROL_DIR: a file per job skipped because another process holds its run
 LAUNCHER_PID = "KERASTRACK_SWEEP_LAUNCHER_PID"
 _ACTIVE = []  # the launching process's callback, while its sweep runs
+_STOPPED = []  # the message of a job that stopped the sweep, in the launching process
 
 
 class SweepInterrupted(Exception):
@@ -137,9 +138,23 @@ def stop(message):
     """Stops the sweep from a job: jobs not started yet do not start, and the sweep exits
     non-zero with ``message`` (once, whichever job said it first)."""
     control = _control_dir()
-    if not (control / STOPPING).exists():
+    if (control / STOPPING).exists():
+        return
+    in_launcher = os.environ.get(LAUNCHER_PID) == str(os.getpid())
+    try:
         (control / "reason").write_text(message)
+    except OSError:  # a full disk (the message may say so): said now, or never
+        (control / "reason").unlink(missing_ok=True)
+        if not in_launcher:
+            print(message, file=sys.stderr)
+    with contextlib.suppress(OSError):
         (control / STOPPING).touch()
+    if in_launcher:
+        # The basic launcher runs the next job in this process, and Hydra writes its config
+        # into the sweep dir before the job could see the stop (on a full disk: a traceback).
+        # So the sweep ends here; the parent is closed FAILED at exit (_close_if_open).
+        _STOPPED.append(message)
+        raise SystemExit(message)
 
 
 def report_interrupted():
@@ -385,13 +400,19 @@ class MlflowSweepCallback(Callback):
 
     def _end(self, status):
         parent, self.parent = self.parent, None
-        parent.end(status)
+        try:
+            parent.end(status)
+        except Exception as exc:  # noqa: BLE001 - the store cannot be written (a full disk): say so, once
+            log.warning("the sweep's parent run %s could not be closed %s (%s): it shows RUNNING; the same command "
+                        "into the same sweep dir continues the sweep", parent.run_id, status, " ".join(str(exc).split())[:300])
 
     def _close_if_open(self):
         # Runs at interpreter exit: the sweep died before on_multirun_end (Hydra skips it
         # when a job raises), so the parent must not stay RUNNING.
         if self.parent is None:
             return
-        interrupted = (self._control / STOPPING).exists() or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+        stopped = _STOPPED or (self._control / "reason").exists()  # by a job (a full disk): not interrupted
+        interrupted = ((self._control / STOPPING).exists() and not stopped) or isinstance(
+            getattr(sys, "last_value", None), KeyboardInterrupt)
         self._end("KILLED" if interrupted else "FAILED")
 
