@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import psutil
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -88,7 +89,7 @@ def _registered(control, in_worker, orphaned):
     me = jobs / f"{socket.gethostname()}-{os.getpid()}"
     # Before looking at the mark (the launcher marks, then looks at the jobs); its number
     # tells the parallel launcher whose worker was killed (hydra_plugins.kerastrack_joblib_launcher).
-    me.write_text(str(job_num()))
+    me.write_text(str(job_num()) if HydraConfig.initialized() else "")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_worker:
         for sig in (signal.SIGINT, signal.SIGTERM):
