@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_harness import (
-    COMMON, INTERRUPTED, SWEEP, Checks, all_runs, continue_command, deliver, run_train, start_train,
+    COMMON, INTERRUPTED, SWEEP, Checks, all_runs, continue_command, deliver, last_line, run_train, start_train,
     sweep_dir_of, sweep_runs, without_sweep_dir,
 )
 
@@ -376,3 +376,58 @@ def _wait_for_lines(paths, text, count, timeout=15):
             return True
         time.sleep(0.1)
     return False
+
+
+# -- a worker killed alone --
+
+
+def test_a_worker_killed_alone_fails_its_job_only_and_the_sweep_goes_on(tmp_path):
+    # The OOM killer (or kill -9) takes one loky worker: loky then kills the other workers
+    # too, and the sweep used to end in a traceback with their runs RUNNING.
+    sweep_dir = tmp_path / "multirun"
+    args = [*(a for a in SWEEP if not a.startswith("optimizer=")), "optimizer=sgd,adam,rmsprop", *COMMON,
+            f"hydra.sweep.dir={sweep_dir}"]
+    first = start_train(tmp_path, *args, pause_at="fit", name="first")
+    try:
+        victim, *_ = first.wait_paused("fit", 2)
+        run_of = {json.loads(p.read_text())["pid"]: json.loads(p.read_text())["run_id"]
+                  for p in sweep_dir.glob("*/state/run.json")}
+        os.kill(victim, signal.SIGKILL)
+        while first.process.poll() is None:  # the fresh pool's workers pause at fit too
+            first.release(first.markers("fit"))
+            time.sleep(0.1)
+        first.wait()
+        stragglers = first.wait_group_gone()
+    finally:
+        first.kill_group()
+    check = Checks(context(tmp_path))
+    check(not stragglers, f"processes of the sweep outlived it: {stragglers}")
+    check.exit_code(first, 1)
+    check.no_traceback(first)
+    output = first.stdout + first.stderr
+    said = [line for line in output.splitlines() if "worker process was killed (process " in line]
+    check(len(said) == 1 and "the sweep goes on" in said[0],
+          f"not one line naming the job whose worker was killed: {said or last_line(first.stderr)}")
+    ended = [line for line in first.stderr.splitlines() if line.startswith("Error: 1 of 3 jobs failed")]
+    check(ended, f"the sweep's end does not count one failed job: {last_line(first.stderr)}")
+    parents, children = sweep_runs(tmp_path)
+    if check(len(parents) == 1, f"{len(parents)} parent runs, expected 1"):
+        check.status(tmp_path, parents[0], "FINISHED")
+        tags = parents[0].data.tags
+        check(tags.get("sweep.n_failed") == "1", f"the parent says sweep.n_failed={tags.get('sweep.n_failed')}")
+    check(sorted(children) == ["adam", "rmsprop", "sgd"], f"children for {sorted(children)}")
+    killed = run_of.get(victim)
+    check(killed is not None, f"no run.json names the killed worker {victim}: {run_of}")
+    for optimizer, runs in sorted(children.items()):
+        if not check(len(runs) == 1, f"optimizer={optimizer}: {len(runs)} children, expected 1"):
+            continue
+        (run,) = runs
+        if run.info.run_id == killed:
+            check.status(tmp_path, run, "FAILED")
+            check(run.data.tags.get("error.type") == "WorkerKilled",
+                  f"the killed job's run has error.type={run.data.tags.get('error.type')}")
+        else:
+            check.complete(tmp_path, run)  # loky's second victim continued in place, the third job ran
+    running = [r.info.run_id[:8] for r in all_runs(tmp_path) if r.info.status == "RUNNING"]
+    check(not running, f"runs left RUNNING: {running}")
+    check.done()

@@ -51,7 +51,8 @@ def _cycle(graph):
 # The layers of the README's layout, top first: a module imports only from its own layer and
 # the layers below it.
 LAYERS = [
-    ["hydra_plugins.kerastrack_optuna_sweeper", "hydra_plugins.kerastrack_optuna_sweeper.optuna_sweeper"],
+    ["hydra_plugins.kerastrack_optuna_sweeper", "hydra_plugins.kerastrack_optuna_sweeper.optuna_sweeper",
+     "hydra_plugins.kerastrack_joblib_launcher", "hydra_plugins.kerastrack_joblib_launcher.resilient_launcher"],
     ["kerastrack.pipeline"],
     ["kerastrack.sweep", "kerastrack.sweep_dir"],
     ["kerastrack.report", "kerastrack.best_over", "kerastrack.grouping", "kerastrack.report_page", "kerastrack.ui", "kerastrack.upload"],

@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 import psutil
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kerastrack.hydra_utils import parse_overrides, sweep_dir
+from kerastrack.hydra_utils import job_num, parse_overrides, sweep_dir
 from kerastrack.signals import ignore, interrupt_once
 from kerastrack.sweep_dir import check_sweepable, claim
 from kerastrack.watchdog import watch
@@ -87,7 +88,9 @@ def _registered(control, in_worker, orphaned):
     jobs = control / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     me = jobs / f"{socket.gethostname()}-{os.getpid()}"
-    me.touch()  # before looking at the mark: the launcher marks, then looks at the jobs
+    # Before looking at the mark (the launcher marks, then looks at the jobs); its number
+    # tells the parallel launcher whose worker was killed (hydra_plugins.kerastrack_joblib_launcher).
+    me.write_text(str(job_num()) if HydraConfig.initialized() else "")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_worker:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -118,6 +118,17 @@ class ParentRun:
         return ui_link(self.tracking_uri, sweep_view(self.client, self.client.get_run(self.run_id)),
                        f"--sweep {self.run_id}")
 
+    def fail_child(self, job, error_type, message):
+        """Closes job ``job``'s child run FAILED, if it is RUNNING (its process died unable to
+        close it); returns its run id, or None where it has no RUNNING child."""
+        runs = self.client.search_runs([self.experiment_id], max_results=10, filter_string=(
+            f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`sweep.job` = '{job}' and attributes.status = 'RUNNING'"))
+        for run in runs:
+            self.client.set_tag(run.info.run_id, "error.type", error_type)
+            self.client.set_tag(run.info.run_id, "error.message", message)
+            self.client.set_terminated(run.info.run_id, "FAILED")
+        return runs[0].info.run_id if runs else None
+
     def end(self, status):
         self.client.set_terminated(self.run_id, status)
 
@@ -189,6 +200,16 @@ class OfflineParent:
     def log_counts(self, n_jobs, n_failed, n_skipped=0):
         self.spool.append({"op": "tags", "tags": {"sweep.n_jobs": str(n_jobs), "sweep.n_failed": str(n_failed),
                                                   "sweep.n_skipped": str(n_skipped)}})
+
+    def fail_child(self, job, error_type, message):
+        """As ``ParentRun.fail_child``, in the job's spool (a run id once uploaded, else "")."""
+        for child in self.spool.children():
+            record = child.record()
+            if record.tags.get("sweep.job") == str(job) and record.status == "RUNNING":
+                child.append({"op": "tags", "tags": {"error.type": error_type, "error.message": message}})
+                child.append({"op": "terminate", "status": "FAILED", "end_time": now_ms()})
+                return record.run_id
+        return None
 
     def ui_link(self):
         return None  # in no store until uploaded
