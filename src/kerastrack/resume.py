@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
@@ -201,7 +202,7 @@ def _check_abandoned(run_id, output_dir, received):
     """A RUNNING run may be continued only when no process is running it any more (it was
     killed hard, with no chance to close it)."""
     info = _read_json(output_dir / STATE_DIR / "run.json", received, missing={})
-    if in_use(output_dir) or (info.get("host") == socket.gethostname() and _alive(info.get("pid"))):
+    if in_use(output_dir) or (info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and psutil.pid_exists(info["pid"])):
         raise RunHeld(f"resume: run {run_id} is RUNNING (process {info.get('pid')} on {info.get('host')}); "
                       f"stop it first, or wait for it to end. Received: {received}",
                       f"run {run_id} (process {info.get('pid')} on {info.get('host')})")
@@ -210,16 +211,6 @@ def _check_abandoned(run_id, output_dir, received):
                           f"here whether its process is gone. Resume it on that machine. Received: {received}")
     log.warning("run %s is marked RUNNING but its process %s is gone (killed hard): continuing it",
                 run_id, info.get("pid"))
-
-
-def _alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load(output_dir, run_id, tracker, received, fallback_config=None):

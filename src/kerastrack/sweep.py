@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import signal
 import socket
 import sys
@@ -37,7 +36,7 @@ from omegaconf import OmegaConf
 
 from kerastrack.hydra_utils import job_num, parse_overrides, sweep_dir
 from kerastrack.signals import ignore, interrupt_once
-from kerastrack.sweep_dir import check_sweepable, claim
+from kerastrack.sweep_dir import check_sweepable, claim, continue_command, failure_line, skipped_line
 from kerastrack.watchdog import watch
 
 log = logging.getLogger(__name__)
@@ -180,30 +179,6 @@ def _start_ray_first(config):
 
     if not ray.is_initialized():
         ray.init(**OmegaConf.to_container(config.hydra.launcher.ray.init, resolve=True))
-
-
-def continue_command(argv, directory):
-    """The command line that continues a sweep: the same one, into the same sweep dir."""
-    args = [a for a in argv[1:] if not a.startswith(("hydra.sweep.dir=", "+hydra.sweep.dir="))]
-    return shlex.join(["python", argv[0], *args, f"hydra.sweep.dir={directory}"])
-
-
-def _failure_line(n_failed, n_jobs, n_diverged, n_without_run, offline, directory):
-    """The sweep's last line when jobs failed: what is on record of them, and where.
-
-    Args:
-        n_without_run: Jobs that failed before their run opened (a bad value): no run
-            says anything of them, only their logs.
-    """
-    n_runs = n_failed - n_without_run
-    where = "in their spools" if offline else "in MLflow"
-    said = [f"their runs are FAILED {where} (error.message tag)" if not n_without_run else
-            f"{n_runs} of them FAILED {where} (error.message tag)"] if n_runs else []
-    if n_without_run:
-        said.append(f"{'they' if not n_runs else n_without_run} failed before {'a run' if n_runs else 'any run'} "
-                    f"opened, with nothing recorded")
-    return (f"Error: {n_failed} of {n_jobs} jobs failed ({n_diverged} of them diverged); {', '.join(said)}; "
-            f"their logs are in {directory}")
 
 
 class MlflowSweepCallback(Callback):
@@ -349,15 +324,13 @@ class MlflowSweepCallback(Callback):
                   f"each job's run under it) with: {UPLOAD_COMMAND} {self.sweep_dir}, then make the report with: "
                   f"python -m kerastrack.report")
         if held:
-            print(f"Skipped: {len(held)} of {n_jobs} jobs, held by another process (RUNNING in MLflow, not in "
-                  f"this report): {'; '.join(held)}. Re-launch once it ended, to complete the sweep: {self._command}",
-                  file=sys.stderr)
+            print(skipped_line(held, n_jobs, self._command), file=sys.stderr)
         n_diverged = sum(r.tags.get("diverged") == "true" for r in children)
         if n_failed and self.diverged_ok and n_failed == n_diverged:
             print(f"{n_diverged} of {n_jobs} jobs diverged (FAILED {'in their spools' if offline else 'in MLflow'} "
                   f"with diverged=true): a result of this sweep (hydra.callbacks.mlflow_sweep.diverged_ok=true), not an error")
         elif n_failed:
-            sys.exit(_failure_line(n_failed, n_jobs, n_diverged, n_jobs - len(children), offline, self.sweep_dir))
+            sys.exit(failure_line(n_failed, n_jobs, n_diverged, n_jobs - len(children), offline, self.sweep_dir))
         if held:
             sys.exit(1)  # the sweep is not complete
 

@@ -8,6 +8,7 @@ anything is written or recorded: its jobs would share the numbered job dirs (``0
 """
 
 import json
+import shlex
 from pathlib import Path
 
 from filelock import FileLock
@@ -98,3 +99,39 @@ def check_sweepable(config):
                 f"Error: {key}=interval(...) is a range to search, which a grid sweep cannot run (it sweeps lists: "
                 f"{key}=0.001,0.01,0.1, or range(start,stop,step)); search it with Optuna: "
                 f"python train.py -m hparams_search=optuna '{mask_override(text)}'. Received: {mask_override(text)}")
+
+
+def continue_command(argv, directory):
+    """The command line that continues a sweep: the same one, into the same sweep dir."""
+    args = [a for a in argv[1:] if not a.startswith(("hydra.sweep.dir=", "+hydra.sweep.dir="))]
+    return shlex.join(["python", argv[0], *args, f"hydra.sweep.dir={directory}"])
+
+
+def failure_line(n_failed, n_jobs, n_diverged, n_without_run, offline, directory):
+    """The sweep's last line when jobs failed: what is on record of them, and where.
+
+    Args:
+        n_without_run: Jobs that failed before their run opened (a bad value): no run
+            says anything of them, only their logs.
+    """
+    n_runs = n_failed - n_without_run
+    where = "in their spools" if offline else "in MLflow"
+    said = [f"their runs are FAILED {where} (error.message tag)" if not n_without_run else
+            f"{n_runs} of them FAILED {where} (error.message tag)"] if n_runs else []
+    if n_without_run:
+        said.append(f"{'they' if not n_runs else n_without_run} failed before {'a run' if n_runs else 'any run'} "
+                    f"opened, with nothing recorded")
+    return (f"Error: {n_failed} of {n_jobs} jobs failed ({n_diverged} of them diverged); {', '.join(said)}; "
+            f"their logs are in {directory}")
+
+
+def skipped_line(held, n_jobs, command):
+    """The sweep's line for jobs skipped because another process holds their runs.
+
+    Args:
+        held: What holds each skipped job's run (``errors.RunHeld.held``).
+        n_jobs: The sweep's jobs.
+        command: The command that continues the sweep.
+    """
+    return (f"Skipped: {len(held)} of {n_jobs} jobs, held by another process (RUNNING in MLflow, not in this "
+            f"report): {'; '.join(held)}. Re-launch once it ended, to complete the sweep: {command}")
