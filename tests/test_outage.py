@@ -297,10 +297,10 @@ class SlowFirstCreate:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):  # noqa: N802 - http.server's names
+            def do_GET(self):
                 self.forward()
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self.forward()
 
             def forward(self):
