@@ -1,10 +1,12 @@
 """A tracking server that is down at the start, goes away mid-run, or is not wanted
 (offline): nothing recorded is lost, and the upload puts it all into the run."""
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+import time
 
 import mlflow
 import numpy as np
@@ -276,3 +278,75 @@ def test_an_upload_killed_at_any_moment_and_run_again_records_the_run_once(make_
         assert len(run.inputs.dataset_inputs) == 3, moment
         models = client.search_logged_models([experiment.experiment_id])
         assert [m.status for m in models] == ["READY"] and len(run.outputs.model_outputs) == 1, moment
+
+
+class SlowFirstCreate:
+    """A proxy on loopback in front of ``upstream`` that forwards every request at once but
+    holds the answer to the first ``runs/create`` for ``delay`` seconds: a server very slow
+    for a while, exactly when the run is created (the client times out and retries, and the
+    first request has made a run all the same)."""
+
+    def __init__(self, upstream, delay):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlparse
+
+        target, state = urlparse(upstream), {"held": False}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.forward()
+
+            def do_POST(self):
+                self.forward()
+
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                connection.request(self.command, self.path, body, {"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                data = answer.read()
+                if self.path.endswith("/runs/create") and not state["held"]:
+                    state["held"] = True
+                    time.sleep(delay)  # the run is made on the server; its answer comes too late
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client that gave up on the held answer is gone
+                    self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_a_server_slow_to_answer_when_the_run_is_created_records_one_run(running_server, request, monkeypatch,
+                                                                         tmp_path):
+    from kerastrack.tracking.mlflow_tracker import MlflowTracker
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")  # MLflow retries the create after 2 s
+    with SlowFirstCreate(running_server.url, delay=3) as proxy:
+        tracker = MlflowTracker(tracking_uri=proxy.url, experiment_name=request.node.name, log_model=False)
+        with tracker.run("slow-create", output_dir=tmp_path):
+            tracker.log_params({"lr": "0.1"})
+    client = mlflow.MlflowClient(running_server.url)
+    run = only_run(client, request.node.name)  # one run: the retried create's twin is not on record
+    assert run.info.run_id == tracker.run_id and run.info.status == "FINISHED"
+    assert run.data.params == {"lr": "0.1"}

@@ -21,7 +21,7 @@ from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
 from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, find_child, find_offline_child,
                                         find_parent, offline_child)
-from kerastrack.tracking.query import resumed_tags, to_record
+from kerastrack.tracking.query import delete_twins, resumed_tags, to_record, with_open_id
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, open_store, resolve_tracking_uri
 from kerastrack.tracking.system_metrics import start_sampler
@@ -231,10 +231,13 @@ class MlflowTracker(NullTracker):
         experiment = self._set_experiment()
         parent = find_parent(self._client(), experiment.experiment_id) if in_multirun() else None
         if parent is None:
-            return mlflow.start_run(run_name=run_name, tags=tags)
-        sweep_tags, swept = child_tags(parent.data.tags)
-        return mlflow.start_run(run_name=self.run_name or swept or run_name, tags={**(tags or {}), **sweep_tags},
-                                parent_run_id=parent.info.run_id)
+            active = mlflow.start_run(run_name=run_name, tags=with_open_id(tags))
+        else:
+            sweep_tags, swept = child_tags(parent.data.tags)
+            active = mlflow.start_run(run_name=self.run_name or swept or run_name, parent_run_id=parent.info.run_id,
+                                      tags=with_open_id({**(tags or {}), **sweep_tags}))
+        delete_twins(self._client(), active)  # a timed-out, retried create made one run more
+        return active
 
     def _mark_resumed(self, run):
         import mlflow

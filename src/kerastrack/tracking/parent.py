@@ -13,7 +13,7 @@ from pathlib import Path
 from kerastrack.hydra_utils import in_multirun, job_num, parse_overrides, sweep_dir, task_overrides
 from kerastrack.secrets import mask_override, mask_value
 from kerastrack.tracking.outbox import now_ms
-from kerastrack.tracking.query import to_record
+from kerastrack.tracking.query import delete_twins, to_record, with_open_id
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.views import run_color, sweep_view, ui_link
 
@@ -88,7 +88,9 @@ class ParentRun:
             client.set_tag(self.run_id, "sweep.relaunches", str(int(earlier.data.tags.get("sweep.relaunches", "0")) + 1))
         else:
             name, tags = _parent_tags(directory, keys, overrides)
-            self.run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+            run = client.create_run(experiment_id, run_name=name, tags=with_open_id(tags))
+            delete_twins(client, run)  # a timed-out, retried create made one parent more
+            self.run_id = run.info.run_id
 
     def children(self):
         """The child runs so far, as RunRecords (without histories)."""

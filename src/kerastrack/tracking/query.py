@@ -8,6 +8,7 @@ objects so that code outside this package never touches mlflow.
 import fnmatch
 import math
 import sys
+import uuid
 from dataclasses import dataclass, field
 
 from kerastrack.errors import ConfigError
@@ -20,6 +21,7 @@ BASE_HISTORY_KEYS = ("loss", "val_loss", "learning_rate")
 # Summary and batch metrics: one value per run, or per step rather than per epoch.
 SKIPPED_PREFIXES = ("best_", "test_", "batch_")
 _PAGE = 1000
+OPEN_ID_TAG = "kerastrack.open_id"
 
 
 @dataclass
@@ -263,3 +265,31 @@ def resumed_tags(run):
     else:
         last_error = f"{run.info.status}: {previous.get('error.type', '?')}: {previous.get('error.message', '')}"
     return {"resume.count": str(int(previous.get("resume.count", "0")) + 1), "resume.last_error": last_error[:5000]}
+
+
+def with_open_id(tags):
+    """``tags`` plus a new ``kerastrack.open_id``: the one opening a run is, client-made, so
+    that what a retried create made as well can be found (``delete_twins``)."""
+    return {**(tags or {}), OPEN_ID_TAG: uuid.uuid4().hex}
+
+
+def delete_twins(client, run):
+    """Deletes the runs that the opening of ``run`` made besides it.
+
+    MLflow's HTTP client retries a ``runs/create`` that timed out (it retries POSTs too),
+    and the server may have made the run all the same: a server slow for a while when a
+    run opens leaves a second, empty run, RUNNING forever. The server has no idempotency
+    key for a create, so the opening's own tag finds its twins; they are closed KILLED and
+    moved to the trash (``mlflow gc`` removes them for good).
+
+    Args:
+        client: An ``mlflow.MlflowClient`` on the run's store.
+        run: The run as opened (its tags hold ``kerastrack.open_id``).
+    """
+    open_id = run.data.tags.get(OPEN_ID_TAG)
+    if not open_id:
+        return
+    for twin in client.search_runs([run.info.experiment_id], f"tags.`{OPEN_ID_TAG}` = '{open_id}'"):
+        if twin.info.run_id != run.info.run_id:
+            client.set_terminated(twin.info.run_id, "KILLED")
+            client.delete_run(twin.info.run_id)
