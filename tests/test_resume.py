@@ -247,54 +247,62 @@ def test_a_full_disk_that_let_no_state_be_saved_stops_the_run_early_and_offers_n
         train(make_cfg(f"resume={out}", "trainer.epochs=20"))
 
 
-@pytest.mark.slow
-def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_there_is_space(tmp_path):
-    # A small disk of its own (tmpfs) holds the store and the outputs, as a project dir on
-    # a full disk would; a callback fills it after epoch 1.
-    import contextlib
+@pytest.fixture
+def small_disk(tmp_path):
+    """A small disk of its own (an 8 MiB tmpfs), and the env that lets ``python train.py``
+    on it import the tests' callbacks."""
     import os
-    import re
     import subprocess
 
     if os.geteuid() != 0:
         pytest.skip("mounting a small disk (tmpfs) needs root")
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
     try:
-        full = run_train(disk, "trainer.epochs=4", "hydra.run.dir=out", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
-                         f"+callbacks.fill.path={disk / 'filler'}", env=env)
-        assert full.returncode == 1
-        assert "Traceback" not in full.stderr and "disk is full" not in full.stdout
-        errors = [line for line in full.stderr.splitlines() if "disk is full" in line]
-        assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
-        kept = re.search(r"The training state after (\d+) epochs? is kept in (\S+)\. Free some space, then continue it: "
-                         r"python train.py resume=(\S+)$", errors[0])
-        assert kept and kept.group(2) == str(disk / "out" / "state") and kept.group(3) == str(disk / "out"), errors
-
-        # What the failed run freed: full again.
-        with open(disk / "filler", "ab", buffering=0) as filler, contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 4096)
-        elsewhere = run_train(disk, "hydra.run.dir=other", env=env)  # refused before Hydra writes into it
-        assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr
-        assert elsewhere.stderr.strip().splitlines()[-1].startswith(
-            "Error: hydra.run.dir cannot be written (No space left on device)")
-
-        (disk / "filler").unlink()
-        resumed = run_train(disk, f"resume={kept.group(3)}", env=env)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        # It continues from the state the line named.
-        assert f"resuming from the state saved after epoch {int(kept.group(1)) - 1} " in resumed.stdout
-        client = store_client(disk)
-        (run,) = client.search_runs(["1"])
-        assert run.info.status == "FINISHED"
-        for key in ("loss", "val_loss", "learning_rate"):
-            assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
-        assert len(steps(client, run.info.run_id, "best_val_loss")) == 1
+        yield disk, {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_there_is_space(small_disk):
+    # A small disk of its own (tmpfs) holds the store and the outputs, as a project dir on
+    # a full disk would; a callback fills it after epoch 1.
+    import contextlib
+    import re
+
+    disk, env = small_disk
+    full = run_train(disk, "trainer.epochs=4", "hydra.run.dir=out", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
+                     f"+callbacks.fill.path={disk / 'filler'}", env=env)
+    assert full.returncode == 1
+    assert "Traceback" not in full.stderr and "disk is full" not in full.stdout
+    errors = [line for line in full.stderr.splitlines() if "disk is full" in line]
+    assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
+    kept = re.search(r"The training state after (\d+) epochs? is kept in (\S+)\. Free some space, then continue it: "
+                     r"python train.py resume=(\S+)$", errors[0])
+    assert kept and kept.group(2) == str(disk / "out" / "state") and kept.group(3) == str(disk / "out"), errors
+
+    # What the failed run freed: full again.
+    with open(disk / "filler", "ab", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 4096)
+    elsewhere = run_train(disk, "hydra.run.dir=other", env=env)  # refused before Hydra writes into it
+    assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr
+    assert elsewhere.stderr.strip().splitlines()[-1].startswith(
+        "Error: hydra.run.dir cannot be written (No space left on device)")
+
+    (disk / "filler").unlink()
+    resumed = run_train(disk, f"resume={kept.group(3)}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # It continues from the state the line named.
+    assert f"resuming from the state saved after epoch {int(kept.group(1)) - 1} " in resumed.stdout
+    client = store_client(disk)
+    (run,) = client.search_runs(["1"])
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "val_loss", "learning_rate"):
+        assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
+    assert len(steps(client, run.info.run_id, "best_val_loss")) == 1
 
 
 def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_the_model_once(
@@ -334,39 +342,28 @@ def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_completes_every_job_once(tmp_path):
+def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_completes_every_job_once(small_disk):
     # The basic launcher: job 0 fills the disk after epoch 1; Hydra would write job 1's config
     # into the full sweep dir next (it used to end in a traceback, and so did closing the parent).
-    import os
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small disk (tmpfs) needs root")
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    disk, env = small_disk
     command = ["-m", "optimizer=sgd,adam", "trainer.epochs=3", "tracking.log_model=false", "hydra.sweep.dir=sweep",
                "hydra.callbacks.mlflow_sweep.report=false", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
                f"+callbacks.fill.path={disk / 'filler'}"]
-    try:
-        full = run_train(disk, *command, env=env)
-        assert full.returncode == 1 and "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
-        errors = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
-        assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
-        assert not (disk / "sweep" / "1").exists()  # job 1 never started
+    full = run_train(disk, *command, env=env)
+    assert full.returncode == 1 and "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
+    errors = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
+    assert not (disk / "sweep" / "1").exists()  # job 1 never started
 
-        (disk / "filler").unlink()
-        again = run_train(disk, *command, env=env)
-        assert again.returncode == 0, again.stderr[-3000:]
-        client = store_client(disk)
-        runs = {r.info.run_name: r for r in client.search_runs(["1"])}
-        assert len(runs) == 3 and {r.info.status for r in runs.values()} == {"FINISHED"}  # the parent, 2 jobs
-        for name in ("optimizer=sgd", "optimizer=adam"):
-            assert steps(client, runs[name].info.run_id, "loss") == [0, 1, 2], name
-            assert len(steps(client, runs[name].info.run_id, "best_val_loss")) == 1, name
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    (disk / "filler").unlink()
+    again = run_train(disk, *command, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = store_client(disk)
+    runs = {r.info.run_name: r for r in client.search_runs(["1"])}
+    assert len(runs) == 3 and {r.info.status for r in runs.values()} == {"FINISHED"}  # the parent, 2 jobs
+    for name in ("optimizer=sgd", "optimizer=adam"):
+        assert steps(client, runs[name].info.run_id, "loss") == [0, 1, 2], name
+        assert len(steps(client, runs[name].info.run_id, "best_val_loss")) == 1, name
 
 
 def test_an_output_dir_deleted_under_a_run_is_whole_again_when_it_stops_and_resume_completes_it(make_cfg, runs,
