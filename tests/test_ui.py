@@ -103,8 +103,28 @@ def test_ui_serves_the_store_and_stops_cleanly(store, tmp_path, signum):
 
 
 @pytest.mark.slow
+def lock_held(path, timeout=60):
+    """Waits until some process holds a lock on ``path``, read from the kernel's table
+    (/proc/locks) so that looking does not take the lock from the process about to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            inode = f":{os.stat(path).st_ino} "
+            with open("/proc/locks") as locks:
+                if any(inode in line for line in locks):
+                    return True
+        time.sleep(0.05)
+    return False
+
+
 def test_a_second_ui_on_the_port_is_refused_and_kill_9_of_the_ui_leaves_no_server(store, tmp_path):
+    import tempfile
+    from pathlib import Path
+
     with UiProcess(tmp_path, "--backend-store-uri", store) as first:
+        # Before its server answers (the two would race for the port without the lock), but
+        # after the first holds the lock: otherwise the second may be first to it.
+        assert lock_held(Path(tempfile.gettempdir()) / f"kerastrack-ui-{first.port}.lock")
         with UiProcess(tmp_path, "--backend-store-uri", store, "--port", str(first.port)) as second:
             assert second.process.wait(60) == 2  # started together: the first holds the port
             out = second.process.stdout.read().strip()
