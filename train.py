@@ -21,9 +21,10 @@ try:
     from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
-    from kerastrack import startup, sweep
     from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, RunHeld, is_pruned
-    from kerastrack.secrets import mask_stderr, mask_text
+    from kerastrack.sweeps import callback as sweep
+    from kerastrack.utils import startup
+    from kerastrack.utils.secrets import mask_stderr, mask_text
 except KeyboardInterrupt:
     print(NOTHING_RECORDED, file=sys.stderr)
     sys.exit(130)
@@ -78,11 +79,17 @@ def _sweep_job(cfg, train):
     except Exception as exc:
         if is_pruned(exc):
             log.info("trial pruned: %s", exc)
-        elif isinstance(exc, DivergedError) and OmegaConf.select(HydraConfig.get(), "callbacks.mlflow_sweep.diverged_ok"):
+        elif isinstance(exc, DivergedError) and OmegaConf.select(
+            HydraConfig.get(), "callbacks.mlflow_sweep.diverged_ok"
+        ):
             log.warning("job diverged (a result of this sweep, diverged_ok): %s", exc)
         else:
-            log.error("job failed: %s: %s", type(exc).__name__, exc,
-                      exc_info=not isinstance(exc, (ConfigError, DivergedError)))
+            log.error(
+                "job failed: %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, (ConfigError, DivergedError)),
+            )
         return math.nan
 
 

@@ -50,10 +50,11 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
     from mlflow.keras.utils import get_model_signature
     from mlflow.utils import requirements_utils
 
-    from kerastrack import feed, pipeline
-    from kerastrack.callbacks import EpochLogger, TrainingState
-    from kerastrack.config import monitor_mode
-    from kerastrack.heads import resolve_head, resolve_metrics
+    from kerastrack import pipeline
+    from kerastrack.callbacks.recording import EpochLogger, TrainingState
+    from kerastrack.config.checks import monitor_mode
+    from kerastrack.data import feed
+    from kerastrack.models.heads import resolve_head, resolve_metrics
     from kerastrack.tracking import MlflowTracker, library_versions
 
 
@@ -105,15 +106,23 @@ def setup(seed, workdir):
     """The default config (digits, mlp, adam) composed as train.py does, and what fit needs."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"seed={seed}", "data=digits"])
-    data = instantiate(cfg.data)  # kerastrack.data.sklearn_set("digits", seed=seed)
+    data = instantiate(cfg.data)  # kerastrack.data.sets.sklearn_set("digits", seed=seed)
     head = resolve_head(cfg.loss, data.task, data.num_classes)
     tf.config.experimental.enable_op_determinism()  # as train.py's default deterministic=true
     (Path(workdir) / "outputs").mkdir()  # train() creates its output dir before the run
     return SimpleNamespace(
-        cfg=cfg, data=data, head=head, y_train=head.encode(data.y_train), y_val=head.encode(data.y_val),
-        batch_size=cfg.trainer.batch_size, monitor=cfg.trainer.monitor, outdir=Path(workdir) / "outputs",
-        mode=monitor_mode(cfg.trainer.monitor, cfg.trainer.monitor_mode), uri=f"sqlite:///{workdir}/mlflow.db",
-        metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)])
+        cfg=cfg,
+        data=data,
+        head=head,
+        y_train=head.encode(data.y_train),
+        y_val=head.encode(data.y_val),
+        batch_size=cfg.trainer.batch_size,
+        monitor=cfg.trainer.monitor,
+        outdir=Path(workdir) / "outputs",
+        mode=monitor_mode(cfg.trainer.monitor, cfg.trainer.monitor_mode),
+        uri=f"sqlite:///{workdir}/mlflow.db",
+        metric_names=[m.name for m in resolve_metrics(cfg.trainer.metrics, head)],
+    )
 
 
 def fit(s, epochs, callbacks):
@@ -121,13 +130,22 @@ def fit(s, epochs, callbacks):
     keras.backend.clear_session()  # no build-up of earlier models' graphs from fit to fit
     keras.utils.set_random_seed(s.cfg.seed)
     model = instantiate(s.cfg.model)(input_shape=s.data.input_shape, head=s.head)
-    model.compile(optimizer=instantiate(s.cfg.optimizer), loss=instantiate(s.cfg.loss.fn),
-                  metrics=resolve_metrics(s.cfg.trainer.metrics, s.head),
-                  steps_per_execution=pipeline.AUTO_STEPS_PER_EXECUTION)  # as the default run
-    # Fed as the default run is (kerastrack.feed): the epochs the tracking cost is set against.
+    model.compile(
+        optimizer=instantiate(s.cfg.optimizer),
+        loss=instantiate(s.cfg.loss.fn),
+        metrics=resolve_metrics(s.cfg.trainer.metrics, s.head),
+        steps_per_execution=pipeline.AUTO_STEPS_PER_EXECUTION,
+    )  # as the default run
+    # Fed as the default run is (kerastrack.data.feed): the epochs the tracking cost is set against.
     training = feed.TrainingFeed(s.data.x_train, s.y_train, s.batch_size, shuffle=True, seed=s.cfg.seed)
-    model.fit(training.dataset, validation_data=feed.validation_data(s.data.x_val, s.y_val, s.batch_size),
-              epochs=epochs, shuffle=False, callbacks=[training, *callbacks], verbose=0)
+    model.fit(
+        training.dataset,
+        validation_data=feed.validation_data(s.data.x_val, s.y_val, s.batch_size),
+        epochs=epochs,
+        shuffle=False,
+        callbacks=[training, *callbacks],
+        verbose=0,
+    )
     return model
 
 
@@ -152,7 +170,7 @@ def per_epoch(s, rounds, warmup, epochs):
     for r in range(warmup + rounds):
         # Rotate the order (ABCD, BCDA, ...): a variant that always ran later in a round
         # would also pay for any drift within rounds. D is A again: the noise alone.
-        for variant in "ABCD"[r % 4:] + "ABCD"[:r % 4]:
+        for variant in "ABCD"[r % 4 :] + "ABCD"[: r % 4]:
             # Autolog for C only (it opens and closes a run per fit); log_models=False: epochs only.
             mlflow.keras.autolog(disable=variant != "C", log_models=False, silent=True)
             clock = EpochClock()
@@ -194,10 +212,16 @@ def model_logging(s, rounds):
         with tracker.run("model-logging"):
             found["kerastrack"].append(clocked(lambda: tracker.log_keras_model(model, s.data.x_test[:5])))
             # autolog's own call (mlflow/keras/autologging.py): a signature, no input example
-            found["inferred"].append(clocked(lambda: mlflow.keras.log_model(
-                model, name="model", signature=get_model_signature(model))))
-            found["explicit"].append(clocked(lambda: mlflow.keras.log_model(
-                model, name="model", signature=get_model_signature(model), pip_requirements=pinned)))
+            found["inferred"].append(
+                clocked(lambda: mlflow.keras.log_model(model, name="model", signature=get_model_signature(model)))
+            )
+            found["explicit"].append(
+                clocked(
+                    lambda: mlflow.keras.log_model(
+                        model, name="model", signature=get_model_signature(model), pip_requirements=pinned
+                    )
+                )
+            )
         clock = EpochClock()  # autolog's real path: after Keras' fit, it logs the model and closes its run
         mlflow.keras.autolog(log_models=True, silent=True)
         _, spent = clocked(lambda: fit(s, 1, [clock]))
@@ -212,19 +236,31 @@ def startup(rounds, uri):
 
     Runs ``epochs=2``: Keras prints "Epoch 1/N" as an epoch begins only when N > 1.
     """
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0",
-           "MLFLOW_TRACKING_URI": uri}  # an existing store: creating one is a one-off cost
-    command = [sys.executable, str(ROOT / "train.py"), "trainer.epochs=2", "tracking.log_model=false",
-               "trainer.verbose=2"]
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONHASHSEED": "0",
+        "MLFLOW_TRACKING_URI": uri,
+    }  # an existing store: creating one is a one-off cost
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "trainer.verbose=2",
+    ]
     found = []
     with tempfile.TemporaryDirectory() as cwd:  # Hydra's outputs/ go there, not into the repo
         for _ in range(rounds):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, cwd=cwd, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-c", "import tensorflow"], env=env, cwd=cwd, check=True, capture_output=True
+            )
             marks, start = [time.perf_counter() - start], time.perf_counter()
-            with subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) as proc:
+            with subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ) as proc:
                 for line in proc.stdout:  # "Epoch 1/2" as epoch 1 begins, "34/34 - 1s - ..." as it ends
                     if len(marks) < 3 and re.match(r"Epoch 1/|\d+/\d+ - ", line):
                         marks.append(time.perf_counter() - start)
@@ -236,8 +272,12 @@ def startup(rounds, uri):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=24,
-                        help="timed A B C rounds (parts 1, 2); fewer than ~24 leave the ratios +-2%% noisy")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=24,
+        help="timed A B C rounds (parts 1, 2); fewer than ~24 leave the ratios +-2%% noisy",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed A B C rounds before them")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per fit; the first is not counted")
     parser.add_argument("--model-rounds", type=int, default=3, help="model logging rounds (part 3)")
@@ -271,32 +311,53 @@ def main():
     def ok(passed):
         return "PASS" if passed else "FAIL"
 
-    print(f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "
-          f"batch {s.batch_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[1]:.1f} (5 min); medians")
-    print(f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted), "
-          f"{pipeline.AUTO_STEPS_PER_EXECUTION} steps a call as the default run")
+    print(
+        f"\nkerastrack overhead: digits, MLP {list(s.cfg.model.hidden_units)}, {s.cfg.optimizer._target_}, "
+        f"batch {s.batch_size}; {os.cpu_count()} CPUs, load average {os.getloadavg()[1]:.1f} (5 min); medians"
+    )
+    print(
+        f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted), "
+        f"{pipeline.AUTO_STEPS_PER_EXECUTION} steps a call as the default run"
+    )
     row("A plain model.fit", f"{ms['A']:.1f} ms", f"rounds' medians {min(spread):.0f}-{max(spread):.0f} ms (noise)")
     row("B + EpochLogger, TrainingState (SQLite)", f"{ms['B']:.1f} ms", f"B/A {ratio['B']:.3f} (paired by round)")
-    row("  of which in their own hooks", f"{hooks:.2f} ms",
-        f"target <= 0.5 ms on the training thread  {ok(hooks <= 0.5)}")
-    row("  B/A, the larger of the two estimates", f"{b_over_a:.3f}",
-        f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target <= 1.01  {ok(b_over_a <= 1.01)}")
-    row("C mlflow.keras.autolog(log_models=False)", f"{ms['C']:.1f} ms",
-        f"C/A {ratio['C']:.3f}   target B/A below it  {ok(b_over_a < ratio['C'])}")
-    row("D plain model.fit again (noise control)", f"{ms['D']:.1f} ms",
-        f"D/A {ratio['D']:.3f}: what noise alone makes of two identical fits")
+    row(
+        "  of which in their own hooks",
+        f"{hooks:.2f} ms",
+        f"target <= 0.5 ms on the training thread  {ok(hooks <= 0.5)}",
+    )
+    row(
+        "  B/A, the larger of the two estimates",
+        f"{b_over_a:.3f}",
+        f"1 + hooks/A = {1 + hooks / ms['A']:.3f}   target <= 1.01  {ok(b_over_a <= 1.01)}",
+    )
+    row(
+        "C mlflow.keras.autolog(log_models=False)",
+        f"{ms['C']:.1f} ms",
+        f"C/A {ratio['C']:.3f}   target B/A below it  {ok(b_over_a < ratio['C'])}",
+    )
+    row(
+        "D plain model.fit again (noise control)",
+        f"{ms['D']:.1f} ms",
+        f"D/A {ratio['D']:.3f}: what noise alone makes of two identical fits",
+    )
     print("2. end of run without the model: best and test metrics, plots, closing the run")
     row("first in the process, as in train.py", f"{cold:.2f} s", f"target <= 1 s  {ok(cold <= 1)}")
     row("later ones", f"{warm:.2f} s")
     print(f"3. model logging: {args.model_rounds} rounds")
-    row("kerastrack MlflowTracker.log_keras_model", f"{kt:.2f} s",
-        f"{kt / auto:.0%} of autolog's   target < 25%  {ok(kt < auto / 4)}")
+    row(
+        "kerastrack MlflowTracker.log_keras_model",
+        f"{kt:.2f} s",
+        f"{kt / auto:.0%} of autolog's   target < 25%  {ok(kt < auto / 4)}",
+    )
     row("autolog: end of training -> fit returns", f"{auto:.2f} s", f"in requirement-inference subprocess {sub:.2f} s")
     row("mlflow.keras.log_model as autolog calls it", f"{inferred:.2f} s", f"in the subprocess {inferred_sub:.2f} s")
     row("  the same with explicit pip_requirements", f"{explicit:.2f} s")
-    print(f"   why: given no pip_requirements, MLflow infers them in a fresh Python (mlflow/utils/_capture_modules.py)\n"
-          f"   that imports MLflow, then loads the model with mlflow.pyfunc, importing TensorFlow again: {sub / auto:.0%} "
-          f"of autolog's\n   model logging; a bare import tensorflow alone takes {bare:.2f} s")
+    print(
+        f"   why: given no pip_requirements, MLflow infers them in a fresh Python (mlflow/utils/_capture_modules.py)\n"
+        f"   that imports MLflow, then loads the model with mlflow.pyfunc, importing TensorFlow again: {sub / auto:.0%} "
+        f"of autolog's\n   model logging; a bare import tensorflow alone takes {bare:.2f} s"
+    )
     print(f"4. start-up: {args.startup_rounds} interleaved pairs of subprocesses")
     row("python -c 'import tensorflow'", f"{bare:.2f} s")
     row("python train.py to its 'Epoch 1/2' line", f"{begun:.2f} s", f"+{begun - bare:.2f} s, x{begun / bare:.2f}")

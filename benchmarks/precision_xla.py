@@ -18,9 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from kerastrack import models  # noqa: E402
-from kerastrack.data import sklearn_set  # noqa: E402
-from kerastrack.heads import Head  # noqa: E402
+from kerastrack.data.sets import sklearn_set  # noqa: E402
+from kerastrack.models import builders as models  # noqa: E402
+from kerastrack.models.heads import Head  # noqa: E402
 
 VARIANTS = {  # name: (dtype policy, jit_compile)
     "float32": ("float32", False),
@@ -52,8 +52,9 @@ def fit_once(build, data, head, policy, jit_compile, epochs, batch_size):
         model = build(data.input_shape, head)
         model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=jit_compile)
         clock = EpochTimes()
-        model.fit(data.x_train, head.encode(data.y_train), epochs=epochs, batch_size=batch_size,
-                  callbacks=[clock], verbose=0)
+        model.fit(
+            data.x_train, head.encode(data.y_train), epochs=epochs, batch_size=batch_size, callbacks=[clock], verbose=0
+        )
         return clock.times
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -67,8 +68,10 @@ def main():
     args = parser.parse_args()
     data = sklearn_set("digits", seed=0)
     head = Head("multiclass", data.num_classes, "softmax", "one_hot")
-    print(f"digits: {len(data.x_train)} training samples, batch {args.batch_size}, "
-          f"{args.rounds} rounds x {args.epochs} epochs, {os.cpu_count()} cores")
+    print(
+        f"digits: {len(data.x_train)} training samples, batch {args.batch_size}, "
+        f"{args.rounds} rounds x {args.epochs} epochs, {os.cpu_count()} cores"
+    )
     for model_name, build in MODELS.items():
         steady = {v: [] for v in VARIANTS}
         first = {v: [] for v in VARIANTS}
@@ -81,7 +84,9 @@ def main():
         print(f"\n{model_name}: {'variant':<16} {'epoch ms':>9} {'vs float32':>11} {'1st epoch extra s':>18}")
         for variant in VARIANTS:
             t = median(steady[variant])
-            print(f"{'':<{len(model_name) + 1}} {variant:<16} {t * 1e3:9.1f} {t / base:10.2f}x {median(first[variant]):18.2f}")
+            print(
+                f"{'':<{len(model_name) + 1}} {variant:<16} {t * 1e3:9.1f} {t / base:10.2f}x {median(first[variant]):18.2f}"
+            )
 
 
 if __name__ == "__main__":

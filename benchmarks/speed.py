@@ -7,7 +7,7 @@ One process, variants interleaved in rotating order, so that machine noise hits 
    plain ``model.fit`` with Keras' defaults (one step per call, no callbacks) on the same model,
    data and batch size, and the same default run with ``trainer.steps_per_execution=1``;
 2. the studies' MLP (784 -> 128 -> 10, 10,000 samples, batch 32): its epoch at 1 and at 32 steps
-   a call, from the arrays and through kerastrack's feed (kerastrack/feed.py), beside its
+   a call, from the arrays and through kerastrack's feed (kerastrack/data/feed.py), beside its
    compute bound, its floating-point operations / this CPU's measured matmul rate.
 
 Epochs are timed from one epoch's start to the next one's (everything done at an epoch's end
@@ -38,8 +38,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from kerastrack import feed, pipeline  # noqa: E402
-from kerastrack.heads import resolve_head, resolve_metrics  # noqa: E402
+from kerastrack import pipeline  # noqa: E402
+from kerastrack.data import feed  # noqa: E402
+from kerastrack.models.heads import resolve_head, resolve_metrics  # noqa: E402
 
 TARGET, AIM = 1.5, 2.0
 
@@ -66,11 +67,19 @@ def epoch_times():
 def compose_default(run_dir, *overrides):
     """The default config, output in ``run_dir``, runs in one store in the working directory."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={run_dir}/out", "trainer.verbose=0",
-                                          f"tracking.tracking_uri=sqlite:///{Path.cwd()}/mlflow.db",
-                                          "tracking.experiment_name=speed", "tracking.log_model=false",
-                                          "+callbacks.zz_clock._target_=__main__.EpochStarts", *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={run_dir}/out",
+                "trainer.verbose=0",
+                f"tracking.tracking_uri=sqlite:///{Path.cwd()}/mlflow.db",
+                "tracking.experiment_name=speed",
+                "tracking.log_model=false",
+                "+callbacks.zz_clock._target_=__main__.EpochStarts",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
     HydraConfig.instance().set_config(cfg)
     return cfg
 
@@ -87,10 +96,20 @@ def plain_fit(cfg, epochs):
     head = resolve_head(cfg.loss, data.task, data.num_classes)
     keras.utils.set_random_seed(cfg.seed)
     model = instantiate(cfg.model)(input_shape=data.input_shape, head=head)
-    model.compile(optimizer=instantiate(cfg.optimizer), loss=instantiate(cfg.loss.fn),
-                  metrics=resolve_metrics(cfg.trainer.metrics, head))
-    model.fit(data.x_train, head.encode(data.y_train), validation_data=(data.x_val, head.encode(data.y_val)),
-              epochs=epochs, batch_size=cfg.trainer.batch_size, callbacks=[EpochStarts()], verbose=0)
+    model.compile(
+        optimizer=instantiate(cfg.optimizer),
+        loss=instantiate(cfg.loss.fn),
+        metrics=resolve_metrics(cfg.trainer.metrics, head),
+    )
+    model.fit(
+        data.x_train,
+        head.encode(data.y_train),
+        validation_data=(data.x_val, head.encode(data.y_val)),
+        epochs=epochs,
+        batch_size=cfg.trainer.batch_size,
+        callbacks=[EpochStarts()],
+        verbose=0,
+    )
     return epoch_times()
 
 
@@ -117,8 +136,12 @@ def studies_mlp(steps_per_execution, epochs, rng, fed=False):
     y = rng.integers(0, 10, 10_000)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
     if fed:
         training = feed.TrainingFeed(x, y, 32, shuffle=True, seed=0)
         model.fit(training.dataset, epochs=epochs, callbacks=[training, EpochStarts()], verbose=0)
@@ -147,7 +170,7 @@ def main():
     times = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as workdir, contextlib.chdir(workdir):
         for r in range(args.rounds + 1):  # round 0 warms up (first graphs, the store's creation)
-            names = list(variants)[r % len(variants):] + list(variants)[:r % len(variants)]
+            names = list(variants)[r % len(variants) :] + list(variants)[: r % len(variants)]
             for name in names:
                 with tempfile.TemporaryDirectory(dir=workdir) as run_dir:
                     epochs = variants[name](run_dir)
@@ -167,19 +190,31 @@ def main():
     def row(label, value, note=""):
         print(f"   {label:<50}{value:>10}   {note}".rstrip())
 
-    print(f"\nkerastrack speed: {os.cpu_count()} CPUs, load average {os.getloadavg()[1]:.1f} (5 min); "
-          f"medians of {args.rounds} interleaved rounds, epochs begin to begin, first epoch of each fit left out")
+    print(
+        f"\nkerastrack speed: {os.cpu_count()} CPUs, load average {os.getloadavg()[1]:.1f} (5 min); "
+        f"medians of {args.rounds} interleaved rounds, epochs begin to begin, first epoch of each fit left out"
+    )
     print("1. the default run (digits, MLP [128], Adam, batch 32) against plain Keras")
     row("plain model.fit, Keras' defaults (1 step a call)", f"{ms['keras']:.1f} ms")
-    row("python train.py's epoch, tracking on (steps_per_execution=auto)", f"{ms['kerastrack']:.1f} ms",
-        f"{speedup:.2f}x faster   target >= {TARGET}x (aim {AIM}x)  {'PASS' if speedup >= TARGET else 'FAIL'}")
-    row("  the same with trainer.steps_per_execution=1", f"{ms['kerastrack_n1']:.1f} ms",
-        f"auto is {lever:.2f}x faster than 1 (per-epoch metrics bit-identical: tests/test_devices.py)")
+    row(
+        "python train.py's epoch, tracking on (steps_per_execution=auto)",
+        f"{ms['kerastrack']:.1f} ms",
+        f"{speedup:.2f}x faster   target >= {TARGET}x (aim {AIM}x)  {'PASS' if speedup >= TARGET else 'FAIL'}",
+    )
+    row(
+        "  the same with trainer.steps_per_execution=1",
+        f"{ms['kerastrack_n1']:.1f} ms",
+        f"auto is {lever:.2f}x faster than 1 (per-epoch metrics bit-identical: tests/test_devices.py)",
+    )
     print("2. the studies' MLP (784 -> 128 -> 10, 10,000 samples, batch 32), training pass only")
     row(f"compute bound: {flops / 1e9:.2f} GFLOP at {rate / 1e9:.0f} GFLOP/s (matmul)", f"{bound:.1f} ms")
     row("measured, 1 step a call", f"{ms['mlp_n1']:.1f} ms", f"{ms['mlp_n1'] / bound:.0f}x the bound")
     row("measured, 32 steps a call", f"{ms['mlp_n32']:.1f} ms", f"{ms['mlp_n32'] / bound:.0f}x the bound")
-    row("measured, 32 steps a call, kerastrack's feed", f"{ms['mlp_fed']:.1f} ms", f"{ms['mlp_fed'] / bound:.0f}x the bound")
+    row(
+        "measured, 32 steps a call, kerastrack's feed",
+        f"{ms['mlp_fed']:.1f} ms",
+        f"{ms['mlp_fed'] / bound:.0f}x the bound",
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,13 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         # One whole run makes the store the "existing" variant copies, and warms the caches.
-        subprocess.run([*TRAIN[:-1], "trainer.epochs=1", "tracking.log_model=false"], cwd=work, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*TRAIN[:-1], "trainer.epochs=1", "tracking.log_model=false"],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         template = work / "mlflow.db"
 
         def existing(cwd, env):
@@ -83,24 +88,32 @@ def main():
         variants = {"bare": bare, "fresh": to_first_epoch, "existing": existing}
         found = {name: [] for name in variants}
         for r in range(args.rounds):
-            names = list(variants)[r % 3:] + list(variants)[:r % 3]
+            names = list(variants)[r % 3 :] + list(variants)[: r % 3]
             for name in names:
                 cwd = Path(tempfile.mkdtemp(dir=work))
                 found[name].append(variants[name](cwd, env))
                 shutil.rmtree(cwd, ignore_errors=True)
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {found[n][-1]:.2f} s" for n in variants),
-                  flush=True)
+            print(
+                f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {found[n][-1]:.2f} s" for n in variants), flush=True
+            )
 
     base = median(found["bare"])
-    print(f"\nstart-up: {args.rounds} interleaved rounds, medians (min-max); {os.cpu_count()} CPUs, "
-          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(
+        f"\nstart-up: {args.rounds} interleaved rounds, medians (min-max); {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     ratios = {}
-    for name, label in (("bare", 'python -c "import tensorflow"'), ("fresh", "train.py to epoch 1, fresh mlflow.db"),
-                        ("existing", "train.py to epoch 1, existing mlflow.db")):
+    for name, label in (
+        ("bare", 'python -c "import tensorflow"'),
+        ("fresh", "train.py to epoch 1, fresh mlflow.db"),
+        ("existing", "train.py to epoch 1, existing mlflow.db"),
+    ):
         t = median(found[name])
         ratios[name] = t / base
-        print(f"   {label:<42}{t:>6.2f} s   ({min(found[name]):.2f}-{max(found[name]):.2f})"
-              + (f"   x{ratios[name]:.2f}, {t - base:+.2f} s" if name != "bare" else ""))
+        print(
+            f"   {label:<42}{t:>6.2f} s   ({min(found[name]):.2f}-{max(found[name]):.2f})"
+            + (f"   x{ratios[name]:.2f}, {t - base:+.2f} s" if name != "bare" else "")
+        )
     del ratios["bare"]
     worst = max(ratios.values())
     print(f"   ratio (the larger) x{worst:.2f}, target <= x{TARGET}: {'PASS' if worst <= TARGET else 'FAIL'}")

@@ -25,8 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = ["-m", "optimizer=sgd,momentum,nesterov,rmsprop,adam,amsgrad", "tracking.log_model=false",
-         "trainer.verbose=0", "hydra.callbacks.mlflow_sweep.report=false"]
+SWEEP = [
+    "-m",
+    "optimizer=sgd,momentum,nesterov,rmsprop,adam,amsgrad",
+    "tracking.log_model=false",
+    "trainer.verbose=0",
+    "hydra.callbacks.mlflow_sweep.report=false",
+]
 LAUNCHERS = {"serial": [], "parallel": ["launcher=parallel"]}
 
 
@@ -43,8 +48,12 @@ def run_sweep(extra, epochs):
     with tempfile.TemporaryDirectory() as cwd:
         cpu = cpu_seconds()
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, str(ROOT / "train.py"), *SWEEP, f"trainer.epochs={epochs}", *extra],
-                                cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *SWEEP, f"trainer.epochs={epochs}", *extra],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        )
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds() - cpu
     if result.returncode != 0:
@@ -73,13 +82,19 @@ def main():
     ratio = rate["parallel"] / rate["serial"]
     print(f"\n{jobs}-job sweep, default model, {args.epochs} epochs max, median of {args.rounds}, {cores} cores:")
     for name in LAUNCHERS:
-        print(f"  {name:8s} {wall[name]:6.1f} s  {rate[name]:6.0f} runs/hour  {cpu[name]:6.1f} CPU s "
-              f"({cpu[name] / wall[name]:.2f} cores busy on average)")
+        print(
+            f"  {name:8s} {wall[name]:6.1f} s  {rate[name]:6.0f} runs/hour  {cpu[name]:6.1f} CPU s "
+            f"({cpu[name] / wall[name]:.2f} cores busy on average)"
+        )
     bound = wall["serial"] / (cpu["parallel"] / cores)
-    print(f"  parallel / serial throughput: {ratio:.2f}x   target >= {TARGET}x  {'PASS' if ratio >= TARGET else 'FAIL'}")
-    print(f"  this machine's bound: serial wall / (parallel CPU s / {cores} cores) = {bound:.2f}x; "
-          f"the serial sweep alone keeps {cpu['serial'] / wall['serial']:.2f} of {cores} cores busy "
-          f"(at most {cores / (cpu['serial'] / wall['serial']):.2f}x to gain)")
+    print(
+        f"  parallel / serial throughput: {ratio:.2f}x   target >= {TARGET}x  {'PASS' if ratio >= TARGET else 'FAIL'}"
+    )
+    print(
+        f"  this machine's bound: serial wall / (parallel CPU s / {cores} cores) = {bound:.2f}x; "
+        f"the serial sweep alone keeps {cpu['serial'] / wall['serial']:.2f} of {cores} cores busy "
+        f"(at most {cores / (cpu['serial'] / wall['serial']):.2f}x to gain)"
+    )
 
 
 if __name__ == "__main__":

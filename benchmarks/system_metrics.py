@@ -31,9 +31,14 @@ def one_run(tmp, epochs, on, i):
     from kerastrack.pipeline import train
 
     uri = f"sqlite:///{tmp}/mlflow.db"
-    overrides = [f"trainer.epochs={epochs}", "trainer.verbose=0", f"paths.output_dir={tmp}/out{i}",
-                 f"tracking.tracking_uri={uri}", "tracking.experiment_name=system_metrics",
-                 f"tracking.system_metrics={str(on).lower()}"]
+    overrides = [
+        f"trainer.epochs={epochs}",
+        "trainer.verbose=0",
+        f"paths.output_dir={tmp}/out{i}",
+        f"tracking.tracking_uri={uri}",
+        "tracking.experiment_name=system_metrics",
+        f"tracking.system_metrics={str(on).lower()}",
+    ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -41,9 +46,14 @@ def one_run(tmp, epochs, on, i):
     train(cfg)
     wall = time.perf_counter() - start
     client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("system_metrics").experiment_id],
-                                order_by=["attributes.start_time DESC"], max_results=1)
-    epochs_s = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "epoch_time_s"), key=lambda m: m.step)]
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("system_metrics").experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    epochs_s = [
+        m.value for m in sorted(client.get_metric_history(run.info.run_id, "epoch_time_s"), key=lambda m: m.step)
+    ]
     samples = len(client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage"))
     return median(epochs_s[1:]) * 1000, wall, samples
 
@@ -77,14 +87,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         one_run(tmp, 2, False, "warm-up")  # the first run in a process also loads what every run uses
         for r in range(args.rounds):
-            for on in ((False, True) if r % 2 == 0 else (True, False)):
+            for on in (False, True) if r % 2 == 0 else (True, False):
                 found[on].append(one_run(tmp, args.epochs, on, f"{r}{on}"))
         sample_ms = per_sample_ms(tmp)
     print(f"default run on digits, {args.epochs} epochs, {args.rounds} rounds, medians:")
     for on, label in ((False, "off"), (True, "on ")):
         epoch, wall, samples = (median(v[k] for v in found[on]) for k in range(3))
-        print(f"  system_metrics {label}: epoch {epoch:.1f} ms, run {wall:.2f} s, {samples:.0f} samples"
-              f"  (epochs: {', '.join(f'{v[0]:.1f}' for v in found[on])})")
+        print(
+            f"  system_metrics {label}: epoch {epoch:.1f} ms, run {wall:.2f} s, {samples:.0f} samples"
+            f"  (epochs: {', '.join(f'{v[0]:.1f}' for v in found[on])})"
+        )
     ratio = median(on[0] / off[0] for on, off in zip(found[True], found[False]))
     print(f"  per-epoch ratio on/off (paired by round): {ratio:.3f}")
     print(f"  the sampler's work per sample, alone: {sample_ms:.2f} ms")

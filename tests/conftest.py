@@ -32,7 +32,7 @@ def _postgresql():
 
 
 def _fashion_mnist():
-    from kerastrack.datafiles import DEBIAN_FASHION_MNIST
+    from kerastrack.data.files import DEBIAN_FASHION_MNIST
 
     return DEBIAN_FASHION_MNIST.is_dir()
 
@@ -90,7 +90,11 @@ def make_cfg(tmp_path, store, request):
     def make(*overrides, shrink=True):
         base = ["trainer.epochs=1", "trainer.verbose=0", f"paths.output_dir={tmp_path / 'out'}"] if shrink else []
         if shrink and "tracking=none" not in overrides:
-            base += [f"tracking.tracking_uri={store}", f"tracking.experiment_name='{experiment}'", "tracking.log_model=false"]
+            base += [
+                f"tracking.tracking_uri={store}",
+                f"tracking.experiment_name='{experiment}'",
+                "tracking.log_model=false",
+            ]
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=[*base, *overrides], return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

@@ -82,8 +82,10 @@ class Train:
             if len(pids) >= count:
                 return pids
             if self.process.poll() is not None:
-                raise AssertionError(f"train.py exited {self.process.returncode} before {count} process(es) "
-                                     f"paused at '{moment}' (paused: {pids})\n{self.tail()}")
+                raise AssertionError(
+                    f"train.py exited {self.process.returncode} before {count} process(es) "
+                    f"paused at '{moment}' (paused: {pids})\n{self.tail()}"
+                )
             time.sleep(0.05)
         raise AssertionError(f"{count} process(es) did not pause at '{moment}' within {timeout} s\n{self.tail()}")
 
@@ -155,10 +157,16 @@ def start_train(cwd, *args, pause_at=None, name="train"):
         pause_dir = cwd / "pause"
         pause_dir.mkdir(exist_ok=True)
     with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
-        process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
-                                   env=subprocess_env(pause_at, pause_dir), stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=as_in_a_terminal)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args],
+            cwd=cwd,
+            env=subprocess_env(pause_at, pause_dir),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=as_in_a_terminal,
+        )
     return Train(list(args), cwd, process, stem, pause_dir)
 
 
@@ -247,9 +255,11 @@ class Checks:
             raise AssertionError(f"{len(self.failures)} expectation(s) failed:\n{lines}\n{self.context}")
 
     def exit_code(self, train, expected):
-        return self(train.returncode == expected,
-                    f"{train.log_stem.name}: exit code {train.returncode}, expected {expected}"
-                    f"{' — ' + last_line(train.stderr) if train.returncode != expected else ''}")
+        return self(
+            train.returncode == expected,
+            f"{train.log_stem.name}: exit code {train.returncode}, expected {expected}"
+            f"{' — ' + last_line(train.stderr) if train.returncode != expected else ''}",
+        )
 
     def no_traceback(self, train):
         for stream, text in (("stderr", train.stderr), ("stdout", train.stdout)):
@@ -259,24 +269,30 @@ class Checks:
     def status(self, cwd, run, expected):
         status = store_client(cwd).get_run(run.info.run_id).info.status
         allowed = (expected,) if isinstance(expected, str) else tuple(expected)
-        return self(status in allowed, f"run {run.info.run_id[:8]} ({run.info.run_name}) is {status}, "
-                                       f"expected {' or '.join(allowed)}")
+        return self(
+            status in allowed,
+            f"run {run.info.run_id[:8]} ({run.info.run_name}) is {status}, expected {' or '.join(allowed)}",
+        )
 
     def epochs_once(self, cwd, run, epochs):
         """Each per-epoch key has exactly the steps ``0..epochs-1``, each once."""
         ok = True
         for key in PER_EPOCH:
             got = steps(cwd, run.info.run_id, key)
-            ok &= self(got == list(range(epochs)),
-                       f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} steps {got}, expected "
-                       f"{list(range(epochs))} each once")
+            ok &= self(
+                got == list(range(epochs)),
+                f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} steps {got}, expected "
+                f"{list(range(epochs))} each once",
+            )
         return ok
 
     def summary_once(self, cwd, run):
         ok = True
         for key in SUMMARY:
             n = len(steps(cwd, run.info.run_id, key))
-            ok &= self(n == 1, f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} logged {n} time(s), expected once")
+            ok &= self(
+                n == 1, f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} logged {n} time(s), expected once"
+            )
         return ok
 
     def complete(self, cwd, run):
@@ -289,8 +305,10 @@ class Checks:
         """Every per-epoch key has steps 0..k each once, for some k (maybe none)."""
         for key in PER_EPOCH:
             got = steps(cwd, run.info.run_id, key)
-            self(got == list(range(len(got))), f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} steps "
-                                               f"{got}, expected each of 0..k once")
+            self(
+                got == list(range(len(got))),
+                f"run {run.info.run_id[:8]} ({run.info.run_name}): {key} steps {got}, expected each of 0..k once",
+            )
 
 
 def last_line(text):
@@ -300,7 +318,7 @@ def last_line(text):
 
 def traceback_summary(text):
     """The exception line that ends the first traceback."""
-    lines = text[text.index("Traceback"):].splitlines()
+    lines = text[text.index("Traceback") :].splitlines()
     for line in lines[1:]:
         if line and not line.startswith((" ", "\t", "Traceback")):
             return line[:300]

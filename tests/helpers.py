@@ -36,8 +36,14 @@ def run_train(cwd, *overrides, script=ROOT / "train.py", env=None):
         The ``subprocess.CompletedProcess`` (text stdout and stderr).
     """
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script), *overrides],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def multirun(monkeypatch, cwd, task, *overrides):
@@ -52,8 +58,9 @@ def multirun(monkeypatch, cwd, task, *overrides):
     import hydra
 
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "hydra/job_logging=none", "hydra/hydra_logging=none",
-                                      *overrides])
+    monkeypatch.setattr(
+        sys, "argv", ["train.py", "-m", "hydra/job_logging=none", "hydra/hydra_logging=none", *overrides]
+    )
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")(task)()
@@ -89,9 +96,15 @@ class UiProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        self.process = subprocess.Popen([sys.executable, "-m", "kerastrack.ui", "--port", str(self.port), *args],
-                                        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kerastrack.ui", "--port", str(self.port), *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout=90):
         """Reads its output until it prints the URL; returns the output so far."""

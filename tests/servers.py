@@ -55,8 +55,9 @@ class Postgres:
         if self.owner:
             uid, gid = pwd.getpwnam(self.owner)[2:4]
             prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
-        result = subprocess.run([*prefix, str(self.bin_dir / cmd[0]), *cmd[1:]],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*prefix, str(self.bin_dir / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=120
+        )
         if result.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
@@ -68,18 +69,45 @@ class Postgres:
         if self.owner:
             shutil.chown(self.dir, self.owner, self.owner)
             shutil.chown(pwfile, self.owner, self.owner)
-        self._as_owner("initdb", "-D", str(self.dir / "data"), "-U", self.user, f"--pwfile={pwfile}",
-                       "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        self._as_owner(
+            "initdb",
+            "-D",
+            str(self.dir / "data"),
+            "-U",
+            self.user,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         pwfile.unlink()
         options = f"-h {LOOPBACK} -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
-        self._as_owner("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.dir / "data"),
-                       "-l", str(self.dir / "postgres.log"), "-o", options)
+        self._as_owner(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "postgres.log"),
+            "-o",
+            options,
+        )
         return self
 
     def create_database(self, name):
         """Creates database ``name``; returns its SQLAlchemy URI for MLflow."""
-        subprocess.run([str(self.bin_dir / "createdb"), "-h", LOOPBACK, "-p", str(self.port), "-U", self.user, name],
-                       env={**os.environ, "PGPASSWORD": self.password}, check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [str(self.bin_dir / "createdb"), "-h", LOOPBACK, "-p", str(self.port), "-U", self.user, name],
+            env={**os.environ, "PGPASSWORD": self.password},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         return f"postgresql+psycopg2://{self.user}:{self.password}@{LOOPBACK}:{self.port}/{name}"
 
     def stop(self):
@@ -97,14 +125,14 @@ def postgres():
     """A throwaway PostgreSQL for the session; tests create their own databases in it."""
     bin_dir = postgres_bin()
     if bin_dir is None:
-        pytest.skip(f"PostgreSQL is not installed (no initdb in {PG_GLOB} or on PATH); "
-                    "apt-get install postgresql")
+        pytest.skip(f"PostgreSQL is not installed (no initdb in {PG_GLOB} or on PATH); apt-get install postgresql")
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and no 'postgres' user to run PostgreSQL as "
-                        "(Debian's postgresql package creates it)")
+            pytest.skip(
+                "running as root and no 'postgres' user to run PostgreSQL as (Debian's postgresql package creates it)"
+            )
     server = Postgres(bin_dir)
     try:
         yield server.start()
@@ -122,5 +150,10 @@ def mlflow_server(postgres, tmp_dir, database, **kwargs):
         **kwargs: More ``MlflowServer`` arguments (``app_name``, ``env``).
     """
     tmp_dir = Path(tmp_dir)
-    return MlflowServer(postgres.create_database(database), artifacts_destination=tmp_dir / "artifacts",
-                        cwd=tmp_dir, log_file=tmp_dir / "server.log", **kwargs)
+    return MlflowServer(
+        postgres.create_database(database),
+        artifacts_destination=tmp_dir / "artifacts",
+        cwd=tmp_dir,
+        log_file=tmp_dir / "server.log",
+        **kwargs,
+    )

@@ -77,7 +77,7 @@ class StopServerAtEpoch(keras.callbacks.Callback):
 
 def user_iris(**kwargs):
     """A user's own data function: its samples' shape is known only once it has loaded."""
-    from kerastrack.data import sklearn_set
+    from kerastrack.data.sets import sklearn_set
 
     return sklearn_set(**kwargs)
 

@@ -1,4 +1,4 @@
-"""Each group at its best value of a swept key (kerastrack.best_over), on per-run tables
+"""Each group at its best value of a swept key (kerastrack.report.best_over), on per-run tables
 made by hand, and the report's view of it on records made by hand (no store, no training)."""
 
 import json
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
-from kerastrack.best_over import best_over, check_key, value_grid
 from kerastrack.errors import ConfigError
-from kerastrack.report import build_report, format_table, write_report
-from kerastrack.stats import difference_to_best
+from kerastrack.report.best_over import best_over, check_key, value_grid
+from kerastrack.report.build import build_report, format_table, write_report
+from kerastrack.report.stats import difference_to_best
 from kerastrack.tracking.query import RunRecord
 
 KEY = "optimizer.learning_rate"
@@ -22,17 +22,31 @@ RATES = ["0.0001", "0.001", "0.01", "0.1", "1.0"]
 def table(rows):
     """A per-run table as the report makes it: rows of (optimizer, rate, seed, val_loss,
     test_accuracy[, status])."""
-    frame = pd.DataFrame([
-        {"optimizer": o, KEY: r, "seed": s, "status": rest[0] if rest else "FINISHED", "best_val_loss": v,
-         "test_accuracy": a, "test_loss": 1 - a, "run_id": f"{o}-{r}-{s}"}
-        for o, r, s, v, a, *rest in rows])
+    frame = pd.DataFrame(
+        [
+            {
+                "optimizer": o,
+                KEY: r,
+                "seed": s,
+                "status": rest[0] if rest else "FINISHED",
+                "best_val_loss": v,
+                "test_accuracy": a,
+                "test_loss": 1 - a,
+                "run_id": f"{o}-{r}-{s}",
+            }
+            for o, r, s, v, a, *rest in rows
+        ]
+    )
     return frame
 
 
 def grid_rows(optimizer, val_loss_by_rate, accuracy=0.8, seeds=("0", "1", "2")):
     """Every rate × seed of one optimizer; val_loss_by_rate: rate -> one value per seed."""
-    return [(optimizer, rate, seed, value, accuracy) for rate, values in val_loss_by_rate.items()
-            for seed, value in zip(seeds, values)]
+    return [
+        (optimizer, rate, seed, value, accuracy)
+        for rate, values in val_loss_by_rate.items()
+        for seed, value in zip(seeds, values)
+    ]
 
 
 def pick(picks, optimizer):
@@ -55,8 +69,9 @@ def test_the_pick_is_by_the_mean_over_seeds_not_by_one_lucky_seed():
     picks = best_over(table(rows), KEY, ["optimizer"], "val_loss", "min")
     assert pick(picks, "sgd")[KEY] == "0.01"
     # With a monitor that is maximized, the largest mean wins.
-    maxed = best_over(table(rows).assign(best_val_loss=lambda t: -t["best_val_loss"]), KEY, ["optimizer"],
-                      "val_loss", "max")
+    maxed = best_over(
+        table(rows).assign(best_val_loss=lambda t: -t["best_val_loss"]), KEY, ["optimizer"], "val_loss", "max"
+    )
     assert pick(maxed, "sgd")[KEY] == "0.01"
 
 
@@ -98,10 +113,17 @@ def test_a_rate_at_which_one_seed_did_not_finish_is_no_candidate():
 
 
 def test_each_group_is_compared_with_the_best_paired_by_seed_on_validation_and_on_test():
-    rows = (grid_rows("adam", {"0.001": [0.30, 0.32, 0.31], "0.01": [0.5] * 3})
-            + grid_rows("sgd", {"0.01": [0.36, 0.35, 0.39], "0.1": [0.33, 0.38, 0.37]}))
-    accuracy = {("adam", "0"): 0.86, ("adam", "1"): 0.85, ("adam", "2"): 0.87,
-                ("sgd", "0"): 0.84, ("sgd", "1"): 0.86, ("sgd", "2"): 0.83}
+    rows = grid_rows("adam", {"0.001": [0.30, 0.32, 0.31], "0.01": [0.5] * 3}) + grid_rows(
+        "sgd", {"0.01": [0.36, 0.35, 0.39], "0.1": [0.33, 0.38, 0.37]}
+    )
+    accuracy = {
+        ("adam", "0"): 0.86,
+        ("adam", "1"): 0.85,
+        ("adam", "2"): 0.87,
+        ("sgd", "0"): 0.84,
+        ("sgd", "1"): 0.86,
+        ("sgd", "2"): 0.83,
+    }
     rows = [(o, r, s, v, accuracy[o, s]) for o, r, s, v, _ in rows]
     picks = best_over(table(rows), KEY, ["optimizer"], "val_loss", "min")
     assert list(picks["optimizer"]) == ["adam", "sgd"] and pick(picks, "sgd")[KEY] == "0.1"
@@ -124,11 +146,17 @@ def test_best_over_must_be_a_key_the_sweep_varied_other_than_seed():
 def record(optimizer, rate, seed, val_loss, job, status="FINISHED"):
     values = {"optimizer": optimizer, KEY: rate, "seed": seed}
     history = {"val_loss": [(e, val_loss + 0.1 * (2 - e)) for e in range(3)], "loss": [(e, 1.0) for e in range(3)]}
-    return RunRecord(run_id=f"r{job}", name=",".join(f"{k}={v}" for k, v in values.items()), status=status,
-                     params={"trainer.monitor": "val_loss", "trainer.monitor_mode": "min", "seed": seed},
-                     tags={"sweep.values": json.dumps(values), "sweep.job": str(job), "mlflow.parentRunId": "p"},
-                     metrics={"test_loss": val_loss + 0.05, "test_accuracy": 1 - val_loss}, history=history,
-                     start_time=job, end_time=job + 1000)
+    return RunRecord(
+        run_id=f"r{job}",
+        name=",".join(f"{k}={v}" for k, v in values.items()),
+        status=status,
+        params={"trainer.monitor": "val_loss", "trainer.monitor_mode": "min", "seed": seed},
+        tags={"sweep.values": json.dumps(values), "sweep.job": str(job), "mlflow.parentRunId": "p"},
+        metrics={"test_loss": val_loss + 0.05, "test_accuracy": 1 - val_loss},
+        history=history,
+        start_time=job,
+        end_time=job + 1000,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +191,15 @@ def test_the_report_shows_each_group_at_its_best_rate_in_the_terminal_csv_and_pa
 
 def test_a_sweep_refuses_a_best_over_key_it_does_not_vary_before_it_starts(make_cfg, tmp_path):
     for key in ("optimizer.momentum", "seed"):
-        cfg = make_cfg("experiment=optimizers_tuned", f"hydra.callbacks.mlflow_sweep.best_over={key}",
-                       f"hydra.sweep.dir={tmp_path / 'sweep'}")
-        with pytest.raises(SystemExit, match=rf"^Error: .*varies: optimizer, {KEY}\. "
-                                              rf"Received: hydra.callbacks.mlflow_sweep.best_over={key}$"):
+        cfg = make_cfg(
+            "experiment=optimizers_tuned",
+            f"hydra.callbacks.mlflow_sweep.best_over={key}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        )
+        with pytest.raises(
+            SystemExit,
+            match=rf"^Error: .*varies: optimizer, {KEY}\. "
+            rf"Received: hydra.callbacks.mlflow_sweep.best_over={key}$",
+        ):
             instantiate(cfg.hydra.callbacks.mlflow_sweep).on_multirun_start(cfg)
         assert not (tmp_path / "sweep").exists()  # nothing started

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def git(cwd, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
 def test_train_records_into_the_launch_directory_store(tmp_path):
@@ -29,8 +31,9 @@ def test_train_records_into_the_launch_directory_store(tmp_path):
     git(project, "commit", "-qm", "init")
     (project / "conf" / "train.yaml").write_text((project / "conf" / "train.yaml").read_text() + "\n# edited\n")
     launch.mkdir()
-    result = run_train(launch, "trainer.epochs=2", "optimizer=nesterov", "hydra.job.chdir=true",
-                       script=project / "train.py")
+    result = run_train(
+        launch, "trainer.epochs=2", "optimizer=nesterov", "hydra.job.chdir=true", script=project / "train.py"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (launch / "mlflow.db").is_file()
     client = store_client(launch)
@@ -39,7 +42,8 @@ def test_train_records_into_the_launch_directory_store(tmp_path):
     assert run.data.tags["git.dirty"] == "true" and len(run.data.tags["git.commit"]) == 40
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
     names = {a.path for a in client.list_artifacts(run.info.run_id)} | {
-        a.path for a in client.list_artifacts(run.info.run_id, "git")}
+        a.path for a in client.list_artifacts(run.info.run_id, "git")
+    }
     assert "git/diff.patch" in names
     mlflow.set_tracking_uri(client.tracking_uri)
     (model,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
@@ -69,10 +73,24 @@ def test_unknown_option_lists_the_options(tmp_path):
 def test_two_runs_started_at_once_on_a_fresh_store_both_succeed(tmp_path):
     # Both processes find no mlflow.db and create its tables at about the same moment.
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"optimizer={name}", "trainer.epochs=2",
-                               "tracking.log_model=false", f"hydra.run.dir=out/{name}"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("sgd", "adam")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                f"optimizer={name}",
+                "trainer.epochs=2",
+                "tracking.log_model=false",
+                f"hydra.run.dir=out/{name}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("sgd", "adam")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
@@ -97,7 +115,8 @@ def test_a_run_dir_that_cannot_be_written_is_one_error_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: hydra.run.dir cannot be written (Not a directory): the run's outputs, logs and training state go "
-        "there. Choose another, e.g. hydra.run.dir=outputs/mine. Received: hydra.run.dir=/dev/null/out")
+        "there. Choose another, e.g. hydra.run.dir=outputs/mine. Received: hydra.run.dir=/dev/null/out"
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "mlflow.db").exists()
 
 
@@ -105,9 +124,14 @@ def test_ctrl_c_while_the_libraries_load_says_no_run_was_recorded(tmp_path):
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py")], cwd=tmp_path, preexec_fn=as_in_a_terminal,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py")],
+        cwd=tmp_path,
+        preexec_fn=as_in_a_terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # Python is up; the imports of Hydra, TensorFlow and MLflow take seconds
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -119,8 +143,14 @@ def test_ctrl_c_while_the_libraries_load_says_no_run_was_recorded(tmp_path):
 def test_a_sweep_whose_data_cannot_be_had_says_so_once_and_stops(tmp_path):
     # mnist is not on this machine and cannot be downloaded (no network here, and an empty
     # Keras cache): every job would fail the same way.
-    result = run_train(tmp_path, "-m", "data=mnist", "optimizer=sgd,adam,rmsprop", "hydra.sweep.dir=sweep",
-                       env={"KERAS_HOME": str(tmp_path / "keras")})
+    result = run_train(
+        tmp_path,
+        "-m",
+        "data=mnist",
+        "optimizer=sgd,adam,rmsprop",
+        "hydra.sweep.dir=sweep",
+        env={"KERAS_HOME": str(tmp_path / "keras")},
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"Sweep dir: {tmp_path / 'sweep'}" in result.stdout + result.stderr  # said at the start
     errors = [line for line in result.stderr.splitlines() if "data=mnist is not on this machine" in line]
@@ -133,9 +163,16 @@ def test_a_sweep_whose_data_cannot_be_had_says_so_once_and_stops(tmp_path):
 
 # TensorFlow's C++ lines that a healthy CPU run prints unless told otherwise (see
 # docs/performance.md): none of them says anything a user of kerastrack can act on.
-TENSORFLOW_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers", "cuInit",
-                    "use_unbounded_threadpool", "cpu_feature_guard", "This TensorFlow binary is optimized",
-                    "tf.function retracing")
+TENSORFLOW_NOISE = (
+    "absl::InitializeLog",
+    "oneDNN custom operations",
+    "Could not find cuda drivers",
+    "cuInit",
+    "use_unbounded_threadpool",
+    "cpu_feature_guard",
+    "This TensorFlow binary is optimized",
+    "tf.function retracing",
+)
 
 
 def test_a_run_and_the_help_print_none_of_tensorflows_own_log_lines(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests for kerastrack.data and kerastrack.datafiles: real loaders on scikit-learn's sets and
+"""Tests for kerastrack.data.sets and kerastrack.data.files: real loaders on scikit-learn's sets and
 on tiny files written here in the real MNIST (.npz), Fashion-MNIST (IDX) and CIFAR-10 (pickle)
 formats."""
 
@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from kerastrack import data, datafiles
-from kerastrack import lab as lab_module
+from kerastrack.data import files as datafiles
+from kerastrack.data import lab as lab_module
+from kerastrack.data import sets as data
 from kerastrack.errors import ConfigError
 from tests.helpers import CONF
 
@@ -180,9 +181,7 @@ def fashion_dir(tmp_path):
     """Four gzipped IDX files in Keras' Fashion-MNIST layout: 100 train, 30 test."""
     folder = tmp_path / "fashion"
     folder.mkdir()
-    (x_train, y_train), (x_test, y_test) = tiny_images(100, (28, 28), 0), tiny_images(
-        30, (28, 28), 1
-    )
+    (x_train, y_train), (x_test, y_test) = tiny_images(100, (28, 28), 0), tiny_images(30, (28, 28), 1)
     for name, array in zip(datafiles.FASHION_MNIST_FILES, (y_train, x_train, y_test, x_test)):
         write_idx(folder / f"{name}.gz", array)
     return folder, (x_train, y_train), (x_test, y_test)
@@ -198,9 +197,7 @@ def check_image_set(ds, raw_train, raw_test, shape, pixel_max=255):
     np.testing.assert_array_equal(np.rint(ds.x_test * pixel_max), expected_test)
     np.testing.assert_array_equal(ds.y_test, raw_test[1])
     assert len(ds.y_train) + len(ds.y_val) == len(raw_train[1])
-    np.testing.assert_array_equal(
-        np.sort(np.concatenate([ds.y_train, ds.y_val])), np.sort(raw_train[1])
-    )
+    np.testing.assert_array_equal(np.sort(np.concatenate([ds.y_train, ds.y_val])), np.sort(raw_train[1]))
     assert set(np.unique(ds.y_val)) == set(range(10))  # stratified
 
 
@@ -211,9 +208,7 @@ def test_fashion_mnist_reads_gzipped_idx_files(fashion_dir):
     assert len(ds.y_val) == 20
     assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
     assert_same(ds, data.keras_images("fashion_mnist", str(folder), seed=0, val_size=0.2))
-    assert not np.array_equal(
-        ds.y_train, data.keras_images("fashion_mnist", str(folder), seed=1, val_size=0.2).y_train
-    )
+    assert not np.array_equal(ds.y_train, data.keras_images("fashion_mnist", str(folder), seed=1, val_size=0.2).y_train)
 
 
 def test_fashion_mnist_reads_plain_idx_files_and_the_debian_default(tmp_path, monkeypatch):
@@ -224,9 +219,7 @@ def test_fashion_mnist_reads_plain_idx_files_and_the_debian_default(tmp_path, mo
     check_image_set(data.keras_images("fashion_mnist", val_size=0.2), train, test, (28, 28, 1))
 
 
-def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(
-    fashion_dir, tmp_path, monkeypatch
-):
+def test_our_idx_files_are_what_keras_own_fashion_mnist_loader_reads(fashion_dir, tmp_path, monkeypatch):
     keras = pytest.importorskip("keras")
     from keras.src.backend import config as keras_config
 
@@ -410,19 +403,14 @@ def test_csv_one_hot_encodes_categorical_features(tmp_path):
 
 def test_csv_errors_name_the_key_and_value(tmp_path):
     path = write_csv(tmp_path, animals())
-    with pytest.raises(
-        ConfigError, match=r"data.path: no such file. Received: data.path=.*nope.csv"
-    ):
+    with pytest.raises(ConfigError, match=r"data.path: no such file. Received: data.path=.*nope.csv"):
         data.csv(str(tmp_path / "nope.csv"), "species")
     with pytest.raises(ConfigError) as info:
         data.csv(path, "kind")
     assert str(info.value) == (
-        f"data.target: no column 'kind' in {path}. Received: data.target=kind; "
-        "columns: weight, legs, species"
+        f"data.target: no column 'kind' in {path}. Received: data.target=kind; columns: weight, legs, species"
     )
-    with pytest.raises(
-        ConfigError, match="multiclass, binary, regression. Received: data.task=classes"
-    ):
+    with pytest.raises(ConfigError, match="multiclass, binary, regression. Received: data.task=classes"):
         data.csv(path, "species", task="classes")
     with pytest.raises(ConfigError, match="binary needs exactly 2 classes.*has 3"):
         data.csv(path, "species", task="binary")
@@ -434,9 +422,7 @@ def test_csv_rows_with_missing_values_are_an_error(tmp_path):
     frame = animals()
     frame.loc[[3, 7], "weight"] = np.nan
     frame.loc[7, "species"] = None
-    with pytest.raises(
-        ConfigError, match=r"2 of 60 rows have missing values \(columns: weight, species\)"
-    ):
+    with pytest.raises(ConfigError, match=r"2 of 60 rows have missing values \(columns: weight, species\)"):
         data.csv(write_csv(tmp_path, frame), "species")
 
 
@@ -455,17 +441,17 @@ FAMILIES = {"sklearn_set": data.SKLEARN_SETS, "keras_images": data.KERAS_IMAGE_S
 
 def test_every_data_config_names_its_set_and_a_family_that_has_it():
     configs = {p.stem: OmegaConf.load(p) for p in CONF_DIR.glob("*.yaml")}
-    # The optimizer lab's problems (kerastrack.lab) are constructions, not sets: their
+    # The optimizer lab's problems (kerastrack.data.lab) are constructions, not sets: their
     # options are their function's arguments.
-    lab = {name for name, cfg in configs.items() if cfg._target_.startswith("kerastrack.lab.")}
+    lab = {name for name, cfg in configs.items() if cfg._target_.startswith("kerastrack.data.lab.")}
     for name in lab:
-        function = getattr(lab_module, configs[name]._target_.removeprefix("kerastrack.lab."))
+        function = getattr(lab_module, configs[name]._target_.removeprefix("kerastrack.data.lab."))
         assert set(configs[name]) - {"_target_"} == set(inspect.signature(function).parameters), name
     names = sorted(set(configs) - lab)
     assert names == sorted([*data.SKLEARN_SETS, *data.KERAS_IMAGE_SETS, "csv"])
     for name in names:
         cfg = OmegaConf.load(CONF_DIR / f"{name}.yaml")
-        family = cfg._target_.removeprefix("kerastrack.data.")
+        family = cfg._target_.removeprefix("kerastrack.data.sets.")
         assert family in FAMILIES, (name, cfg._target_)
         if FAMILIES[family] is None:
             assert family == name and "name" not in cfg
@@ -484,10 +470,13 @@ def test_tabular_sets_are_the_feature_vector_sets():
     assert data.TABULAR_SETS == ("iris", "wine", "breast_cancer", "diabetes", "csv")
 
 
-@pytest.mark.parametrize("family, known", [
-    (data.sklearn_set, "digits, iris, wine, breast_cancer, diabetes"),
-    (data.keras_images, "mnist, fashion_mnist, cifar10"),
-])
+@pytest.mark.parametrize(
+    "family, known",
+    [
+        (data.sklearn_set, "digits, iris, wine, breast_cancer, diabetes"),
+        (data.keras_images, "mnist, fashion_mnist, cifar10"),
+    ],
+)
 def test_a_set_name_its_family_lacks_names_the_sets_it_has(family, known):
     with pytest.raises(ConfigError) as info:
         family("irsi")
@@ -504,11 +493,18 @@ def test_sklearn_configs_instantiate(name):
     assert_same(ds, data.sklearn_set(name, seed=5))
 
 
-@pytest.mark.parametrize("name, how", [
-    ("fashion_mnist", "install it with `apt-get install dataset-fashion-mnist`, or give local files in Keras' format with data.path="),
-    ("mnist", "give local files in Keras' format with data.path=... (a local mnist.npz"),
-    ("cifar10", "give local files in Keras' format with data.path=... (an extracted cifar-10-batches-py"),
-], ids=["fashion_mnist", "mnist", "cifar10"])
+@pytest.mark.parametrize(
+    "name, how",
+    [
+        (
+            "fashion_mnist",
+            "install it with `apt-get install dataset-fashion-mnist`, or give local files in Keras' format with data.path=",
+        ),
+        ("mnist", "give local files in Keras' format with data.path=... (a local mnist.npz"),
+        ("cifar10", "give local files in Keras' format with data.path=... (an extracted cifar-10-batches-py"),
+    ],
+    ids=["fashion_mnist", "mnist", "cifar10"],
+)
 def test_a_keras_data_set_that_cannot_be_had_says_how_to_get_it(name, how, make_cfg, runs, tmp_path, monkeypatch):
     import socket
     import time

@@ -54,13 +54,25 @@ def test_one_device_without_distribute(make_cfg, runs):
     assert run.data.params["distribute.num_replicas"] == "1" and run.data.tags["distribute"] == "none"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["trainer.precision=float16"], "trainer.precision must be one of float32, mixed_float16, mixed_bfloat16. Received: trainer.precision=float16"),
-    (["trainer.jit_compile=yes"], "trainer.jit_compile must be auto, true or false. Received: trainer.jit_compile=yes"),
-    (["trainer.jit_compile=true"], "trainer.jit_compile=true needs deterministic=false"),
-    (["logical_cpus=0"], "logical_cpus must be null (one CPU device) or an integer >= 1. Received: logical_cpus=0"),
-    (["logical_cpus=3"], "logical_cpus=3 cannot be applied: TensorFlow already started in this process with 1 logical CPU(s)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["trainer.precision=float16"],
+            "trainer.precision must be one of float32, mixed_float16, mixed_bfloat16. Received: trainer.precision=float16",
+        ),
+        (
+            ["trainer.jit_compile=yes"],
+            "trainer.jit_compile must be auto, true or false. Received: trainer.jit_compile=yes",
+        ),
+        (["trainer.jit_compile=true"], "trainer.jit_compile=true needs deterministic=false"),
+        (["logical_cpus=0"], "logical_cpus must be null (one CPU device) or an integer >= 1. Received: logical_cpus=0"),
+        (
+            ["logical_cpus=3"],
+            "logical_cpus=3 cannot be applied: TensorFlow already started in this process with 1 logical CPU(s)",
+        ),
+    ],
+)
 def test_bad_device_settings_are_refused_before_any_run(overrides, message, make_cfg, runs):
     import tensorflow as tf
 
@@ -73,8 +85,14 @@ def test_bad_device_settings_are_refused_before_any_run(overrides, message, make
 
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
-    result = run_train(tmp_path, "distribute=mirrored", "logical_cpus=2", "trainer.epochs=2",
-                       "tracking.log_model=false", "trainer.verbose=0")
+    result = run_train(
+        tmp_path,
+        "distribute=mirrored",
+        "logical_cpus=2",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = store_client(tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])

@@ -12,8 +12,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from kerastrack.config import check_config
-from kerastrack.datafiles import DEBIAN_FASHION_MNIST
+from kerastrack.config.checks import check_config
+from kerastrack.data.files import DEBIAN_FASHION_MNIST
 from kerastrack.pipeline import train
 from tests.helpers import CONF, options
 
@@ -21,11 +21,11 @@ EXPERIMENTS = options("experiment")
 PARSER = OverridesParser.create()
 # What each probe logs every epoch (a name ending in "/" is a prefix: one metric per layer).
 PROBE_METRICS = {
-    "kerastrack.probes.GradientNorms": ("grad_norm/",),
-    "kerastrack.probes.WeightStats": ("near_zero_share", "weight_l1", "weight_l2"),
-    "kerastrack.probes.UpdateSize": ("update_per_step",),
-    "kerastrack.probes.Parameters": ("x",),
-    "kerastrack.probes.Trajectory": ("x", "y"),
+    "kerastrack.callbacks.probes.GradientNorms": ("grad_norm/",),
+    "kerastrack.callbacks.probes.WeightStats": ("near_zero_share", "weight_l1", "weight_l2"),
+    "kerastrack.callbacks.probes.UpdateSize": ("update_per_step",),
+    "kerastrack.callbacks.probes.Parameters": ("x",),
+    "kerastrack.callbacks.probes.Trajectory": ("x", "y"),
 }
 # Quick: one epoch on a few samples. Without Debian's Fashion-MNIST, digits (bundled). The
 # lab's problems (no data.limit) are small already.
@@ -48,8 +48,12 @@ def sweep_combinations(cfg):
     """Every job of the preset's sweep: the cartesian product of hydra.sweeper.params."""
     params = cfg.hydra.sweeper.params or {}
     parsed = PARSER.parse_overrides([f"{key}={value}" for key, value in params.items()])
-    values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-              else [f"{o.get_key_element()}={o.value()}"] for o in parsed]
+    values = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [f"{o.get_key_element()}={o.value()}"]
+        for o in parsed
+    ]
     return [list(combo) for combo in itertools.product(*values)]
 
 
@@ -66,7 +70,9 @@ def test_every_combination_of_the_sweep_is_a_valid_config(experiment, make_cfg):
     cfg = make_cfg(f"experiment={experiment}")
     combos = sweep_combinations(cfg)
     # A study compares configurations, each over several seeds (if the seed changes anything).
-    assert len(combos) > 1 and all(any(o.startswith("seed=") for o in c) or not depends_on_seed(cfg) for c in combos), combos
+    assert len(combos) > 1 and all(any(o.startswith("seed=") for o in c) or not depends_on_seed(cfg) for c in combos), (
+        combos
+    )
     for combo in combos:
         cfg = make_cfg(f"experiment={experiment}", *combo)
         check_config(cfg)
@@ -90,7 +96,10 @@ def test_the_first_combination_trains_and_logs_its_probes(experiment, make_cfg, 
     for name in (n for names in probes for n in names):
         found = [k for k in logged if k.startswith(name)] if name.endswith("/") else [k for k in logged if k == name]
         assert found, f"{experiment}: no {name} metric; logged {sorted(logged)}"
-    if any(p == PROBE_METRICS["kerastrack.probes.GradientNorms"] for p in probes) and "hidden_units" in cfg.model:
+    if (
+        any(p == PROBE_METRICS["kerastrack.callbacks.probes.GradientNorms"] for p in probes)
+        and "hidden_units" in cfg.model
+    ):
         # One norm per layer with a kernel: every hidden layer of the MLP and its output layer.
         assert len([k for k in logged if k.startswith("grad_norm/")]) == len(cfg.model.hidden_units) + 1
 
@@ -101,7 +110,8 @@ def _summarize():
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "summarize", Path(__file__).resolve().parent.parent / "experiments" / "summarize.py")
+        "summarize", Path(__file__).resolve().parent.parent / "experiments" / "summarize.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -110,19 +120,26 @@ def _summarize():
 def test_summarize_gives_each_groups_interval_on_another_column_against_a_named_group():
     import json
 
-    from kerastrack.report import build_report
+    from kerastrack.report.build import build_report
     from kerastrack.tracking.query import RunRecord
 
     summarize = _summarize()
     # val_loss ranks 'cosine' best; test accuracy is compared against 'constant' as asked.
     test_accuracy = {"constant": [0.80, 0.82, 0.81], "cosine": [0.83, 0.86, 0.84], "step": [0.79, 0.83, 0.80]}
     val_loss = {"constant": 0.50, "cosine": 0.40, "step": 0.45}
-    records = [RunRecord(run_id=f"{group}{seed}", name=f"{group}{seed}", status="FINISHED",
-                         params={"scheduler": group, "seed": str(seed)},
-                         tags={"sweep.values": json.dumps({"scheduler": group, "seed": str(seed)})},
-                         metrics={"test_accuracy": values[seed]},
-                         history={"val_loss": [(0, val_loss[group] + 0.01 * seed)], "loss": [(0, 1.0)]})
-               for group, values in test_accuracy.items() for seed in range(3)]
+    records = [
+        RunRecord(
+            run_id=f"{group}{seed}",
+            name=f"{group}{seed}",
+            status="FINISHED",
+            params={"scheduler": group, "seed": str(seed)},
+            tags={"sweep.values": json.dumps({"scheduler": group, "seed": str(seed)})},
+            metrics={"test_accuracy": values[seed]},
+            history={"val_loss": [(0, val_loss[group] + 0.01 * seed)], "loss": [(0, 1.0)]},
+        )
+        for group, values in test_accuracy.items()
+        for seed in range(3)
+    ]
     report = build_report(records)
     table = summarize.interval_table(records, report, "schedules", "test_accuracy", against="constant")
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}

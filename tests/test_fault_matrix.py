@@ -20,8 +20,19 @@ from pathlib import Path
 import pytest
 
 from tests.fault_harness import (
-    COMMON, INTERRUPTED, SWEEP, Checks, all_runs, continue_command, deliver, last_line, run_train, start_train,
-    sweep_dir_of, sweep_runs, without_sweep_dir,
+    COMMON,
+    INTERRUPTED,
+    SWEEP,
+    Checks,
+    all_runs,
+    continue_command,
+    deliver,
+    last_line,
+    run_train,
+    start_train,
+    sweep_dir_of,
+    sweep_runs,
+    without_sweep_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,8 +70,10 @@ def context(cwd):
     parts = []
     for log in sorted((Path(cwd) / "logs").glob("*.err")):
         out = log.with_suffix(".out").read_text(errors="replace")
-        parts.append(f"=== {log.stem} stdout (tail) ===\n{out[-1500:]}\n=== {log.stem} stderr (tail) ===\n"
-                     f"{log.read_text(errors='replace')[-2500:]}")
+        parts.append(
+            f"=== {log.stem} stdout (tail) ===\n{out[-1500:]}\n=== {log.stem} stderr (tail) ===\n"
+            f"{log.read_text(errors='replace')[-2500:]}"
+        )
     return "\n".join(parts)
 
 
@@ -111,8 +124,10 @@ def test_the_harness_pauses_a_sweeps_jobs_and_its_launcher_only_at_store_creatio
     finally:
         train.kill_group()
     check = Checks(context(tmp_path))
-    check(launcher == migrating == train.process.pid,
-          f"the store was created in {launcher} and {migrating}, not the launcher {train.process.pid}")
+    check(
+        launcher == migrating == train.process.pid,
+        f"the store was created in {launcher} and {migrating}, not the launcher {train.process.pid}",
+    )
     check(train.process.pid not in sum(jobs.values(), []), f"the launcher paused at a job's moment: {jobs}")
     check(jobs["open"] == jobs["fit"] == jobs["close"], f"not the same two job processes at each moment: {jobs}")
     check.exit_code(train, 0)
@@ -141,8 +156,10 @@ def _single_after_interrupt(check, cwd, moment, first):
     check.exit_code(first, INTERRUPTED)
     check.no_traceback(first)
     if moment == "open":
-        check("no run was recorded" in first.stderr.lower(), "stderr does not say that no run was recorded: "
-                                                             f"{first.stderr.strip().splitlines()[-1:]}")
+        check(
+            "no run was recorded" in first.stderr.lower(),
+            f"stderr does not say that no run was recorded: {first.stderr.strip().splitlines()[-1:]}",
+        )
         runs = all_runs(cwd)
         check(not runs, f"{len(runs)} run(s) recorded ({[r.info.status for r in runs]}), expected none")
     elif moment in STORE_MOMENTS:
@@ -158,8 +175,9 @@ def _single_after_interrupt(check, cwd, moment, first):
         said = f"Interrupted: run {run.info.run_id} is KILLED, with every finished epoch. Continue it with: python train.py resume="
         if not check(last.startswith(said), f"the last line does not say how to continue: {last!r}"):
             return
-        resumed = run_train(cwd, last.removeprefix(said.rsplit(" ", 1)[0] + " "), "tracking.log_model=false",
-                            name="resume")
+        resumed = run_train(
+            cwd, last.removeprefix(said.rsplit(" ", 1)[0] + " "), "tracking.log_model=false", name="resume"
+        )
         _check_resumed(check, cwd, run, resumed)
     elif moment == "close":
         runs = all_runs(cwd)
@@ -187,9 +205,11 @@ def _single_after_kill(check, cwd, moment):
     if moment == "close" and resumed.returncode != 0:
         # The run may have been FINISHED before the kill; then resume may refuse, in a line.
         errors = [line for line in resumed.stderr.splitlines() if line.startswith("Error:")]
-        check(any("FINISHED" in line for line in errors),
-              f"resume exited {resumed.returncode} without an Error: line naming FINISHED: "
-              f"{errors or resumed.stderr.strip().splitlines()[-1:]}")
+        check(
+            any("FINISHED" in line for line in errors),
+            f"resume exited {resumed.returncode} without an Error: line naming FINISHED: "
+            f"{errors or resumed.stderr.strip().splitlines()[-1:]}",
+        )
         check.no_traceback(resumed)
         check.complete(cwd, run)
         check(len(all_runs(cwd)) == 1, f"{len(all_runs(cwd))} runs, expected 1")
@@ -211,8 +231,10 @@ def _check_store_works_again(check, cwd):
     check.complete(cwd, newest)
     check(len(earlier) <= 1, f"{len(earlier)} runs from the interrupted process, expected at most 1")
     for run in earlier:
-        check(run.info.status not in ("RUNNING", "FINISHED"),
-              f"the interrupted process's run {run.info.run_id[:8]} is {run.info.status}")
+        check(
+            run.info.status not in ("RUNNING", "FINISHED"),
+            f"the interrupted process's run {run.info.run_id[:8]} is {run.info.status}",
+        )
 
 
 def _runs_or_none(cwd, check):
@@ -228,8 +250,11 @@ def _check_resumed(check, cwd, run, resumed):
     check.no_traceback(resumed)
     check.complete(cwd, run)
     runs = all_runs(cwd)
-    check(len(runs) == 1, f"{len(runs)} runs after resuming, expected the one resumed "
-                          f"({[(r.info.run_id[:8], r.info.status) for r in runs]})")
+    check(
+        len(runs) == 1,
+        f"{len(runs)} runs after resuming, expected the one resumed "
+        f"({[(r.info.run_id[:8], r.info.status) for r in runs]})",
+    )
 
 
 # -- a parallel sweep --
@@ -256,11 +281,17 @@ def test_a_parallel_sweep_hit_at_any_moment_leaves_a_true_record_and_can_be_comp
         check.exit_code(first, INTERRUPTED)
         check.no_traceback(first)
         line, printed = continue_command(first.stderr, sweep_dir)
-        if check(line is not None, f"stderr has no line naming {sweep_dir} with the command that continues it "
-                                   f"(python train.py ... hydra.sweep.dir=...)"):
-            check(printed is not None and without_sweep_dir(printed) == without_sweep_dir(args)
-                  and sweep_dir_of(printed, tmp_path) == [str(sweep_dir)],
-                  f"the printed command is not this one plus hydra.sweep.dir={sweep_dir}: {line.strip()}")
+        if check(
+            line is not None,
+            f"stderr has no line naming {sweep_dir} with the command that continues it "
+            f"(python train.py ... hydra.sweep.dir=...)",
+        ):
+            check(
+                printed is not None
+                and without_sweep_dir(printed) == without_sweep_dir(args)
+                and sweep_dir_of(printed, tmp_path) == [str(sweep_dir)],
+                f"the printed command is not this one plus hydra.sweep.dir={sweep_dir}: {line.strip()}",
+            )
             if printed is not None:
                 again_args = printed
     if how == "SIGTERM" and moment != "fit":
@@ -294,8 +325,10 @@ def _check_sweep_stopped(check, cwd, moment, parents, children):
             else:
                 check.status(cwd, run, "KILLED")
     if moment == "fit":
-        check(sorted(children) == sorted(OPTIMIZERS), f"children after the interrupt: {sorted(children)}, "
-                                                      f"expected one per optimizer")
+        check(
+            sorted(children) == sorted(OPTIMIZERS),
+            f"children after the interrupt: {sorted(children)}, expected one per optimizer",
+        )
 
 
 def check_sweep_complete(check, cwd, before=None):
@@ -310,8 +343,10 @@ def check_sweep_complete(check, cwd, before=None):
         check.status(cwd, parents[0], "FINISHED")
         for runs in children.values():
             for run in runs:
-                check(run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id,
-                      f"child {run.info.run_id[:8]} belongs to another parent")
+                check(
+                    run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id,
+                    f"child {run.info.run_id[:8]} belongs to another parent",
+                )
     check(sorted(children) == sorted(OPTIMIZERS), f"children for {sorted(children)}, expected {sorted(OPTIMIZERS)}")
     for optimizer, runs in sorted(children.items()):
         ids = [(r.info.run_id[:8], r.info.status) for r in runs]
@@ -320,10 +355,12 @@ def check_sweep_complete(check, cwd, before=None):
         (run,) = runs
         earlier = (before or {}).get(optimizer)
         if earlier:
-            check(run.info.run_id in earlier, f"optimizer={optimizer}: a new child {run.info.run_id[:8]}, "
-                                              f"not the earlier {[i[:8] for i in earlier]} completed in place")
+            check(
+                run.info.run_id in earlier,
+                f"optimizer={optimizer}: a new child {run.info.run_id[:8]}, "
+                f"not the earlier {[i[:8] for i in earlier]} completed in place",
+            )
         check.complete(cwd, run)
-
 
 
 # -- the launcher killed alone --
@@ -352,14 +389,18 @@ def test_a_launcher_killed_hard_leaves_no_process_and_no_running_child_and_a_rel
     check.exit_code(again, 1)
     check.no_traceback(again)
     said = [line for line in again.stderr.splitlines() if line.startswith("Skipped: ")]
-    check(said and said[0].startswith("Skipped: 2 of 2 jobs, held by another process (RUNNING in MLflow"),
-          f"the re-launch does not say its jobs were skipped as held: {said or again.stderr.splitlines()[-3:]}")
+    check(
+        said and said[0].startswith("Skipped: 2 of 2 jobs, held by another process (RUNNING in MLflow"),
+        f"the re-launch does not say its jobs were skipped as held: {said or again.stderr.splitlines()[-3:]}",
+    )
     check("jobs failed" not in again.stderr, "the re-launch calls the held jobs failed")
     parents, children = sweep_runs(tmp_path)
     if check(len(parents) == 1, f"{len(parents)} parent runs, expected 1"):
         tags = parents[0].data.tags
-        check((tags.get("sweep.n_skipped"), tags.get("sweep.n_failed")) == ("2", "0"),
-              f"the parent says n_skipped={tags.get('sweep.n_skipped')}, n_failed={tags.get('sweep.n_failed')}")
+        check(
+            (tags.get("sweep.n_skipped"), tags.get("sweep.n_failed")) == ("2", "0"),
+            f"the parent says n_skipped={tags.get('sweep.n_skipped')}, n_failed={tags.get('sweep.n_failed')}",
+        )
     check(sorted(children) == sorted(OPTIMIZERS), f"children for {sorted(children)}, expected {list(OPTIMIZERS)}")
     for runs in children.values():
         for run in runs:  # closed by their workers once the launcher was gone
@@ -385,13 +426,19 @@ def test_a_worker_killed_alone_fails_its_job_only_and_the_sweep_goes_on(tmp_path
     # The OOM killer (or kill -9) takes one loky worker: loky then kills the other workers
     # too, and the sweep used to end in a traceback with their runs RUNNING.
     sweep_dir = tmp_path / "multirun"
-    args = [*(a for a in SWEEP if not a.startswith("optimizer=")), "optimizer=sgd,adam,rmsprop", *COMMON,
-            f"hydra.sweep.dir={sweep_dir}"]
+    args = [
+        *(a for a in SWEEP if not a.startswith("optimizer=")),
+        "optimizer=sgd,adam,rmsprop",
+        *COMMON,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     first = start_train(tmp_path, *args, pause_at="fit", name="first")
     try:
         victim, *_ = first.wait_paused("fit", 2)
-        run_of = {json.loads(p.read_text())["pid"]: json.loads(p.read_text())["run_id"]
-                  for p in sweep_dir.glob("*/state/run.json")}
+        run_of = {
+            json.loads(p.read_text())["pid"]: json.loads(p.read_text())["run_id"]
+            for p in sweep_dir.glob("*/state/run.json")
+        }
         os.kill(victim, signal.SIGKILL)
         while first.process.poll() is None:  # the fresh pool's workers pause at fit too
             first.release(first.markers("fit"))
@@ -406,8 +453,10 @@ def test_a_worker_killed_alone_fails_its_job_only_and_the_sweep_goes_on(tmp_path
     check.no_traceback(first)
     output = first.stdout + first.stderr
     said = [line for line in output.splitlines() if "worker process was killed (process " in line]
-    check(len(said) == 1 and "the sweep goes on" in said[0],
-          f"not one line naming the job whose worker was killed: {said or last_line(first.stderr)}")
+    check(
+        len(said) == 1 and "the sweep goes on" in said[0],
+        f"not one line naming the job whose worker was killed: {said or last_line(first.stderr)}",
+    )
     ended = [line for line in first.stderr.splitlines() if line.startswith("Error: 1 of 3 jobs failed")]
     check(ended, f"the sweep's end does not count one failed job: {last_line(first.stderr)}")
     parents, children = sweep_runs(tmp_path)
@@ -424,8 +473,10 @@ def test_a_worker_killed_alone_fails_its_job_only_and_the_sweep_goes_on(tmp_path
         (run,) = runs
         if run.info.run_id == killed:
             check.status(tmp_path, run, "FAILED")
-            check(run.data.tags.get("error.type") == "WorkerKilled",
-                  f"the killed job's run has error.type={run.data.tags.get('error.type')}")
+            check(
+                run.data.tags.get("error.type") == "WorkerKilled",
+                f"the killed job's run has error.type={run.data.tags.get('error.type')}",
+            )
         else:
             check.complete(tmp_path, run)  # loky's second victim continued in place, the third job ran
     running = [r.info.run_id[:8] for r in all_runs(tmp_path) if r.info.status == "RUNNING"]

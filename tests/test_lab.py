@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from kerastrack.data.lab import reddi_online, wilson_separable
 from kerastrack.errors import ConfigError
-from kerastrack.lab import reddi_online, wilson_separable
 from kerastrack.pipeline import train
 from tests.helpers import history
 
@@ -18,8 +18,11 @@ def test_the_online_problem_has_one_large_gradient_a_period_and_its_optimum_at_m
 
 @pytest.mark.parametrize("steps", [100, 0, 150.0])
 def test_an_epoch_that_is_not_whole_periods_is_refused(steps):
-    with pytest.raises(ConfigError, match=rf"data.steps_per_epoch must be a multiple of data.period \(101\).*"
-                                          rf"Received: data.steps_per_epoch={steps}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"data.steps_per_epoch must be a multiple of data.period \(101\).*"
+        rf"Received: data.steps_per_epoch={steps}",
+    ):
         reddi_online(steps_per_epoch=steps)
 
 
@@ -40,11 +43,22 @@ def test_adam_drifts_to_plus_one_and_amsgrad_heads_for_the_optimum(make_cfg, run
 
 
 def test_a_parameters_probe_must_name_every_weight(make_cfg, runs):
-    with pytest.raises(ConfigError, match=r"callbacks.parameters.names must name each of the model's 12 trainable "
-                                          r"weights. Received: callbacks.parameters.names=\['x'\]"):
-        train(make_cfg("experiment=amsgrad_counterexample", "data=iris", "loss=categorical_crossentropy",
-                       "model.kernel_initializer=zeros", "model.use_bias=false", "model.max_norm=null",
-                       "trainer.metrics=null"))
+    with pytest.raises(
+        ConfigError,
+        match=r"callbacks.parameters.names must name each of the model's 12 trainable "
+        r"weights. Received: callbacks.parameters.names=\['x'\]",
+    ):
+        train(
+            make_cfg(
+                "experiment=amsgrad_counterexample",
+                "data=iris",
+                "loss=categorical_crossentropy",
+                "model.kernel_initializer=zeros",
+                "model.use_bias=false",
+                "model.max_norm=null",
+                "trainer.metrics=null",
+            )
+        )
 
 
 def test_wilsons_construction_is_separable_with_unique_features_per_point():

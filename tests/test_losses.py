@@ -7,8 +7,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
-from kerastrack.heads import resolve_head
-from kerastrack.losses import MulticlassSVM
+from kerastrack.losses.custom import MulticlassSVM
+from kerastrack.models.heads import resolve_head
 from tests.helpers import CONF, options
 
 Y = np.array([1, 2, 3, 4, 5, 6], "float32")
@@ -22,10 +22,13 @@ def _loss(name, task, classes):
     return instantiate(cfg.fn), resolve_head(cfg, task, classes)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("mae", 5 / 6),    # |errors| 0, 1, 1, 0, 0, 3: sum 5 over 6 samples
-    ("mse", 11 / 6),   # squared errors 0, 1, 1, 0, 0, 9: sum 11 over 6 samples
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("mae", 5 / 6),  # |errors| 0, 1, 1, 0, 0, 3: sum 5 over 6 samples
+        ("mse", 11 / 6),  # squared errors 0, 1, 1, 0, 0, 9: sum 11 over 6 samples
+    ],
+)
 def test_the_regression_loss_options_match_the_worked_example(name, expected):
     loss, head = _loss(name, "regression", None)
     assert float(loss(head.encode(Y), Y_HAT.reshape(-1, 1))) == pytest.approx(expected)

@@ -68,15 +68,19 @@ def _overrides(row, tmp_path):
     return overrides
 
 
-@pytest.mark.parametrize("row", [*ROWS, pytest.param(FASHION_ROW, marks=pytest.mark.extra("fashion_mnist"))],
-                         ids=[" ".join(row) for row in [*ROWS, FASHION_ROW]])
+@pytest.mark.parametrize(
+    "row",
+    [*ROWS, pytest.param(FASHION_ROW, marks=pytest.mark.extra("fashion_mnist"))],
+    ids=[" ".join(row) for row in [*ROWS, FASHION_ROW]],
+)
 def test_every_option_trains_with_default_callbacks_and_a_logged_model(row, make_cfg, runs, tmp_path):
     train(make_cfg(*_overrides(row, tmp_path)))
     (run,) = runs()
     assert run.info.status == "FINISHED"
     mlflow.set_tracking_uri(runs.client.tracking_uri)
-    (model_info,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
-                                                output_format="list")
+    (model_info,) = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
     model = mlflow.pyfunc.load_model(f"models:/{model_info.model_id}")
     shape = model.metadata.get_input_schema().inputs[0].shape  # (-1, *one sample)
     assert len(np.asarray(model.predict(np.zeros((2, *shape[1:]), "float32")))) == 2

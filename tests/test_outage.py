@@ -28,8 +28,12 @@ EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "
 def server(tmp_path):
     """A real mlflow server on its own SQLite db; ``server.restart()`` brings it back on
     the same port after it was stopped."""
-    s = MlflowServer(sqlite_uri(tmp_path / "server.db"), artifacts_destination=tmp_path / "artifacts",
-                     cwd=tmp_path, log_file=tmp_path / "server.log")
+    s = MlflowServer(
+        sqlite_uri(tmp_path / "server.db"),
+        artifacts_destination=tmp_path / "artifacts",
+        cwd=tmp_path,
+        log_file=tmp_path / "server.log",
+    )
 
     def restart():
         s.stop()  # reaps what an outage left
@@ -60,8 +64,13 @@ def test_an_unreachable_server_is_reported_before_any_training(make_cfg, tmp_pat
         train(make_cfg(f"tracking.tracking_uri={uri}", "trainer.epochs=3"))
     message = str(error.value)
     assert uri in message and "connection refused" in message
-    for hint in ("mlflow server --backend-store-uri", "tracking.offline=true", "python -m kerastrack.upload",
-                 "tracking=none", f"Received: tracking.tracking_uri={uri}"):
+    for hint in (
+        "mlflow server --backend-store-uri",
+        "tracking.offline=true",
+        "python -m kerastrack.upload",
+        "tracking=none",
+        f"Received: tracking.tracking_uri={uri}",
+    ):
         assert hint in message
     assert not (tmp_path / "out").exists()  # made just before the run opens: nothing ran
 
@@ -69,9 +78,15 @@ def test_an_unreachable_server_is_reported_before_any_training(make_cfg, tmp_pat
 def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request, tmp_path):
     server.start()
     experiment = request.node.name
-    train(make_cfg(f"tracking.tracking_uri={server.url}", "trainer.epochs=4",
-                   "+callbacks.outage._target_=tests.support.StopServerAtEpoch",
-                   f"+callbacks.outage.pgid={server.process.pid}", f"+callbacks.outage.port={server.port}"))
+    train(
+        make_cfg(
+            f"tracking.tracking_uri={server.url}",
+            "trainer.epochs=4",
+            "+callbacks.outage._target_=tests.support.StopServerAtEpoch",
+            f"+callbacks.outage.pgid={server.process.pid}",
+            f"+callbacks.outage.port={server.port}",
+        )
+    )
     out = tmp_path / "out"
     spool = Spool(out)
     assert spool.directory == out / "mlflow-spool"
@@ -96,7 +111,8 @@ def test_a_server_that_goes_away_mid_run_loses_nothing(make_cfg, server, request
         assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
     assert {"best_val_loss", "test_accuracy"} <= set(run.data.metrics)
     assert {"plots/learning_curves.png", "plots/confusion_matrix.png", "config/config.yaml"} <= set(
-        artifacts(client, run.info.run_id))
+        artifacts(client, run.info.run_id)
+    )
     assert any("metric values" in line for line in lines) and any("FINISHED" in line for line in lines)
 
     assert upload_dir(out, log_progress=lines.append) is None  # again: nothing left, nothing doubled
@@ -125,8 +141,15 @@ def test_an_offline_run_is_uploaded_whole_later(make_cfg, running_server, reques
 
 def test_an_offline_run_uploaded_later_has_its_dataset_inputs_and_logged_model(make_cfg, running_server, tmp_path):
     server = running_server
-    train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=2",
-                   "tracking.log_model=true", "callbacks=none"))
+    train(
+        make_cfg(
+            f"tracking.tracking_uri={server.url}",
+            "tracking.offline=true",
+            "trainer.epochs=2",
+            "tracking.log_model=true",
+            "callbacks=none",
+        )
+    )
     out = tmp_path / "out"
     assert {"inputs", "model"} <= {op["op"] for op in Spool(out).ops()}  # described and saved, sent later
 
@@ -145,8 +168,9 @@ def test_an_offline_run_uploaded_later_has_its_dataset_inputs_and_logged_model(m
     assert loaded.predict(np.zeros((2, 8, 8, 1), "float32")).shape == (2, 10)
 
 
-def test_on_a_tracking_server_the_run_and_the_ui_print_the_url_that_shows_it(make_cfg, running_server, request,
-                                                                              caplog, capsys, monkeypatch):
+def test_on_a_tracking_server_the_run_and_the_ui_print_the_url_that_shows_it(
+    make_cfg, running_server, request, caplog, capsys, monkeypatch
+):
     server = running_server
     caplog.set_level("INFO", logger="kerastrack.pipeline")
     train(make_cfg(f"tracking.tracking_uri={server.url}"))
@@ -164,8 +188,15 @@ def test_on_a_tracking_server_the_run_and_the_ui_print_the_url_that_shows_it(mak
 def test_an_offline_run_that_fails_is_uploaded_failed(make_cfg, running_server, tmp_path):
     server = running_server
     with pytest.raises(RuntimeError, match="boom"):
-        train(make_cfg(f"tracking.tracking_uri={server.url}", "tracking.offline=true", "trainer.epochs=3",
-                       "+callbacks.fail._target_=tests.support.FailAtEpoch", "+callbacks.fail.epoch=1"))
+        train(
+            make_cfg(
+                f"tracking.tracking_uri={server.url}",
+                "tracking.offline=true",
+                "trainer.epochs=3",
+                "+callbacks.fail._target_=tests.support.FailAtEpoch",
+                "+callbacks.fail.epoch=1",
+            )
+        )
     run_id = upload_dir(tmp_path / "out", log_progress=lambda line: None)
     run = mlflow.MlflowClient(server.url).get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["error.type"] == "RuntimeError"
@@ -177,27 +208,51 @@ def test_the_upload_command_says_when_the_server_is_still_down(tmp_path):
     spool = Spool(tmp_path / "mlflow-spool")
     spool.write_meta(tracking_uri=uri, experiment_name="e", run_id="0" * 32, run_name="r")
     spool.append({"op": "terminate", "status": "FINISHED", "end_time": 1})
-    done = subprocess.run([sys.executable, "-m", "kerastrack.upload", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastrack.upload", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.startswith(f"Error: the MLflow tracking server at {uri} is unreachable: connection refused")
-    assert json.loads((spool.directory / "state.json").read_text() if (spool.directory / "state.json").exists()
-                      else '{"uploaded": 0}')["uploaded"] == 0
+    assert (
+        json.loads(
+            (spool.directory / "state.json").read_text()
+            if (spool.directory / "state.json").exists()
+            else '{"uploaded": 0}'
+        )["uploaded"]
+        == 0
+    )
 
 
-def test_an_offline_sweep_needs_no_server_and_uploads_as_a_parent_with_its_children(running_server, tmp_path,
-                                                                                    monkeypatch, capsys):
+def test_an_offline_sweep_needs_no_server_and_uploads_as_a_parent_with_its_children(
+    running_server, tmp_path, monkeypatch, capsys
+):
     # The sweep's server is down throughout (nothing listens there); the upload goes to a real one.
     down = f"http://127.0.0.1:{free_port()}"
-    multirun(monkeypatch, tmp_path, train, "tracking.offline=true", "optimizer=sgd,adam", f"tracking.tracking_uri={down}",
-             "tracking.experiment_name=offline-sweep", "trainer.epochs=2", "data.limit=100", "trainer.verbose=0",
-             "tracking.log_model=false", "hydra.sweep.dir=D")
+    multirun(
+        monkeypatch,
+        tmp_path,
+        train,
+        "tracking.offline=true",
+        "optimizer=sgd,adam",
+        f"tracking.tracking_uri={down}",
+        "tracking.experiment_name=offline-sweep",
+        "trainer.epochs=2",
+        "data.limit=100",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "hydra.sweep.dir=D",
+    )
     out = capsys.readouterr().out
     sweep = tmp_path / "D"
     assert "Sweep of 2 job(s) done" in out and "MLflow UI" not in out
     assert f"upload them all (the parent, each job's run under it) with: python -m kerastrack.upload {sweep}," in out
     assert [op for op in Spool(sweep).ops() if op["op"] != "terminate"] == [
-        {"op": "tags", "tags": {"sweep.n_jobs": "2", "sweep.n_failed": "0", "sweep.n_skipped": "0"}}]  # the spooled jobs counted as done
+        {"op": "tags", "tags": {"sweep.n_jobs": "2", "sweep.n_failed": "0", "sweep.n_skipped": "0"}}
+    ]  # the spooled jobs counted as done
 
     assert upload_main([str(sweep), "--tracking-uri", running_server.url]) == 0
     client = mlflow.MlflowClient(running_server.url)
@@ -223,8 +278,19 @@ class DiesAfter:
     server has returned: what the server accepted is there, what the upload meant to note
     next (its state) is not."""
 
-    WRITES = ("create_experiment", "create_run", "log_batch", "log_artifact", "log_artifacts", "log_inputs",
-              "create_logged_model", "log_outputs", "log_model_artifacts", "finalize_logged_model", "set_terminated")
+    WRITES = (
+        "create_experiment",
+        "create_run",
+        "log_batch",
+        "log_artifact",
+        "log_artifacts",
+        "log_inputs",
+        "create_logged_model",
+        "log_outputs",
+        "log_model_artifacts",
+        "finalize_logged_model",
+        "set_terminated",
+    )
 
     def __init__(self, client, n):
         self.client, self.n, self.calls = client, n, []
@@ -337,8 +403,9 @@ class SlowFirstCreate:
 
 
 @pytest.mark.slow
-def test_a_server_slow_to_answer_when_the_run_is_created_records_one_run(running_server, request, monkeypatch,
-                                                                         tmp_path):
+def test_a_server_slow_to_answer_when_the_run_is_created_records_one_run(
+    running_server, request, monkeypatch, tmp_path
+):
     from kerastrack.tracking.mlflow_tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")  # MLflow retries the create after 2 s

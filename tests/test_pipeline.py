@@ -29,14 +29,23 @@ def test_a_run_records_every_epoch_and_the_summary(make_cfg, runs, tmp_path):
     assert 0 < m["test_accuracy"] <= 1 and m["test_loss"] > 0
     tags, params = run.data.tags, run.data.params
     assert {tags[g] for g in ("data", "model", "loss", "optimizer", "scheduler")} == {
-        "digits", "mlp", "categorical_crossentropy", "momentum", "constant"}
+        "digits",
+        "mlp",
+        "categorical_crossentropy",
+        "momentum",
+        "constant",
+    }
     assert tags["version.keras"].startswith("3.") and tags["version.tensorflow"]
     assert params["optimizer.momentum"] == "0.9" and params["optimizer._target_"] == "keras.optimizers.SGD"
     assert params["trainer.epochs"] == "3" and params["dataset.task"] == "multiclass"
     assert int(params["model.num_params"]) > 0
     files = artifacts(client, run.info.run_id)
-    assert {"config/config.yaml", "config/overrides.yaml", "plots/learning_curves.png",
-            "plots/confusion_matrix.png"} <= set(files)
+    assert {
+        "config/config.yaml",
+        "config/overrides.yaml",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+    } <= set(files)
     config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path))))
     assert config["optimizer"]["momentum"] == 0.9 and "hydra" not in config
     overrides = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config/overrides.yaml", str(tmp_path))))
@@ -55,14 +64,20 @@ def test_every_optimizer_trains_on_a_classification_set(optimizer, make_cfg, run
 
 DATA_FOR_TASK = {"multiclass": "iris", "binary": "breast_cancer", "regression": "diabetes"}
 # The 2-D surfaces (a `start` of their own) score model=point's position: tests/test_surfaces.py.
-LOSS_TASKS = [(loss, task) for loss in options("loss") if "start" not in (spec := yaml.safe_load((CONF / "loss" / f"{loss}.yaml").read_text()))
-              for task in spec["tasks"]]
+LOSS_TASKS = [
+    (loss, task)
+    for loss in options("loss")
+    if "start" not in (spec := yaml.safe_load((CONF / "loss" / f"{loss}.yaml").read_text()))
+    for task in spec["tasks"]
+]
 
 
-@pytest.mark.parametrize("loss, task", LOSS_TASKS, ids=[f"{l}-{t}" for l, t in LOSS_TASKS])
+@pytest.mark.parametrize("loss, task", LOSS_TASKS, ids=[f"{loss}-{task}" for loss, task in LOSS_TASKS])
 def test_every_loss_trains_on_every_task_it_fits(loss, task, make_cfg, runs):
     data = DATA_FOR_TASK[task]
-    train(make_cfg(f"loss={loss}", f"data={data}", "trainer.epochs=2", "callbacks=none", "optimizer.learning_rate=0.01"))
+    train(
+        make_cfg(f"loss={loss}", f"data={data}", "trainer.epochs=2", "callbacks=none", "optimizer.learning_rate=0.01")
+    )
     (run,) = runs()
     m = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.tags["loss"] == loss
@@ -82,11 +97,16 @@ def test_classification_losses_learn_something(make_cfg, runs):
 
 @pytest.mark.parametrize("scheduler", [s for s in options("scheduler") if s not in ("constant", "plateau")])
 def test_logged_learning_rate_follows_the_schedule(scheduler, make_cfg, runs):
-    cfg = make_cfg(f"scheduler={scheduler}", "trainer.epochs=4", "callbacks=none", "optimizer.learning_rate=0.01",
-                   "scheduler.boundary_epochs=[1,2]" if scheduler == "piecewise" else "scheduler.decay_epochs=2")
+    cfg = make_cfg(
+        f"scheduler={scheduler}",
+        "trainer.epochs=4",
+        "callbacks=none",
+        "optimizer.learning_rate=0.01",
+        "scheduler.boundary_epochs=[1,2]" if scheduler == "piecewise" else "scheduler.decay_epochs=2",
+    )
     train(cfg)
     (run,) = runs()
-    from kerastrack.schedules import in_steps, steps_per_epoch
+    from kerastrack.optimizers.schedules import in_steps, steps_per_epoch
 
     steps = steps_per_epoch(int(run.data.params["dataset.sizes"].split()[0].split("=")[1]), cfg.trainer.batch_size)
     schedule = instantiate(in_steps(cfg.scheduler, steps))
@@ -97,8 +117,15 @@ def test_logged_learning_rate_follows_the_schedule(scheduler, make_cfg, runs):
 
 @pytest.mark.parametrize("choice", ["callbacks=[default,reduce_lr_on_plateau]", "scheduler=plateau"])
 def test_reduce_lr_on_plateau_lowers_the_logged_rate(choice, make_cfg, runs):
-    train(make_cfg(choice, "trainer.epochs=4", "optimizer.learning_rate=0.01",
-                   "callbacks.reduce_lr_on_plateau.patience=0", "callbacks.reduce_lr_on_plateau.min_delta=100"))
+    train(
+        make_cfg(
+            choice,
+            "trainer.epochs=4",
+            "optimizer.learning_rate=0.01",
+            "callbacks.reduce_lr_on_plateau.patience=0",
+            "callbacks.reduce_lr_on_plateau.min_delta=100",
+        )
+    )
     (run,) = runs()
     logged = [v for _, v in history(runs.client, run, "learning_rate")]
     # Epoch 0 sets the reference; every later epoch misses it by min_delta and halves the
@@ -117,16 +144,29 @@ def test_full_batch_gd_takes_one_step_per_epoch(make_cfg, runs):
 def test_batch_logging_every_n_steps(steps_per_execution, steps, make_cfg, runs):
     # 1,077 samples: 11 steps an epoch. With 4 steps a call, Keras' batch hook sees steps 4, 8,
     # 11 | 15, 19, 22: it logs at the first call past each multiple of 5, at that call's step.
-    train(make_cfg("trainer.batch_size=100", "trainer.epochs=2", "tracking.log_every_n_steps=5", "callbacks=none",
-                   f"trainer.steps_per_execution={steps_per_execution}"))
+    train(
+        make_cfg(
+            "trainer.batch_size=100",
+            "trainer.epochs=2",
+            "tracking.log_every_n_steps=5",
+            "callbacks=none",
+            f"trainer.steps_per_execution={steps_per_execution}",
+        )
+    )
     (run,) = runs()
     assert [s for s, _ in history(runs.client, run, "batch_loss")] == steps
 
 
 def test_validation_split_trains_on_the_first_share_and_validates_on_the_rest(make_cfg, runs):
     train(make_cfg("callbacks=none"))
-    train(make_cfg("trainer.validation_split=0.25", "callbacks=none", "trainer.steps_per_execution=1",
-                   "tracking.log_every_n_steps=1"))
+    train(
+        make_cfg(
+            "trainer.validation_split=0.25",
+            "callbacks=none",
+            "trainer.steps_per_execution=1",
+            "tracking.log_every_n_steps=1",
+        )
+    )
     split, own = runs()
     train_size = int(split.data.params["dataset.sizes"].split()[0].removeprefix("train="))
     batch_size = int(split.data.params["trainer.batch_size"])
@@ -160,8 +200,11 @@ def test_divergence_stops_training_and_fails_the_run(callbacks, make_cfg, runs):
 
 def test_an_error_during_training_fails_the_run_with_the_error(make_cfg, runs):
     with pytest.raises(RuntimeError, match="boom"):
-        train(make_cfg("trainer.epochs=3", "+callbacks.fail._target_=tests.support.FailAtEpoch",
-                       "+callbacks.fail.epoch=1"))
+        train(
+            make_cfg(
+                "trainer.epochs=3", "+callbacks.fail._target_=tests.support.FailAtEpoch", "+callbacks.fail.epoch=1"
+            )
+        )
     (run,) = runs()
     assert run.info.status == "FAILED"
     assert run.data.tags["error.type"] == "RuntimeError" and "boom at epoch 1" in run.data.tags["error.message"]
@@ -181,8 +224,14 @@ def test_an_error_after_the_run_opened_fails_it(make_cfg, runs):
 
 def test_sigterm_kills_the_run_and_keeps_what_was_logged(make_cfg, runs, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(make_cfg("trainer.epochs=5", "callbacks=[default,model_checkpoint]",
-                       "+callbacks.kill._target_=tests.support.SignalAtEpoch", "+callbacks.kill.epoch=1"))
+        train(
+            make_cfg(
+                "trainer.epochs=5",
+                "callbacks=[default,model_checkpoint]",
+                "+callbacks.kill._target_=tests.support.SignalAtEpoch",
+                "+callbacks.kill.epoch=1",
+            )
+        )
     (run,) = runs()
     assert run.info.status == "KILLED"
     assert [s for s, _ in history(runs.client, run, "val_loss")] == [0, 1]
@@ -193,7 +242,9 @@ def test_logged_model_loads_and_predicts(make_cfg, runs):
     train(make_cfg("tracking.log_model=true", "callbacks=none"))
     (run,) = runs()
     mlflow.set_tracking_uri(runs.client.tracking_uri)
-    (model_info,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    (model_info,) = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
     loaded = mlflow.pyfunc.load_model(f"models:/{model_info.model_id}")
     x = np.zeros((2, 8, 8, 1), "float32")
     assert np.asarray(loaded.predict(x)).shape == (2, 10)
@@ -218,11 +269,24 @@ def test_mlflow_environment_variables_are_honoured(make_cfg, tmp_path, monkeypat
 
 
 def test_probes_are_logged_with_every_epoch(make_cfg, runs):
-    train(make_cfg("callbacks=[none,gradient_norms,weight_stats,update_size]", "trainer.epochs=2",
-                   "model.hidden_units=[32,16]", "model.l1=0.01"))
+    train(
+        make_cfg(
+            "callbacks=[none,gradient_norms,weight_stats,update_size]",
+            "trainer.epochs=2",
+            "model.hidden_units=[32,16]",
+            "model.l1=0.01",
+        )
+    )
     (run,) = runs()
-    for key in ("grad_norm/dense_0", "grad_norm/dense_1", "grad_norm/head", "near_zero_share", "weight_l1",
-                "weight_l2", "update_per_step"):
+    for key in (
+        "grad_norm/dense_0",
+        "grad_norm/dense_1",
+        "grad_norm/head",
+        "near_zero_share",
+        "weight_l1",
+        "weight_l2",
+        "update_per_step",
+    ):
         assert [s for s, _ in history(runs.client, run, key)] == [0, 1], key
     assert all(0 <= v <= 1 for _, v in history(runs.client, run, "near_zero_share"))
     assert all(v > 0 for _, v in history(runs.client, run, "update_per_step"))
@@ -235,20 +299,32 @@ def test_artifacts_go_beside_the_store_not_the_working_directory(make_cfg, tmp_p
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     train(make_cfg(f"tracking.tracking_uri={uri}", "callbacks=none"))
     client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("test_artifacts_go_beside_the_store_not_the_working_directory").experiment_id])
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("test_artifacts_go_beside_the_store_not_the_working_directory").experiment_id]
+    )
     assert run.info.artifact_uri.startswith(str(tmp_path / "store" / "mlruns"))
     assert not list(elsewhere.iterdir())
 
 
 def test_credentials_never_reach_the_store(make_cfg, runs, tmp_path, monkeypatch):
     monkeypatch.setenv("KT_TEST_TOKEN", "s3cr3t-from-env")
-    train(make_cfg("callbacks=none", "+trainer.db_password=hunter2", "+trainer.api_token=${oc.env:KT_TEST_TOKEN}",
-                   # A key of its own that kerastrack takes (trainer's are fixed): LambdaCallback keeps any.
-                   "+callbacks.vocab._target_=keras.callbacks.LambdaCallback", "+callbacks.vocab.tokenizer_vocab=ok"))
+    train(
+        make_cfg(
+            "callbacks=none",
+            "+trainer.db_password=hunter2",
+            "+trainer.api_token=${oc.env:KT_TEST_TOKEN}",
+            # A key of its own that kerastrack takes (trainer's are fixed): LambdaCallback keeps any.
+            "+callbacks.vocab._target_=keras.callbacks.LambdaCallback",
+            "+callbacks.vocab.tokenizer_vocab=ok",
+        )
+    )
     (run,) = runs()
     params = run.data.params
     assert params["trainer.db_password"] == "***" and params["trainer.api_token"] == "***"
-    files = [runs.client.download_artifacts(run.info.run_id, f"config/{n}.yaml", str(tmp_path)) for n in ("config", "overrides")]
+    files = [
+        runs.client.download_artifacts(run.info.run_id, f"config/{n}.yaml", str(tmp_path))
+        for n in ("config", "overrides")
+    ]
     text = "".join(open(f).read() for f in files) + str(params) + str(run.data.tags)
     assert "hunter2" not in text and "s3cr3t-from-env" not in text
     assert "trainer.db_password=***" in text
@@ -258,7 +334,7 @@ def test_credentials_never_reach_the_store(make_cfg, runs, tmp_path, monkeypatch
 def test_a_checkpoint_loads_in_safe_mode_and_unsafe_files_are_refused(make_cfg, tmp_path):
     import keras
 
-    from kerastrack.models import load_model
+    from kerastrack.models.builders import load_model
 
     train(make_cfg("loss=multiclass_svm", "tracking=none", "callbacks=[default,model_checkpoint]"))
     model = load_model(tmp_path / "out" / "checkpoints" / "best.keras")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerastrack.probes import GradientNorms, UpdateSize, WeightStats
+from kerastrack.callbacks.probes import GradientNorms, UpdateSize, WeightStats
 
 
 def tiny_model():

@@ -46,15 +46,28 @@ def test_a_sweep_on_ray_logs_every_job_to_the_tracking_server(tmp_path, ray_tmp)
     with MlflowServer(sqlite_uri(store / "mlflow.db"), artifacts_destination=store / "art") as server:
         env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "RAY_TMPDIR": ray_tmp}
         result = subprocess.run(
-            [sys.executable, str(ROOT / "train.py"), "-m", "launcher=ray", "optimizer=sgd,adam",
-             "trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                "-m",
+                "launcher=ray",
+                "optimizer=sgd,adam",
+                "trainer.epochs=2",
+                "tracking.log_model=false",
+                "trainer.verbose=0",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         client = mlflow.MlflowClient(server.url)
         runs = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
-        histories = {r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "val_loss")]
-                     for r in runs}
+        histories = {
+            r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "val_loss")] for r in runs
+        }
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
@@ -79,9 +92,19 @@ def test_sigterm_to_a_sweep_on_ray_kills_its_runs_in_order_and_the_relaunch_comp
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "RAY_TMPDIR": ray_tmp}
     # No early stopping: every job has all 150 epochs to complete after the relaunch.
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=ray", "optimizer=sgd,adam", "trainer.epochs=150",
-               "callbacks=terminate_on_nan", "tracking.log_model=false", "trainer.verbose=0", "hydra.sweep.dir=sweep",
-               "hydra.callbacks.mlflow_sweep.report=false"]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "launcher=ray",
+        "optimizer=sgd,adam",
+        "trainer.epochs=150",
+        "callbacks=terminate_on_nan",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        "hydra.sweep.dir=sweep",
+        "hydra.callbacks.mlflow_sweep.report=false",
+    ]
     sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = store_client(tmp_path)
     deadline = time.monotonic() + 240

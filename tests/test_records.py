@@ -35,7 +35,8 @@ def test_a_run_logs_its_training_validation_and_test_data_as_dataset_inputs(make
     assert {d.name for d in found.values()} == {"digits"}
     assert {d.source_type for d in found.values()} == {"code"}
     assert {json.loads(d.source)["tags"]["mlflow.source.name"] for d in found.values()} == {
-        "sklearn.datasets.load_digits"}
+        "sklearn.datasets.load_digits"
+    }
     assert len({d.digest for d in found.values()}) == 3  # three different sets of samples
     assert run.data.params["dataset.sizes"] == "train={} val={} test={}".format(*(rows(found[c]) for c in CONTEXTS))
     assert json.loads(found["training"].profile)["features_shape"][1:] == [8, 8, 1]
@@ -79,8 +80,12 @@ def test_a_data_file_is_the_inputs_source_and_names_them(kind, make_cfg, runs, t
 
 
 def test_a_resumed_run_does_not_log_its_dataset_inputs_again(make_cfg, runs, tmp_path):
-    stop = ["+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=0",
-            f"+callbacks.stop.once={tmp_path / 'signalled'}", f"paths.output_dir={tmp_path / 'killed'}"]
+    stop = [
+        "+callbacks.stop._target_=tests.support.SignalAtEpoch",
+        "+callbacks.stop.epoch=0",
+        f"+callbacks.stop.once={tmp_path / 'signalled'}",
+        f"paths.output_dir={tmp_path / 'killed'}",
+    ]
     with pytest.raises(KeyboardInterrupt):
         train(make_cfg("trainer.epochs=2", *stop))
     (killed,) = runs()
@@ -131,8 +136,9 @@ print(json.dumps({"client": get_telemetry_client() is not None,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting, expected", [(None, {"client": False, "server": "true"}),
-                                               ("false", {"client": True, "server": "false"})])
+@pytest.mark.parametrize(
+    "setting, expected", [(None, {"client": False, "server": "true"}), ("false", {"client": True, "server": "false"})]
+)
 def test_mlflows_telemetry_is_off_in_kerastrack_and_its_server_unless_the_user_turns_it_on(setting, expected, tmp_path):
     import os
     import subprocess
@@ -144,9 +150,16 @@ def test_mlflows_telemetry_is_off_in_kerastrack_and_its_server_unless_the_user_t
     # its own, and every request through a proxy on a loopback port where nothing listens,
     # so that telemetry, where it is on, reaches nothing.
     dead = f"http://127.0.0.1:{free_port()}"
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-           "HTTPS_PROXY": dead, "HTTP_PROXY": dead, **({"MLFLOW_DISABLE_TELEMETRY": setting} if setting else {})}
-    probe = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=120)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "HTTPS_PROXY": dead,
+        "HTTP_PROXY": dead,
+        **({"MLFLOW_DISABLE_TELEMETRY": setting} if setting else {}),
+    }
+    probe = subprocess.run(
+        [sys.executable, "-c", TELEMETRY_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert probe.returncode == 0, probe.stderr
     assert json.loads(probe.stdout.strip().splitlines()[-1]) == expected

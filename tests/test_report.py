@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as scipy_stats
 
 from kerastrack.errors import ConfigError
-from kerastrack.report import build_report, format_table, main, write_report
+from kerastrack.report.build import build_report, format_table, main, write_report
 from kerastrack.tracking.query import fetch_parent, fetch_runs
 
 DDOF = 1  # sample std across seeds, as the report documents
@@ -44,8 +44,14 @@ def child_metrics(key):
     metrics = []
     for epoch, acc in enumerate(VAL_ACCURACY[key]):
         loss = NAN if math.isnan(acc) else 2.0 * (1 - acc) + 0.05
-        values = {"loss": loss, "val_loss": loss + 0.1, "accuracy": acc, "val_accuracy": acc,
-                  "learning_rate": LEARNING_RATE[key[0]], "epoch_time_s": 0.5}
+        values = {
+            "loss": loss,
+            "val_loss": loss + 0.1,
+            "accuracy": acc,
+            "val_accuracy": acc,
+            "learning_rate": LEARNING_RATE[key[0]],
+            "epoch_time_s": 0.5,
+        }
         metrics += [Metric(k, v, T0 + epoch, epoch) for k, v in values.items()]
     if key != FAILED:
         best, epoch = expected_best(key)
@@ -55,23 +61,42 @@ def child_metrics(key):
 
 
 def add_sweep(client, experiment_id, start, grid):
-    parent = client.create_run(experiment_id, start_time=start, run_name="sweep", tags={
-        "sweep.role": "parent", "sweep.keys": json.dumps(["optimizer", "seed"]), "sweep.dir": "multirun/x"})
+    parent = client.create_run(
+        experiment_id,
+        start_time=start,
+        run_name="sweep",
+        tags={"sweep.role": "parent", "sweep.keys": json.dumps(["optimizer", "seed"]), "sweep.dir": "multirun/x"},
+    )
     children = {}
     for job, key in enumerate(grid):
         values = {"optimizer": key[0], "seed": key[1]}
-        run = client.create_run(experiment_id, start_time=start + 1000 * (job + 1),
-                                run_name=f"optimizer={key[0]},seed={key[1]}", tags={
-                                    "mlflow.parentRunId": parent.info.run_id, "sweep.role": "child",
-                                    "sweep.job": str(job), "sweep.values": json.dumps(values),
-                                    "optimizer": key[0]})
-        params = {"trainer.monitor": "val_accuracy", "trainer.monitor_mode": "auto", "trainer.metrics": "None",
-                  "seed": key[1]}
+        run = client.create_run(
+            experiment_id,
+            start_time=start + 1000 * (job + 1),
+            run_name=f"optimizer={key[0]},seed={key[1]}",
+            tags={
+                "mlflow.parentRunId": parent.info.run_id,
+                "sweep.role": "child",
+                "sweep.job": str(job),
+                "sweep.values": json.dumps(values),
+                "optimizer": key[0],
+            },
+        )
+        params = {
+            "trainer.monitor": "val_accuracy",
+            "trainer.monitor_mode": "auto",
+            "trainer.metrics": "None",
+            "seed": key[1],
+        }
         tags = [RunTag("diverged", "true")] if key == FAILED else []
-        client.log_batch(run.info.run_id, metrics=child_metrics(key), tags=tags,
-                         params=[Param(k, v) for k, v in params.items()])
-        client.set_terminated(run.info.run_id, "FAILED" if key == FAILED else "FINISHED",
-                              end_time=start + 1000 * (job + 1) + 10_000 * (job + 1))
+        client.log_batch(
+            run.info.run_id, metrics=child_metrics(key), tags=tags, params=[Param(k, v) for k, v in params.items()]
+        )
+        client.set_terminated(
+            run.info.run_id,
+            "FAILED" if key == FAILED else "FINISHED",
+            end_time=start + 1000 * (job + 1) + 10_000 * (job + 1),
+        )
         children[key] = run.info.run_id
     client.set_terminated(parent.info.run_id, "FINISHED", end_time=start + 100_000)
     return parent.info.run_id, children
@@ -89,8 +114,7 @@ def sweep(tmp_path_factory):
     single = client.create_run(other, start_time=T0 + 900_000, run_name="single")
     client.log_metric(single.info.run_id, "val_accuracy", 0.99, step=0)
     client.set_terminated(single.info.run_id, "FINISHED")
-    return {"uri": uri, "parent": parent, "children": children, "old_parent": old_parent,
-            "single": single.info.run_id}
+    return {"uri": uri, "parent": parent, "children": children, "old_parent": old_parent, "single": single.info.run_id}
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +146,15 @@ def test_fetch_runs_by_experiment_and_filter_excludes_parents(sweep):
     assert single.run_id == sweep["single"]
 
 
-@pytest.mark.parametrize("kwargs, received", [
-    ({"parent": "0123abc"}, "parent=0123abc"),
-    ({"experiment": "nope"}, "experiment=nope"),
-    ({"parent": "latest", "experiment": "other"}, "parent=latest"),
-    ({"experiment": "sweeps", "filter_string": "metrics.x >> 1"}, "filter=metrics.x >> 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, received",
+    [
+        ({"parent": "0123abc"}, "parent=0123abc"),
+        ({"experiment": "nope"}, "experiment=nope"),
+        ({"parent": "latest", "experiment": "other"}, "parent=latest"),
+        ({"experiment": "sweeps", "filter_string": "metrics.x >> 1"}, "filter=metrics.x >> 1"),
+    ],
+)
 def test_bad_queries_name_what_was_received(sweep, kwargs, received):
     with pytest.raises(ConfigError, match="Received: " + received.replace(".", r"\.")) as error:
         fetch_runs(sweep["uri"], **kwargs)
@@ -225,16 +252,32 @@ def test_cli_prints_the_table_and_writes_the_report(sweep, tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert all(f"optimizer={o},seed={s}" in out for o, s in VAL_ACCURACY)
     assert (tmp_path / "report" / sweep["parent"] / "report.html").is_file()
-    assert main(["--experiment", "sweeps", "--tracking-uri", sweep["uri"], "--out", "x",
-                 "--filter", "metrics.best_val_accuracy > 0.9"]) == 0
+    assert (
+        main(
+            [
+                "--experiment",
+                "sweeps",
+                "--tracking-uri",
+                sweep["uri"],
+                "--out",
+                "x",
+                "--filter",
+                "metrics.best_val_accuracy > 0.9",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "x" / "runs.csv").is_file()
 
 
-@pytest.mark.parametrize("argv, received", [
-    (["0123abc"], "parent=0123abc"),
-    (["--experiment", "nope"], "experiment=nope"),
-    (["--mode", "up"], "mode=up"),
-])
+@pytest.mark.parametrize(
+    "argv, received",
+    [
+        (["0123abc"], "parent=0123abc"),
+        (["--experiment", "nope"], "experiment=nope"),
+        (["--mode", "up"], "mode=up"),
+    ],
+)
 def test_cli_bad_input_is_one_error_line_and_exit_code_2(sweep, argv, received, capsys):
     assert main([*argv, "--tracking-uri", sweep["uri"]]) == 2
     err = capsys.readouterr().err.strip()
@@ -246,10 +289,13 @@ def test_cli_given_a_job_or_a_single_run_says_it_is_not_a_sweeps_parent(sweep, c
     assert main([child, "--tracking-uri", sweep["uri"]]) == 2
     assert capsys.readouterr().err.strip() == (
         f"Error: Run {child} ('optimizer=sgd,seed=1') is not a sweep's parent run; it is a job of the sweep "
-        f"{sweep['parent']}: report that sweep with python -m kerastrack.report {sweep['parent']}. Received: parent={child}")
+        f"{sweep['parent']}: report that sweep with python -m kerastrack.report {sweep['parent']}. Received: parent={child}"
+    )
     assert main([sweep["single"], "--tracking-uri", sweep["uri"]]) == 2
-    assert "it is a single run: compare single runs with python -m kerastrack.report --experiment 'other'" in \
-        capsys.readouterr().err
+    assert (
+        "it is a single run: compare single runs with python -m kerastrack.report --experiment 'other'"
+        in capsys.readouterr().err
+    )
 
 
 # Probe metrics (gradient norms per layer, update size), logged per epoch by some runs.
@@ -268,25 +314,39 @@ def probe_sweep(tmp_path_factory):
     parent, children = add_sweep(client, client.create_experiment("probes"), T0, list(VAL_ACCURACY))
     for key, run_id in children.items():
         epochs = range(len(VAL_ACCURACY[key]))
-        client.log_batch(run_id, metrics=[Metric(k, probe_value(k, key, e), T0 + e, e) for k in PROBE_SCALE for e in epochs])
+        client.log_batch(
+            run_id, metrics=[Metric(k, probe_value(k, key, e), T0 + e, e) for k in PROBE_SCALE for e in epochs]
+        )
     return {"uri": uri, "parent": parent, "children": children}
 
 
 def test_extra_panels_plot_probe_metrics_by_name_or_pattern(probe_sweep):
     records = fetch_runs(probe_sweep["uri"], parent=probe_sweep["parent"], history_keys=["val_accuracy", "grad_norm/*"])
     assert list(records[0].history) == ["val_accuracy", "grad_norm/dense_0", "grad_norm/head"]
-    report = build_report(fetch_runs(probe_sweep["uri"], parent=probe_sweep["parent"]),
-                          extra_keys=["update_per_step", "grad_norm/*", "grad_norm/head"])
+    report = build_report(
+        fetch_runs(probe_sweep["uri"], parent=probe_sweep["parent"]),
+        extra_keys=["update_per_step", "grad_norm/*", "grad_norm/head"],
+    )
     panels = {ax.get_title(): ax for ax in report.figure.axes if ax.get_visible()}
-    assert list(panels) == ["train loss", "validation loss", "validation accuracy", "learning rate",
-                            "update_per_step", "grad_norm/dense_0", "grad_norm/head"]
+    assert list(panels) == [
+        "train loss",
+        "validation loss",
+        "validation accuracy",
+        "learning rate",
+        "update_per_step",
+        "grad_norm/dense_0",
+        "grad_norm/head",
+    ]
     # One mean curve per group, over the group's runs that reached each epoch (± std band).
     for key in PROBE_SCALE:
         lines = {line.get_label(): line for line in panels[key].lines}
         assert set(lines) == {"optimizer=sgd (n=3)", "optimizer=adam (n=3)"}
         for optimizer in ("sgd", "adam"):
             runs = [k for k in VAL_ACCURACY if k[0] == optimizer]
-            expected = [np.mean([probe_value(key, r, 0) for r in runs]), np.mean([probe_value(key, r, 1) for r in runs])]
+            expected = [
+                np.mean([probe_value(key, r, 0) for r in runs]),
+                np.mean([probe_value(key, r, 1) for r in runs]),
+            ]
             assert lines[f"optimizer={optimizer} (n=3)"].get_ydata()[:2] == pytest.approx(expected)
         assert len(panels[key].collections) == 2
     assert panels["grad_norm/head"].get_ylabel() == "grad_norm/head"

@@ -6,7 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError, DiskFull, RunHeld
 from kerastrack.pipeline import train
-from kerastrack.resume import read_state
+from kerastrack.resume.plan import read_state
 from tests.helpers import ROOT, history, run_train, steps, store_client
 
 PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
@@ -14,21 +14,34 @@ PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
 
 def killed_at(make_cfg, tmp_path, epoch, *overrides):
     """Trains until SIGTERM after ``epoch``; returns the KILLED run's id."""
-    stop = ["+callbacks.stop._target_=tests.support.SignalAtEpoch", f"+callbacks.stop.epoch={epoch}",
-            f"+callbacks.stop.once={tmp_path / 'signalled'}"]
+    stop = [
+        "+callbacks.stop._target_=tests.support.SignalAtEpoch",
+        f"+callbacks.stop.epoch={epoch}",
+        f"+callbacks.stop.once={tmp_path / 'signalled'}",
+    ]
     with pytest.raises(KeyboardInterrupt):
         train(make_cfg(*overrides, *stop, f"paths.output_dir={tmp_path / 'killed'}"))
     return json.loads((tmp_path / "killed" / "state" / "run.json").read_text())["run_id"]
 
 
-@pytest.mark.parametrize("overrides", [
-    # dropout (seed generators) and a schedule (the optimizer's step)
-    ("model.dropout=0.3", "scheduler=exponential", "trainer.epochs=4"),
-    # ReduceLROnPlateau's and EarlyStopping's counters: the rate is cut every other epoch
-    # and training stops early, at the same epoch as the uninterrupted run.
-    ("scheduler=plateau", "callbacks.reduce_lr_on_plateau.patience=1", "callbacks.reduce_lr_on_plateau.min_delta=1.0",
-     "callbacks.early_stopping.patience=3", "callbacks.early_stopping.min_delta=1.0", "trainer.epochs=8"),
-], ids=["dropout-schedule", "plateau-earlystopping"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # dropout (seed generators) and a schedule (the optimizer's step)
+        ("model.dropout=0.3", "scheduler=exponential", "trainer.epochs=4"),
+        # ReduceLROnPlateau's and EarlyStopping's counters: the rate is cut every other epoch
+        # and training stops early, at the same epoch as the uninterrupted run.
+        (
+            "scheduler=plateau",
+            "callbacks.reduce_lr_on_plateau.patience=1",
+            "callbacks.reduce_lr_on_plateau.min_delta=1.0",
+            "callbacks.early_stopping.patience=3",
+            "callbacks.early_stopping.min_delta=1.0",
+            "trainer.epochs=8",
+        ),
+    ],
+    ids=["dropout-schedule", "plateau-earlystopping"],
+)
 def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overrides, make_cfg, runs, tmp_path):
     # The signal comes at the end of epoch 1, after the logger recorded it and before the
     # state was read (its write not due yet, state_every_s=2): it is held until the state
@@ -63,11 +76,12 @@ def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overr
 
 @pytest.mark.parametrize("deterministic, saved_after", [("true", 0), ("false", 3)])
 def test_the_state_is_saved_at_intervals_and_a_run_killed_hard_repeats_the_epochs_since_bit_for_bit(
-        deterministic, saved_after, make_cfg, runs, tmp_path, monkeypatch):
+    deterministic, saved_after, make_cfg, runs, tmp_path, monkeypatch
+):
     # An hour between saves: only the first epoch's state is kept, unless TensorFlow's ops
     # are not deterministic (repeated epochs could then differ from the recorded ones). A
     # kill -9 leaves it so: no save as the run stops (here only that save is left out).
-    from kerastrack.callbacks import TrainingState
+    from kerastrack.callbacks.recording import TrainingState
 
     monkeypatch.setattr(TrainingState, "keep_last", lambda self: None)
     overrides = ("trainer.epochs=5", "trainer.state_every_s=3600", f"deterministic={deterministic}")
@@ -86,8 +100,11 @@ def test_the_state_is_saved_at_intervals_and_a_run_killed_hard_repeats_the_epoch
 
 
 def test_resume_by_output_dir_without_tracking(make_cfg, tmp_path):
-    stop = ["+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=0",
-            f"+callbacks.stop.once={tmp_path / 'signalled'}"]
+    stop = [
+        "+callbacks.stop._target_=tests.support.SignalAtEpoch",
+        "+callbacks.stop.epoch=0",
+        f"+callbacks.stop.once={tmp_path / 'signalled'}",
+    ]
     with pytest.raises(KeyboardInterrupt):
         train(make_cfg("tracking=none", "trainer.epochs=3", *stop, f"paths.output_dir={tmp_path / 'a'}"))
     assert json.loads((tmp_path / "a" / "state" / "run.json").read_text())["run_id"] is None
@@ -121,9 +138,12 @@ def test_what_cannot_be_resumed_is_refused_before_anything_runs(make_cfg, runs, 
 def test_a_new_run_never_trains_on_from_another_runs_state_in_its_output_dir(make_cfg, runs, tmp_path):
     run_id = killed_at(make_cfg, tmp_path, 1, "trainer.epochs=4")
     out = tmp_path / "killed"
-    with pytest.raises(ConfigError, match=rf"holds the saved training state of run {run_id} \(KILLED\), which only "
-                                          rf"resume= may continue: python train.py resume={out}\..*Received: "
-                                          rf"paths.output_dir={out}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"holds the saved training state of run {run_id} \(KILLED\), which only "
+        rf"resume= may continue: python train.py resume={out}\..*Received: "
+        rf"paths.output_dir={out}",
+    ):
         train(make_cfg("trainer.epochs=4", "optimizer.learning_rate=0.01", f"paths.output_dir={out}"))
     assert len(runs()) == 1 and (out / "state" / "training_state.npz").is_file()  # refused, nothing touched
 
@@ -151,14 +171,20 @@ def test_epochs_lost_from_the_store_are_logged_from_the_saved_state_on_resume(ma
         assert len(steps(runs.client, run_id, key)) == 1, key
 
 
-@pytest.mark.parametrize("damage, named", [
-    (lambda state: (state / "training_state.npz").write_bytes((state / "training_state.npz").read_bytes()[:200]),
-     "training_state.npz is damaged"),
-    (lambda state: (state / "training_state.npz").unlink(), "training_state.npz is missing"),
-    (lambda state: (state / "run.json").write_text("{not json"), "run.json is damaged"),
-    (lambda state: (state / "config.yaml").write_text("trainer: [unclosed"), "config.yaml is damaged"),
-    (lambda state: (state / "config.yaml").unlink(), "config.yaml is missing"),
-], ids=["truncated-archive", "missing-archive", "bad-run-json", "bad-config-yaml", "missing-config"])
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (
+            lambda state: (state / "training_state.npz").write_bytes((state / "training_state.npz").read_bytes()[:200]),
+            "training_state.npz is damaged",
+        ),
+        (lambda state: (state / "training_state.npz").unlink(), "training_state.npz is missing"),
+        (lambda state: (state / "run.json").write_text("{not json"), "run.json is damaged"),
+        (lambda state: (state / "config.yaml").write_text("trainer: [unclosed"), "config.yaml is damaged"),
+        (lambda state: (state / "config.yaml").unlink(), "config.yaml is missing"),
+    ],
+    ids=["truncated-archive", "missing-archive", "bad-run-json", "bad-config-yaml", "missing-config"],
+)
 def test_a_damaged_or_missing_state_is_one_error_naming_the_file(damage, named, make_cfg, runs, tmp_path):
     run_id = killed_at(make_cfg, tmp_path, 2, "trainer.epochs=4")
     damage(tmp_path / "killed" / "state")
@@ -189,7 +215,9 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_p
     with FileLock(tmp_path / "killed" / "state" / "lock"):  # what the first resume holds while it trains
         with pytest.raises(RunHeld, match=r"another process is training in .*killed right now") as refused:
             train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
-    assert refused.value.held == f"run {run_id} in {tmp_path / 'killed'} (its lock)"  # a sweep's job: skipped, not failed
+    assert (
+        refused.value.held == f"run {run_id} in {tmp_path / 'killed'} (its lock)"
+    )  # a sweep's job: skipped, not failed
     assert runs.client.get_run(run_id).info.status == "KILLED"
     train(make_cfg(f"resume={run_id}", "trainer.epochs=2"))
     assert runs.client.get_run(run_id).info.status == "FINISHED"
@@ -199,9 +227,17 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(make_cfg, runs, tmp_p
 def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_path):
     # Job 0 (2 epochs) finishes; job 1 (3 epochs) is killed after epoch 2, which kills the
     # sweep. The same command into the same sweep dir skips job 0 and resumes job 1.
-    command = ["-m", "trainer.epochs=2,3", "hydra.sweep.dir=sweep", "tracking.log_model=false", "trainer.verbose=0",
-               "+callbacks.stop._target_=tests.support.SignalAtEpoch", "+callbacks.stop.epoch=2",
-               f"+callbacks.stop.once={tmp_path / 'signalled'}", "hydra.callbacks.mlflow_sweep.report=false"]
+    command = [
+        "-m",
+        "trainer.epochs=2,3",
+        "hydra.sweep.dir=sweep",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        "+callbacks.stop._target_=tests.support.SignalAtEpoch",
+        "+callbacks.stop.epoch=2",
+        f"+callbacks.stop.once={tmp_path / 'signalled'}",
+        "hydra.callbacks.mlflow_sweep.report=false",
+    ]
     first = run_train(tmp_path, *command)
     assert first.returncode != 0
     client = store_client(tmp_path)
@@ -222,13 +258,14 @@ def test_a_relaunched_sweep_skips_finished_jobs_and_resumes_the_killed_one(tmp_p
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "val_loss")] == [0, 1, 2]
 
 
-def test_a_full_disk_that_let_no_state_be_saved_stops_the_run_early_and_offers_no_resume(make_cfg, runs, tmp_path,
-                                                                                      monkeypatch):
+def test_a_full_disk_that_let_no_state_be_saved_stops_the_run_early_and_offers_no_resume(
+    make_cfg, runs, tmp_path, monkeypatch
+):
     # The output dir's disk has room for run.json but not for the training state (its
     # archive is the one big write); the store is on another disk.
     import errno
 
-    from kerastrack import callbacks
+    from kerastrack.callbacks import recording as callbacks
 
     def full(path, content):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -240,8 +277,10 @@ def test_a_full_disk_that_let_no_state_be_saved_stops_the_run_early_and_offers_n
     (run,) = runs()
     done = int(message.split("training stopped with ")[1].split(" of 20 epochs finished; ")[0])
     assert 1 <= done < 20 and steps(runs.client, run.info.run_id, "loss") == list(range(done))  # not after the fact
-    assert message.endswith(f"run {run.info.run_id} is FAILED. No training state could be saved in {out / 'state'}, "
-                            f"so resume= cannot continue the run: free some space, then start it again as a new run.")
+    assert message.endswith(
+        f"run {run.info.run_id} is FAILED. No training state could be saved in {out / 'state'}, "
+        f"so resume= cannot continue the run: free some space, then start it again as a new run."
+    )
     monkeypatch.undo()
     with pytest.raises(ConfigError, match="training state .* is missing"):  # as said: resume= refuses it
         train(make_cfg(f"resume={out}", "trainer.epochs=20"))
@@ -273,14 +312,23 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
     import re
 
     disk, env = small_disk
-    full = run_train(disk, "trainer.epochs=4", "hydra.run.dir=out", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
-                     f"+callbacks.fill.path={disk / 'filler'}", env=env)
+    full = run_train(
+        disk,
+        "trainer.epochs=4",
+        "hydra.run.dir=out",
+        "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
+        f"+callbacks.fill.path={disk / 'filler'}",
+        env=env,
+    )
     assert full.returncode == 1
     assert "Traceback" not in full.stderr and "disk is full" not in full.stdout
     errors = [line for line in full.stderr.splitlines() if "disk is full" in line]
     assert len(errors) == 1 and errors[0].startswith("Error: the disk is full (No space left on device): ")
-    kept = re.search(r"The training state after (\d+) epochs? is kept in (\S+)\. Free some space, then continue it: "
-                     r"python train.py resume=(\S+)$", errors[0])
+    kept = re.search(
+        r"The training state after (\d+) epochs? is kept in (\S+)\. Free some space, then continue it: "
+        r"python train.py resume=(\S+)$",
+        errors[0],
+    )
     assert kept and kept.group(2) == str(disk / "out" / "state") and kept.group(3) == str(disk / "out"), errors
 
     # What the failed run freed: full again.
@@ -289,8 +337,11 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
             filler.write(b"\0" * 4096)
     elsewhere = run_train(disk, "hydra.run.dir=other", env=env)  # refused before Hydra writes into it
     assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr
-    assert elsewhere.stderr.strip().splitlines()[-1].startswith(
-        "Error: hydra.run.dir cannot be written (No space left on device)")
+    assert (
+        elsewhere.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: hydra.run.dir cannot be written (No space left on device)")
+    )
 
     (disk / "filler").unlink()
     resumed = run_train(disk, f"resume={kept.group(3)}", env=env)
@@ -306,7 +357,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_completes_it_once_ther
 
 
 def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_the_model_once(
-        make_cfg, runs, tmp_path, monkeypatch):
+    make_cfg, runs, tmp_path, monkeypatch
+):
     import os
     import signal
 
@@ -328,8 +380,11 @@ def test_a_run_killed_while_its_model_is_logged_has_its_summary_and_resume_adds_
     assert run.info.status == "KILLED" and all(len(steps(runs.client, run.info.run_id, k)) == 1 for k in summary)
 
     def models():
-        return mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
-                                           filter_string=f"source_run_id = '{run.info.run_id}'")
+        return mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            output_format="list",
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+        )
 
     assert models() == []
 
@@ -346,9 +401,16 @@ def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_complet
     # The basic launcher: job 0 fills the disk after epoch 1; Hydra would write job 1's config
     # into the full sweep dir next (it used to end in a traceback, and so did closing the parent).
     disk, env = small_disk
-    command = ["-m", "optimizer=sgd,adam", "trainer.epochs=3", "tracking.log_model=false", "hydra.sweep.dir=sweep",
-               "hydra.callbacks.mlflow_sweep.report=false", "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
-               f"+callbacks.fill.path={disk / 'filler'}"]
+    command = [
+        "-m",
+        "optimizer=sgd,adam",
+        "trainer.epochs=3",
+        "tracking.log_model=false",
+        "hydra.sweep.dir=sweep",
+        "hydra.callbacks.mlflow_sweep.report=false",
+        "+callbacks.fill._target_=tests.support.FillDiskAtEpoch",
+        f"+callbacks.fill.path={disk / 'filler'}",
+    ]
     full = run_train(disk, *command, env=env)
     assert full.returncode == 1 and "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
     errors = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
@@ -366,11 +428,18 @@ def test_a_sweep_on_a_disk_that_fills_stops_in_one_line_and_its_relaunch_complet
         assert len(steps(client, runs[name].info.run_id, "best_val_loss")) == 1, name
 
 
-def test_an_output_dir_deleted_under_a_run_is_whole_again_when_it_stops_and_resume_completes_it(make_cfg, runs,
-                                                                                                  tmp_path):
+def test_an_output_dir_deleted_under_a_run_is_whole_again_when_it_stops_and_resume_completes_it(
+    make_cfg, runs, tmp_path
+):
     out = tmp_path / "killed"
-    run_id = killed_at(make_cfg, tmp_path, 2, "trainer.epochs=3", "+callbacks.rm._target_=tests.support.DeleteAtEpoch",
-                       f"+callbacks.rm.path={out}")
+    run_id = killed_at(
+        make_cfg,
+        tmp_path,
+        2,
+        "trainer.epochs=3",
+        "+callbacks.rm._target_=tests.support.DeleteAtEpoch",
+        f"+callbacks.rm.path={out}",
+    )
     assert {p.name for p in (out / "state").iterdir()} >= {"run.json", "config.yaml", "training_state.npz"}
     train(make_cfg(f"resume={out}", "trainer.epochs=3"))  # as the interrupted line said
     assert runs.client.get_run(run_id).info.status == "FINISHED"

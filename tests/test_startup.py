@@ -8,14 +8,16 @@ import sqlite3
 
 import pytest
 
-from kerastrack import startup
 from kerastrack.tracking import open_store
+from kerastrack.utils import startup
 
 # What TensorFlow 2.21 prints from its libraries' static initializers on a CPU machine,
 # before it reads TF_CPP_MIN_LOG_LEVEL (written to fd 2 by C++, not through sys.stderr).
 ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-ONEDNN = (b"I0000 00:00:1795998344.111442   16911 port.cc:153] oneDNN custom operations are on. You may see "
-          b"slightly different numerical results due to floating-point round-off errors.\n")
+ONEDNN = (
+    b"I0000 00:00:1795998344.111442   16911 port.cc:153] oneDNN custom operations are on. You may see "
+    b"slightly different numerical results due to floating-point round-off errors.\n"
+)
 A_WARNING = b"W0000 00:00:1795998344.158124   16911 some_op.cc:12] a warning\n"
 AN_ERROR = b"E0000 00:00:1795998349.280575   16911 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n"
 PYTHON_LINE = b"train.py:3: UserWarning: not TensorFlow's\n"
@@ -81,8 +83,10 @@ def test_only_retracing_warnings_about_keras_own_functions_are_dropped():
     def passes(message):
         return startup._KerasRetracing().filter(logging.makeLogRecord({"msg": message, "levelno": logging.WARNING}))
 
-    keras_own = ("5 out of the last 5 calls to <function TensorFlowTrainer.make_predict_function.<locals>."
-                 "multi_step_on_data at 0x7f> triggered tf.function retracing. Tracing is expensive")
+    keras_own = (
+        "5 out of the last 5 calls to <function TensorFlowTrainer.make_predict_function.<locals>."
+        "multi_step_on_data at 0x7f> triggered tf.function retracing. Tracing is expensive"
+    )
     assert not passes(keras_own)
     assert passes("5 out of the last 5 calls to <function my_step at 0x7f> triggered tf.function retracing.")
     assert passes("TensorFlowTrainer.make_train_function: some other warning")

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from kerastrack.stats import difference_to_best, verdict
+from kerastrack.report.stats import difference_to_best, verdict
 
 
 def test_groups_with_the_same_seeds_are_compared_pair_by_pair():

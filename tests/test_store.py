@@ -72,8 +72,11 @@ def test_a_deleted_experiment_is_refused_before_any_run(make_cfg, runs, store):
     client = mlflow.MlflowClient(store)
     experiment_id = client.create_experiment("trashed")
     client.delete_experiment(experiment_id)
-    with pytest.raises(ConfigError, match=rf"tracking.experiment_name: the experiment 'trashed' was deleted in MLflow "
-                                          rf".*--experiment-id {experiment_id}.*Received: tracking.experiment_name=trashed"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"tracking.experiment_name: the experiment 'trashed' was deleted in MLflow "
+        rf".*--experiment-id {experiment_id}.*Received: tracking.experiment_name=trashed",
+    ):
         train(make_cfg("tracking.experiment_name=trashed"))
     assert client.search_runs([experiment_id], run_view_type=3) == []
 
@@ -98,7 +101,10 @@ def immutable():
     made = []
 
     def make(path):
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        if (
+            shutil.which("chattr") is None
+            or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+        ):
             pytest.skip("needs chattr +i on this file system (as root, a read-only mode does not stop writes)")
         made.append(path)
 
@@ -111,8 +117,11 @@ def test_a_truncated_store_is_one_error_naming_the_file_and_how_to_recover_it(st
     database = _copy_of_a_store(store, tmp_path)
     with open(database, "r+b") as file:
         file.truncate(database.stat().st_size // 2)
-    with pytest.raises(ConfigError, match=rf"the MLflow store {database} is damaged \(database disk image is malformed\)"
-                                          rf".*Restore it from a copy.*sqlite3 {database} \.recover.*tracking\.tracking_uri="):
+    with pytest.raises(
+        ConfigError,
+        match=rf"the MLflow store {database} is damaged \(database disk image is malformed\)"
+        rf".*Restore it from a copy.*sqlite3 {database} \.recover.*tracking\.tracking_uri=",
+    ):
         open_store(f"sqlite:///{database}")
 
 
@@ -126,8 +135,11 @@ def test_a_file_that_is_no_database_is_refused_as_damaged(tmp_path):
 def test_an_immutable_store_is_refused_when_it_opens_not_at_the_runs_first_write(store, tmp_path, immutable):
     database = _copy_of_a_store(store, tmp_path)
     immutable(database)
-    with pytest.raises(ConfigError, match=rf"the MLflow store {database} cannot be written \(attempt to write a readonly "
-                                          rf"database\).*chattr -i.*Received: tracking.tracking_uri=sqlite:///{database}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"the MLflow store {database} cannot be written \(attempt to write a readonly "
+        rf"database\).*chattr -i.*Received: tracking.tracking_uri=sqlite:///{database}",
+    ):
         open_store(f"sqlite:///{database}")
 
 
@@ -136,9 +148,13 @@ def test_a_store_in_a_folder_that_cannot_be_written_is_refused_for_old_and_new_s
     folder.mkdir()
     database = _copy_of_a_store(store, folder)
     immutable(folder)  # SQLite cannot write its journal beside the file
-    with pytest.raises(ConfigError, match=rf"the MLflow store {database} cannot be written \(unable to open database file\)"):
+    with pytest.raises(
+        ConfigError, match=rf"the MLflow store {database} cannot be written \(unable to open database file\)"
+    ):
         open_store(f"sqlite:///{database}")
-    with pytest.raises(ConfigError, match=rf"the MLflow store {folder / 'new.db'} cannot be written \(.*Operation not permitted"):
+    with pytest.raises(
+        ConfigError, match=rf"the MLflow store {folder / 'new.db'} cannot be written \(.*Operation not permitted"
+    ):
         open_store(f"sqlite:///{folder / 'new.db'}")
 
 
@@ -172,15 +188,21 @@ def test_a_store_locked_by_another_process_is_waited_for_saying_so(store, tmp_pa
         client = open_store(f"sqlite:///{database}", wait=20)
     assert time.monotonic() - started >= 5.5
     assert client.search_experiments()
-    assert f"The MLflow store {database} is locked by another process (database is locked): waiting up to 20 s" in caplog.text
+    assert (
+        f"The MLflow store {database} is locked by another process (database is locked): waiting up to 20 s"
+        in caplog.text
+    )
     assert f"The MLflow store {database} is free again" in caplog.text
 
 
 def test_a_store_that_stays_locked_is_one_error_after_the_wait(store, tmp_path, locked):
     database = _copy_of_a_store(store, tmp_path)
     locked(database, 2.5)
-    with pytest.raises(ConfigError, match=rf"the MLflow store {database} stayed locked by another process \(database is "
-                                          r"locked\).*tracking.store_wait=<seconds>"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"the MLflow store {database} stayed locked by another process \(database is "
+        r"locked\).*tracking.store_wait=<seconds>",
+    ):
         open_store(f"sqlite:///{database}", wait=1.2)
 
 
@@ -198,7 +220,8 @@ def test_train_on_a_damaged_store_is_one_error_line_before_any_data_loads(store,
         f"it from a copy, or recover what it holds into a new file: sqlite3 {database} .recover | sqlite3 "
         f"{tmp_path / 'recovered.db'} (then tracking.tracking_uri=sqlite:///{tmp_path / 'recovered.db'}), or record "
         f"into another store: tracking.tracking_uri=sqlite:///<another path>/mlflow.db. "
-        f"Received: tracking.tracking_uri=sqlite:///{database}"]
+        f"Received: tracking.tracking_uri=sqlite:///{database}"
+    ]
     assert "data=" not in result.stdout + result.stderr  # refused before the data loads
 
 
@@ -207,7 +230,9 @@ def test_a_database_url_may_name_its_driver_as_mlflow_accepts():
 
     for uri in ("postgresql+psycopg2://u:pw@db/mlflow", "postgresql+psycopg://u@db/mlflow", "mysql+pymysql://u@db/m"):
         check_scheme(uri)
-    with pytest.raises(ConfigError, match=r"unknown scheme 'postgres'.*Received: tracking.tracking_uri=postgres://u:\*\*\*@db/m"):
+    with pytest.raises(
+        ConfigError, match=r"unknown scheme 'postgres'.*Received: tracking.tracking_uri=postgres://u:\*\*\*@db/m"
+    ):
         check_scheme("postgres://u:pw@db/m")  # SQLAlchemy 2 has no such name
 
 
@@ -229,7 +254,9 @@ def test_a_store_locked_past_mlflows_wait_during_a_run_loses_no_epoch_and_says_s
         if metrics and not locked:
             locked.append(run_id)
             cause = sqlite3.OperationalError("database is locked")
-            raise MlflowException(message=f"(sqlite3.OperationalError) {cause}", error_code=TEMPORARILY_UNAVAILABLE) from cause
+            raise MlflowException(
+                message=f"(sqlite3.OperationalError) {cause}", error_code=TEMPORARILY_UNAVAILABLE
+            ) from cause
         return real(self, run_id, metrics, *args, **kwargs)
 
     monkeypatch.setattr(SqlAlchemyStore, "log_batch", log_batch)
@@ -239,5 +266,8 @@ def test_a_store_locked_past_mlflows_wait_during_a_run_loses_no_epoch_and_says_s
     assert locked and run.info.status == "FINISHED"
     for key in ("loss", "val_loss", "learning_rate"):
         assert steps(runs.client, run.info.run_id, key) == [0, 1, 2], key  # each epoch once
-    assert "MLflow store sqlite:///" in caplog.text and "locked by another process (database is locked): training goes on" in caplog.text
+    assert (
+        "MLflow store sqlite:///" in caplog.text
+        and "locked by another process (database is locked): training goes on" in caplog.text
+    )
     assert "Traceback" not in caplog.text

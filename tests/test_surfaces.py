@@ -9,10 +9,10 @@ import tensorflow as tf
 from hydra.utils import instantiate
 
 from kerastrack.errors import ConfigError
+from kerastrack.figures.trajectories import best_paths, sweep_overlay
+from kerastrack.losses.surfaces import Polynomial
 from kerastrack.pipeline import train
-from kerastrack.surfaces import Polynomial
 from kerastrack.tracking.query import RunRecord
-from kerastrack.trajectories import best_paths, sweep_overlay
 from tests.helpers import artifacts, history, run_train, store_client
 
 
@@ -41,7 +41,9 @@ def test_rastrigin_is_0_at_the_origin_and_has_a_local_minimum_near_every_integer
     assert value == pytest.approx(0.0, abs=1e-5) and np.allclose(gradient, 0.0, atol=1e-4)
     # 20 + x^2 + y^2 - 10 (cos 2 pi x + cos 2 pi y) at (1, 1): 2; lower than its neighbours
     assert value_and_gradient(f, 1.0, 1.0)[0] == pytest.approx(2.0, abs=1e-4)
-    assert value_and_gradient(f, 1.0, 1.0)[0] < min(value_and_gradient(f, 1.1, 1.0)[0], value_and_gradient(f, 1.0, 0.9)[0])
+    assert value_and_gradient(f, 1.0, 1.0)[0] < min(
+        value_and_gradient(f, 1.1, 1.0)[0], value_and_gradient(f, 1.0, 0.9)[0]
+    )
 
 
 def test_the_saddle_has_a_zero_gradient_at_the_origin_rising_along_x_and_falling_along_y(make_cfg):
@@ -50,7 +52,9 @@ def test_the_saddle_has_a_zero_gradient_at_the_origin_rising_along_x_and_falling
     assert value == 0.0 and np.allclose(gradient, 0.0)
     assert value_and_gradient(f, 0.1, 0.0)[0] > 0 > value_and_gradient(f, 0.0, 0.1)[0]
     # bounded below: its minima are -1/2 at (0, +-1)
-    assert value_and_gradient(f, 0.0, 1.0)[0] == pytest.approx(-0.5) and np.allclose(value_and_gradient(f, 0.0, -1.0)[1], 0)
+    assert value_and_gradient(f, 0.0, 1.0)[0] == pytest.approx(-0.5) and np.allclose(
+        value_and_gradient(f, 0.0, -1.0)[1], 0
+    )
 
 
 def test_two_minima_has_a_shallow_one_beside_a_deeper_one(make_cfg):
@@ -64,8 +68,11 @@ def test_two_minima_has_a_shallow_one_beside_a_deeper_one(make_cfg):
 
 def test_a_polynomial_surface_refuses_terms_that_are_not_coefficient_and_two_powers():
     assert Polynomial([[1, 0, 0]]).value(np.float32(2.0), np.float32(3.0)) == 1.0  # a constant: no NaN gradient
-    with pytest.raises(ConfigError, match=r"loss.fn.terms must be a non-empty list of \[coefficient, power of x, "
-                                          r"power of y\].*Received: loss.fn.terms=\[\[1, 2\]\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"loss.fn.terms must be a non-empty list of \[coefficient, power of x, "
+        r"power of y\].*Received: loss.fn.terms=\[\[1, 2\]\]",
+    ):
         Polynomial([[1, 2]])
     with pytest.raises(ConfigError, match=r"Received: loss.fn.terms=\[\[1, -1, 0\]\]"):
         Polynomial([[1, -1, 0]])
@@ -73,8 +80,16 @@ def test_a_polynomial_surface_refuses_terms_that_are_not_coefficient_and_two_pow
 
 def walk(make_cfg, runs, surface_name, optimizer, rate, epochs, *overrides):
     """Trains one walk of the preset on a surface; returns (xs, ys, final value) of the newest run."""
-    train(make_cfg("experiment=surfaces", f"loss={surface_name}", f"optimizer={optimizer}",
-                   f"optimizer.learning_rate={rate}", f"trainer.epochs={epochs}", *overrides))
+    train(
+        make_cfg(
+            "experiment=surfaces",
+            f"loss={surface_name}",
+            f"optimizer={optimizer}",
+            f"optimizer.learning_rate={rate}",
+            f"trainer.epochs={epochs}",
+            *overrides,
+        )
+    )
     run = runs()[0]
     xs, ys = ([v for _, v in history(runs.client, run, key)] for key in ("x", "y"))
     return xs, ys, history(runs.client, run, "val_loss")[-1][1]
@@ -113,8 +128,15 @@ def test_adagrads_steps_shrink_on_rosenbrock_where_rmsprops_do_not(make_cfg, run
 
 
 def test_a_surface_run_logs_x_y_and_the_loss_every_epoch_and_its_trajectory_figure(make_cfg, runs):
-    train(make_cfg("experiment=surfaces", "loss=rosenbrock", "optimizer=adam", "optimizer.learning_rate=0.1",
-                   "trainer.epochs=3"))
+    train(
+        make_cfg(
+            "experiment=surfaces",
+            "loss=rosenbrock",
+            "optimizer=adam",
+            "optimizer.learning_rate=0.1",
+            "trainer.epochs=3",
+        )
+    )
     (run,) = runs()
     assert run.info.status == "FINISHED" and run.data.params["model.start"] == "[-2.0, 2.0]"
     assert run.data.params["trainer.batch_size"] == "1" and run.data.params["data.steps_per_epoch"] == "20"
@@ -131,29 +153,53 @@ def test_gd_takes_as_many_steps_as_every_other_optimizer_in_the_preset(make_cfg)
 
 def record(run_id, surface_name, optimizer, rate, final, status="FINISHED"):
     steps = [(0, 5.0), (1, final)]
-    return RunRecord(run_id, run_id, status, params={"optimizer.learning_rate": str(rate), "model.start": "[-2.0, 2.0]",
-                                                     "loss.fn._target_": "kerastrack.surfaces.Rosenbrock"},
-                     tags={"loss": surface_name, "optimizer": optimizer, **({"diverged": "true"} if math.isnan(final) else {})},
-                     history={"x": [(0, -1.0), (1, 0.5)], "y": [(0, 1.0), (1, 0.2)], "val_loss": steps})
+    return RunRecord(
+        run_id,
+        run_id,
+        status,
+        params={
+            "optimizer.learning_rate": str(rate),
+            "model.start": "[-2.0, 2.0]",
+            "loss.fn._target_": "kerastrack.losses.surfaces.Rosenbrock",
+        },
+        tags={"loss": surface_name, "optimizer": optimizer, **({"diverged": "true"} if math.isnan(final) else {})},
+        history={"x": [(0, -1.0), (1, 0.5)], "y": [(0, 1.0), (1, 0.2)], "val_loss": steps},
+    )
 
 
 def test_the_overlay_picks_each_optimizers_lowest_final_value_and_never_a_diverged_run():
-    records = [record("a", "rosenbrock", "gd", 0.001, 1.5), record("b", "rosenbrock", "gd", 0.01, math.nan, "FAILED"),
-               record("c", "rosenbrock", "gd", 0.0001, 5.0), record("d", "rosenbrock", "adam", 0.1, 0.4),
-               record("e", "rosenbrock", "adam", 1.0, 0.4), record("f", "saddle", "gd", 1.0, math.nan, "FAILED")]
+    records = [
+        record("a", "rosenbrock", "gd", 0.001, 1.5),
+        record("b", "rosenbrock", "gd", 0.01, math.nan, "FAILED"),
+        record("c", "rosenbrock", "gd", 0.0001, 5.0),
+        record("d", "rosenbrock", "adam", 0.1, 0.4),
+        record("e", "rosenbrock", "adam", 1.0, 0.4),
+        record("f", "saddle", "gd", 1.0, math.nan, "FAILED"),
+    ]
     best = best_paths(records)
     assert {o: r.run_id for o, r in best["rosenbrock"].items()} == {"gd": "a", "adam": "d"}  # a tie: the smaller rate
     assert best["saddle"] == {}  # every run diverged: nothing to show
     fig = sweep_overlay(records)
-    assert "rate tuned on the grid 0.0001, 0.001, 0.01, 0.1, 1 (the same for every optimizer)" in fig.get_suptitle().replace("\n", " ")
+    assert (
+        "rate tuned on the grid 0.0001, 0.001, 0.01, 0.1, 1 (the same for every optimizer)"
+        in fig.get_suptitle().replace("\n", " ")
+    )
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["gd (0.001): 1.5", "adam (0.1): 0.4"]
 
 
 @pytest.mark.slow
 def test_a_surfaces_sweep_overlays_every_optimizers_path_on_its_parent(tmp_path):
-    result = run_train(tmp_path, "-m", "experiment=surfaces", "loss=saddle,two_minima", "optimizer=gd,adam",
-                       "optimizer.learning_rate=0.01,0.1", "trainer.epochs=2", "tracking.log_model=false",
-                       "trainer.verbose=0")
+    result = run_train(
+        tmp_path,
+        "-m",
+        "experiment=surfaces",
+        "loss=saddle,two_minima",
+        "optimizer=gd,adam",
+        "optimizer.learning_rate=0.01,0.1",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = store_client(tmp_path)
     exp = client.get_experiment_by_name("kerastrack")

@@ -31,7 +31,11 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
     assert not parent.data.metrics
     assert len({r.data.tags["mlflow.runColor"] for r in children}) == 4  # told apart in the UI's charts
     assert sorted(r.info.run_name for r in children) == [
-        "optimizer=adam,seed=0", "optimizer=adam,seed=1", "optimizer=sgd,seed=0", "optimizer=sgd,seed=1"]
+        "optimizer=adam,seed=0",
+        "optimizer=adam,seed=1",
+        "optimizer=sgd,seed=0",
+        "optimizer=sgd,seed=1",
+    ]
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -57,25 +61,42 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job(tmp_path):
 
 def test_failed_jobs_do_not_stop_a_parallel_sweep(tmp_path):
     # Four parallel writers on a fresh SQLite store; one job diverges, one has a bad value.
-    result = run_train(tmp_path, "-m", "launcher=parallel", "hydra.launcher.n_jobs=4", "optimizer=sgd",
-                       "optimizer.learning_rate=0.01,0.05,1e30,-1", "hydra.callbacks.mlflow_sweep.report=false", *QUICK)
+    result = run_train(
+        tmp_path,
+        "-m",
+        "launcher=parallel",
+        "hydra.launcher.n_jobs=4",
+        "optimizer=sgd",
+        "optimizer.learning_rate=0.01,0.05,1e30,-1",
+        "hydra.callbacks.mlflow_sweep.report=false",
+        *QUICK,
+    )
     assert result.returncode == 1
     assert "Error: 2 of 4 jobs failed (1 of them diverged)" in result.stderr
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweep.n_jobs"] == "4" and parent.data.tags["sweep.n_failed"] == "2"
     status = {r.info.run_name: r.info.status for r in children}
-    assert status == {"optimizer.learning_rate=0.01": "FINISHED", "optimizer.learning_rate=0.05": "FINISHED",
-                      "optimizer.learning_rate=1e+30": "FAILED"}  # the bad value never opened a run
+    assert status == {
+        "optimizer.learning_rate=0.01": "FINISHED",
+        "optimizer.learning_rate=0.05": "FINISHED",
+        "optimizer.learning_rate=1e+30": "FAILED",
+    }  # the bad value never opened a run
     (diverged,) = [r for r in children if r.info.status == "FAILED"]
     assert diverged.data.tags["diverged"] == "true"
     assert "optimizer.learning_rate must be a number > 0" in result.stdout + result.stderr
 
 
 def test_in_a_grid_that_allows_it_a_diverged_job_is_a_result_and_the_sweep_exits_0(tmp_path):
-    result = run_train(tmp_path, "-m", "optimizer=sgd", "optimizer.learning_rate=0.01,1e30",
-                       "hydra.callbacks.mlflow_sweep.diverged_ok=true", "hydra.callbacks.mlflow_sweep.report=false",
-                       *QUICK)
+    result = run_train(
+        tmp_path,
+        "-m",
+        "optimizer=sgd",
+        "optimizer.learning_rate=0.01,1e30",
+        "hydra.callbacks.mlflow_sweep.diverged_ok=true",
+        "hydra.callbacks.mlflow_sweep.report=false",
+        *QUICK,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 of 2 jobs diverged (FAILED in MLflow with diverged=true)" in result.stdout
     assert "job diverged (a result of this sweep, diverged_ok)" in result.stdout + result.stderr
@@ -92,8 +113,15 @@ def test_four_parallel_writers_on_an_existing_store(tmp_path):
     earlier = client.create_run(client.create_experiment("kerastrack"), run_name="earlier")
     client.log_metric(earlier.info.run_id, "loss", 1.0)
     client.set_terminated(earlier.info.run_id)
-    result = run_train(tmp_path, "-m", "launcher=parallel", "hydra.launcher.n_jobs=4", "seed=0,1,2,3",
-                       "hydra.callbacks.mlflow_sweep.report=false", *QUICK)
+    result = run_train(
+        tmp_path,
+        "-m",
+        "launcher=parallel",
+        "hydra.launcher.n_jobs=4",
+        "seed=0,1,2,3",
+        "hydra.callbacks.mlflow_sweep.report=false",
+        *QUICK,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = {r.info.run_name: r for r in client.search_runs([earlier.info.experiment_id])}
     assert found["earlier"].info.status == "FINISHED" and found["earlier"].data.metrics["loss"] == 1.0

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from kerastrack.sweep_dir import claim
+from kerastrack.sweeps.sweep_dir import claim
 from tests.helpers import multirun, store_client, store_uri
 
 
@@ -28,8 +28,11 @@ def failed_before_its_run_opened(cfg):
 
 def snapshot(directory):
     """Every file under ``directory``: its bytes and modification time."""
-    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 def parents(tmp_path):
@@ -39,8 +42,11 @@ def parents(tmp_path):
 
 def test_a_sweep_dir_refuses_a_different_sweep_and_nothing_in_it_changes(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "D"
-    common = [f"tracking.tracking_uri={store_uri(tmp_path)}", f"hydra.sweep.dir={sweep}",
-              "hydra.callbacks.mlflow_sweep.report=false"]
+    common = [
+        f"tracking.tracking_uri={store_uri(tmp_path)}",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.callbacks.mlflow_sweep.report=false",
+    ]
     with pytest.raises(SystemExit):  # no job opened a run: the sweep ends in an Error line
         multirun(monkeypatch, tmp_path, job, "optimizer=sgd,adam", *common)
     before, (parent,) = snapshot(sweep), parents(tmp_path)
@@ -68,7 +74,11 @@ def test_a_sweep_dir_refuses_a_different_sweep_and_nothing_in_it_changes(tmp_pat
 def test_a_sweep_dir_emptied_and_reused_gives_the_new_sweep_a_parent_of_its_own(tmp_path, monkeypatch):
     import shutil
 
-    common = [f"tracking.tracking_uri={store_uri(tmp_path)}", "hydra.sweep.dir=D", "hydra.callbacks.mlflow_sweep.report=false"]
+    common = [
+        f"tracking.tracking_uri={store_uri(tmp_path)}",
+        "hydra.sweep.dir=D",
+        "hydra.callbacks.mlflow_sweep.report=false",
+    ]
     for optimizers in ("sgd,adam", "rmsprop,nadam"):
         with pytest.raises(SystemExit):
             multirun(monkeypatch, tmp_path, job, f"optimizer={optimizers}", *common)
@@ -108,23 +118,38 @@ def test_of_two_different_sweeps_launched_into_one_dir_at_once_one_is_refused(tm
 
 def test_a_grid_sweep_refuses_an_interval_in_one_line_and_records_nothing(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as refused:
-        multirun(monkeypatch, tmp_path, job, "optimizer.learning_rate=interval(0.001,0.1)",
-                 f"tracking.tracking_uri={store_uri(tmp_path)}", "hydra.sweep.dir=D")
+        multirun(
+            monkeypatch,
+            tmp_path,
+            job,
+            "optimizer.learning_rate=interval(0.001,0.1)",
+            f"tracking.tracking_uri={store_uri(tmp_path)}",
+            "hydra.sweep.dir=D",
+        )
     assert str(refused.value) == (
         "Error: optimizer.learning_rate=interval(...) is a range to search, which a grid sweep cannot run (it sweeps "
         "lists: optimizer.learning_rate=0.001,0.01,0.1, or range(start,stop,step)); search it with Optuna: python "
         "train.py -m hparams_search=optuna 'optimizer.learning_rate=interval(0.001,0.1)'. "
-        "Received: optimizer.learning_rate=interval(0.001,0.1)")
+        "Received: optimizer.learning_rate=interval(0.001,0.1)"
+    )
     assert not (tmp_path / "mlflow.db").exists()  # no store, no parent run
     assert not list((tmp_path / "D").rglob("*"))  # nothing claimed or written
 
 
 def test_a_sweep_whose_jobs_all_fail_before_their_runs_open_says_so_and_offers_no_view(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as failed:
-        multirun(monkeypatch, tmp_path, failed_before_its_run_opened, "optimizer=sgd,adam",
-                 f"tracking.tracking_uri={store_uri(tmp_path)}", "hydra.sweep.dir=D")
-    assert str(failed.value) == (f"Error: 2 of 2 jobs failed (0 of them diverged); they failed before any run opened, "
-                                 f"with nothing recorded; their logs are in {tmp_path / 'D'}")
+        multirun(
+            monkeypatch,
+            tmp_path,
+            failed_before_its_run_opened,
+            "optimizer=sgd,adam",
+            f"tracking.tracking_uri={store_uri(tmp_path)}",
+            "hydra.sweep.dir=D",
+        )
+    assert str(failed.value) == (
+        f"Error: 2 of 2 jobs failed (0 of them diverged); they failed before any run opened, "
+        f"with nothing recorded; their logs are in {tmp_path / 'D'}"
+    )
     out = capsys.readouterr().out
     assert "Sweep of 2 job(s) done" in out and "MLflow UI" not in out
     (parent,) = parents(tmp_path)

@@ -12,9 +12,9 @@ import time
 import psutil
 import pytest
 
-from kerastrack import sweep
-from kerastrack.signals import ignore
-from kerastrack.watchdog import LauncherWatch
+from kerastrack.sweeps import callback as sweep
+from kerastrack.sweeps.watchdog import LauncherWatch
+from kerastrack.utils.signals import ignore
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_job_does_not_start_once_the_sweep_is_stopping(worker):
         pytest.fail("the job started")
 
 
-# -- the worker's watch over its launcher (kerastrack.watchdog) --
+# -- the worker's watch over its launcher (kerastrack.sweeps.watchdog) --
 
 
 class Exits:
@@ -84,8 +84,9 @@ def launcher(worker, monkeypatch):
     monkeypatch.setattr(sweep, "watch", quick_watch)
     process = psutil.Popen(["sleep", "60"])
     worker.mkdir(parents=True, exist_ok=True)
-    (worker / sweep.LAUNCHER).write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": process.pid, "started": process.create_time()}))
+    (worker / sweep.LAUNCHER).write_text(
+        json.dumps({"host": socket.gethostname(), "pid": process.pid, "started": process.create_time()})
+    )
     yield process, exits
     for watch in watches:
         watch.stop()

@@ -9,8 +9,8 @@ import mlflow
 import mlflow.server
 import pytest
 
-from tests.servers import mlflow_server, postgres  # noqa: F401  (postgres: a fixture)
 from tests.helpers import run_train
+from tests.servers import mlflow_server, postgres  # noqa: F401  (postgres: a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.extra("postgresql")]
 OPTIMIZERS = ["sgd", "adam", "rmsprop", "momentum"]
@@ -25,9 +25,16 @@ def team_server(postgres, tmp_path_factory):  # noqa: F811
 
 
 def test_a_parallel_sweep_records_every_epoch_of_every_child(team_server, tmp_path):
-    result = run_train(tmp_path, "-m", "launcher=parallel", f"optimizer={','.join(OPTIMIZERS)}",
-                       f"trainer.epochs={EPOCHS}", "tracking.log_model=false", "trainer.verbose=0",
-                       env={"MLFLOW_TRACKING_URI": team_server.url})
+    result = run_train(
+        tmp_path,
+        "-m",
+        "launcher=parallel",
+        f"optimizer={','.join(OPTIMIZERS)}",
+        f"trainer.epochs={EPOCHS}",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        env={"MLFLOW_TRACKING_URI": team_server.url},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists(), "runs went to a local store, not the server"
 
@@ -67,12 +74,14 @@ def auth_server(postgres, tmp_path_factory):  # noqa: F811
     # The ini of docs/team-server.md; the credential cache spares a PBKDF2 hash per request (each
     # epoch is several requests), a large share of the logged run's time on a busy machine.
     ini = tmp / "basic_auth.ini"
-    ini.write_text("[mlflow]\n"
-                   "default_permission = EDIT\n"
-                   f"database_uri = {postgres.create_database('mlflow_auth')}\n"
-                   f"admin_username = {ADMIN}\n"
-                   f"admin_password = {ADMIN_PASSWORD}\n"
-                   "auth_cache_ttl_seconds = 60\n")
+    ini.write_text(
+        "[mlflow]\n"
+        "default_permission = EDIT\n"
+        f"database_uri = {postgres.create_database('mlflow_auth')}\n"
+        f"admin_username = {ADMIN}\n"
+        f"admin_password = {ADMIN_PASSWORD}\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
     env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests"}
     with mlflow_server(postgres, tmp, "mlflow_tracking_auth", app_name="basic-auth", env=env) as server:
         with pytest.MonkeyPatch.context() as mp:
@@ -109,8 +118,13 @@ def test_unauthenticated_writes_are_refused(auth_server, tmp_path, monkeypatch):
         client.create_run("0")  # the Default experiment, which exists
 
     _, before = all_runs(auth_server, monkeypatch)
-    result = run_train(tmp_path, "trainer.epochs=1", "tracking.log_model=false", "trainer.verbose=0",
-                       env={"MLFLOW_TRACKING_URI": auth_server.url})
+    result = run_train(
+        tmp_path,
+        "trainer.epochs=1",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        env={"MLFLOW_TRACKING_URI": auth_server.url},
+    )
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("Error: ") and "MLFLOW_TRACKING_USERNAME" in error and "Traceback" not in result.stderr
@@ -120,10 +134,18 @@ def test_unauthenticated_writes_are_refused(auth_server, tmp_path, monkeypatch):
 
 
 def test_credentials_from_the_environment_log_the_run(auth_server, tmp_path, monkeypatch):
-    result = run_train(tmp_path, "trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0",
-                       "tracking.experiment_name=alice", env={"MLFLOW_TRACKING_URI": auth_server.url,
-                                                              "MLFLOW_TRACKING_USERNAME": USER,
-                                                              "MLFLOW_TRACKING_PASSWORD": PASSWORD})
+    result = run_train(
+        tmp_path,
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        "tracking.experiment_name=alice",
+        env={
+            "MLFLOW_TRACKING_URI": auth_server.url,
+            "MLFLOW_TRACKING_USERNAME": USER,
+            "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+        },
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client, found = all_runs(auth_server, monkeypatch)
     (run,) = [r for r in found if r.info.experiment_id == client.get_experiment_by_name("alice").experiment_id]
@@ -155,7 +177,10 @@ def test_a_direct_postgresql_store_works_with_either_driver_and_a_wrong_password
         client.log_metric(run.info.run_id, "loss", 0.5, step=1)
         assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(1, 0.5)]
     wrong = default_uri.replace(f":{postgres.password}@", ":not-the-pg-password@")
-    with pytest.raises(ConfigError, match=r"the MLflow store postgresql://kerastrack:\*\*\*@127.0.0.1:\d+/direct cannot be "
-                                          r"reached \(.*password authentication failed") as refused:
+    with pytest.raises(
+        ConfigError,
+        match=r"the MLflow store postgresql://kerastrack:\*\*\*@127.0.0.1:\d+/direct cannot be "
+        r"reached \(.*password authentication failed",
+    ) as refused:
         open_store(wrong)
     assert "not-the-pg-password" not in str(refused.value)

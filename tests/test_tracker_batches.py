@@ -42,5 +42,7 @@ def test_waiting_metrics_are_spooled_one_op_an_epoch_when_offline(store, request
         for epoch in range(5):
             tracker.log_metrics({"loss": float(epoch)}, step=epoch)
     ops = Spool(tmp_path / SPOOL_DIRNAME).pending()
-    assert [(op["step"], op["metrics"]) for op in ops if op["op"] == "metrics"] == [(e, {"loss": float(e)}) for e in range(5)]
+    assert [(op["step"], op["metrics"]) for op in ops if op["op"] == "metrics"] == [
+        (e, {"loss": float(e)}) for e in range(5)
+    ]
     assert ops[-1]["op"] == "terminate"  # after every epoch

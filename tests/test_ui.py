@@ -75,8 +75,17 @@ def test_a_port_another_ui_holds_is_refused_before_its_check(tmp_path, capsys):
     assert err.endswith(f"Received: port={port}")
 
 
-@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
-                                            ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+        ("example.org", False),
+    ],
+)
 def test_only_loopback_counts_as_local(host, loopback):
     assert ui.is_loopback(host) is loopback
 

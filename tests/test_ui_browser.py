@@ -16,8 +16,16 @@ import pytest
 
 from tests.helpers import CHROMIUM, ROOT, UiProcess
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 EPOCHS = 3
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 
@@ -31,9 +39,20 @@ def sweep_dir(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("sweep")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", f"optimizer={','.join(OPTIMIZERS)}",
-         f"trainer.epochs={EPOCHS}", "trainer.verbose=0"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "-m",
+            f"optimizer={','.join(OPTIMIZERS)}",
+            f"trainer.epochs={EPOCHS}",
+            "trainer.verbose=0",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd
 
@@ -109,8 +128,11 @@ def walk_through(page, url, tmp_path):
     for metric in ("best_val_loss", "test_accuracy"):
         row = page.get_by_role("row").filter(has=page.get_by_text(metric, exact=True))
         expect(row.get_by_role("link", name="model", exact=True)).to_be_visible()
-    expect(page.get_by_role("row").filter(has=page.get_by_text("val_loss", exact=True))
-           .get_by_role("link", name="model", exact=True)).to_have_count(0)  # per-epoch metrics measure training
+    expect(
+        page.get_by_role("row")
+        .filter(has=page.get_by_text("val_loss", exact=True))
+        .get_by_role("link", name="model", exact=True)
+    ).to_have_count(0)  # per-epoch metrics measure training
     page.screenshot(path=tmp_path / "child-overview.png", full_page=True)
     page.get_by_role("tab", name="Model metrics").click()
     for metric in ("loss", "val_loss", "learning_rate"):

@@ -24,8 +24,15 @@ def sweep(store, request):
     parent = client.create_run(experiment_id, run_name="sweep optimizer", tags={"sweep.role": "parent"})
     children = []
     for job, name in enumerate(("sgd", "adam", "amsgrad")):
-        child = client.create_run(experiment_id, run_name=f"optimizer={name}", tags={
-            "mlflow.parentRunId": parent.info.run_id, "sweep.role": "child", "mlflow.runColor": views.run_color(job)})
+        child = client.create_run(
+            experiment_id,
+            run_name=f"optimizer={name}",
+            tags={
+                "mlflow.parentRunId": parent.info.run_id,
+                "sweep.role": "child",
+                "mlflow.runColor": views.run_color(job),
+            },
+        )
         for step in range(3):
             for key in PER_EPOCH:
                 client.log_metric(child.info.run_id, key, 1.0 / (step + 1 + job), step=step)
@@ -52,8 +59,12 @@ def test_a_sweep_view_shows_only_its_children_every_epoch_metric_as_a_line_and_s
     assert sorted(r.info.run_id for r in found) == sorted(c.info.run_id for c in children)
     charts = {card["metricKey"]: card for card in state["compareRunCharts"]}
     assert {k for k, c in charts.items() if c["type"] == "LINE"} == set(PER_EPOCH)
-    assert {k for k, c in charts.items() if c["type"] == "BAR"} == {"best_val_loss", "best_epoch", "test_loss",
-                                                                    "test_accuracy"}
+    assert {k for k, c in charts.items() if c["type"] == "BAR"} == {
+        "best_val_loss",
+        "best_epoch",
+        "test_loss",
+        "test_accuracy",
+    }
     assert [c["metricKey"] for c in state["compareRunCharts"]][:2] == ["loss", "val_loss"]
     sections = {s["uuid"]: s for s in state["compareRunSections"]}
     assert all(card["metricSectionId"] in sections for card in charts.values())
@@ -75,8 +86,9 @@ def test_sweep_children_get_distinct_colours():
     assert views.run_color(20) == views.run_color(0)
 
 
-def test_a_run_marks_its_experiment_as_model_training_and_says_where_everything_went(make_cfg, runs, tmp_path, caplog,
-                                                                                     monkeypatch):
+def test_a_run_marks_its_experiment_as_model_training_and_says_where_everything_went(
+    make_cfg, runs, tmp_path, caplog, monkeypatch
+):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the UI's default store is then not this one
     caplog.set_level("INFO", logger="kerastrack.pipeline")
     train(make_cfg())
@@ -102,11 +114,17 @@ def test_a_kind_chosen_in_the_ui_is_kept(make_cfg, runs, store):
 def test_ui_links_name_the_server_without_credentials_or_the_command_for_a_local_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert views.ui_link("https://alice:secret@mlflow.example.org:8443/", "#/x", "--run 1") == \
-        "https://mlflow.example.org:8443/#/x"
-    assert views.ui_link(f"sqlite:///{tmp_path / 'mlflow.db'}", "#/x", "--sweep 7") == "python -m kerastrack.ui --sweep 7"
-    assert views.ui_link("sqlite:////elsewhere/my store.db", "#/x", "--run 1") == \
-        "python -m kerastrack.ui --run 1 --backend-store-uri 'sqlite:////elsewhere/my store.db'"
+    assert (
+        views.ui_link("https://alice:secret@mlflow.example.org:8443/", "#/x", "--run 1")
+        == "https://mlflow.example.org:8443/#/x"
+    )
+    assert (
+        views.ui_link(f"sqlite:///{tmp_path / 'mlflow.db'}", "#/x", "--sweep 7") == "python -m kerastrack.ui --sweep 7"
+    )
+    assert (
+        views.ui_link("sqlite:////elsewhere/my store.db", "#/x", "--run 1")
+        == "python -m kerastrack.ui --run 1 --backend-store-uri 'sqlite:////elsewhere/my store.db'"
+    )
 
 
 def test_the_ui_lands_on_the_latest_sweep_or_the_one_asked_for(sweep, store):

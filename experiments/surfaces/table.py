@@ -9,8 +9,8 @@ Per surface: each optimizer's final value f (and where it ended) at every rate o
 import argparse
 import math
 
+from kerastrack.figures.trajectories import RATE_KEY, best_paths, final_value, literal
 from kerastrack.tracking.query import fetch_runs
-from kerastrack.trajectories import RATE_KEY, best_paths, final_value, literal
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
@@ -28,11 +28,25 @@ for surface, chosen in best.items():
     for optimizer in optimizers:
         cells = []
         for rate in rates:
-            run = next((r for r in records if r.tags["loss"] == surface and r.tags["optimizer"] == optimizer
-                        and float(literal(r.params[RATE_KEY])) == rate), None)
+            run = next(
+                (
+                    r
+                    for r in records
+                    if r.tags["loss"] == surface
+                    and r.tags["optimizer"] == optimizer
+                    and float(literal(r.params[RATE_KEY])) == rate
+                ),
+                None,
+            )
             f = final_value(run) if run else math.nan
             cells.append("–" if run is None else "diverged" if not math.isfinite(f) else f"{f:.3g}")
         pick = chosen.get(optimizer)
-        where = (f"{float(literal(pick.params[RATE_KEY])):g}, **{final_value(pick):.3g}**, "
-                 f"({pick.history['x'][-1][1]:.2f}, {pick.history['y'][-1][1]:.2f})") if pick else "none (all diverged)"
+        where = (
+            (
+                f"{float(literal(pick.params[RATE_KEY])):g}, **{final_value(pick):.3g}**, "
+                f"({pick.history['x'][-1][1]:.2f}, {pick.history['y'][-1][1]:.2f})"
+            )
+            if pick
+            else "none (all diverged)"
+        )
         print(f"| {optimizer} | " + " | ".join(cells) + f" | {where} |")

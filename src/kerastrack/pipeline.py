@@ -13,17 +13,21 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorflow.python.framework import config as tf_config  # disable_op_determinism: no public API
 
-from kerastrack import feed, plots, resume, secrets, stopped
-from kerastrack.callbacks import BatchLogger, EpochLogger, TrainingState
-from kerastrack.config import check_config, check_monitors, monitor_mode
+from kerastrack.callbacks.probes import Probe
+from kerastrack.callbacks.recording import BatchLogger, EpochLogger, TrainingState
+from kerastrack.config.checks import check_config, check_monitors, monitor_mode
+from kerastrack.data import feed
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
-from kerastrack.files import writable_dir
-from kerastrack.heads import resolve_head, resolve_metrics
-from kerastrack.hydra_utils import code_dir, group_choices, in_multirun, task_overrides
-from kerastrack.probes import Probe
-from kerastrack.schedules import in_steps, steps_per_epoch
-from kerastrack.signals import Interrupted, forget_interrupts, interrupted, sigterm_as_interrupt
+from kerastrack.figures import curves as plots
+from kerastrack.models.heads import resolve_head, resolve_metrics
+from kerastrack.optimizers.schedules import in_steps, steps_per_epoch
+from kerastrack.resume import plan as resume
+from kerastrack.resume import stopped
 from kerastrack.tracking import flatten_config, git_state, library_versions
+from kerastrack.utils import secrets
+from kerastrack.utils.files import writable_dir
+from kerastrack.utils.hydra_job import code_dir, group_choices, in_multirun, task_overrides
+from kerastrack.utils.signals import Interrupted, forget_interrupts, interrupted, sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
@@ -86,8 +90,16 @@ def _train(cfg, choices, tracker, resumed, output_dir, progress):
     """The recipe, under the run's dtype policy and tf.distribute strategy scope: build
     everything, open the run, fit, record the results (how far it got: ``progress``)."""
     data = _instantiate(cfg.data, "data", choices)
-    log.info("data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d", choices.get("data", "?"), data.task,
-             data.num_classes, data.input_shape, len(data.x_train), len(data.x_val), len(data.x_test))
+    log.info(
+        "data=%s: %s, %s classes, input %s, train/val/test %d/%d/%d",
+        choices.get("data", "?"),
+        data.task,
+        data.num_classes,
+        data.input_shape,
+        len(data.x_train),
+        len(data.x_val),
+        len(data.x_test),
+    )
     head = resolve_head(cfg.loss, data.task, data.num_classes, choices.get("loss", "?"), choices.get("data", "?"))
     metrics = resolve_metrics(cfg.trainer.metrics, head)
     names = ["loss", *(m.name for m in metrics)]
@@ -110,11 +122,17 @@ def _train(cfg, choices, tracker, resumed, output_dir, progress):
     sample = (data.x_train[:PROBE_SAMPLES], head.encode(data.y_train[:PROBE_SAMPLES]))  # the split already shuffled
     epoch_logger = progress.logger = EpochLogger(tracker, probes, sample)
     # Repeated epochs match the recorded ones only under op determinism: otherwise every epoch is saved.
-    state = TrainingState(output_dir / resume.STATE_DIR, callbacks, epoch_logger, resumed.saved if resumed else None,
-                          every_s=trainer.state_every_s if cfg.deterministic else 0)
+    state = TrainingState(
+        output_dir / resume.STATE_DIR,
+        callbacks,
+        epoch_logger,
+        resumed.saved if resumed else None,
+        every_s=trainer.state_every_s if cfg.deterministic else 0,
+    )
 
-    run = tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=resumed.run_id if resumed else None,
-                      output_dir=output_dir)
+    run = tracker.run(
+        _run_name(choices), tags=_tags(choices, cfg), run_id=resumed.run_id if resumed else None, output_dir=output_dir
+    )
     try:
         with sigterm_as_interrupt(), run:
             if resumed:  # params, config and git state are on record since the first start
@@ -124,18 +142,26 @@ def _train(cfg, choices, tracker, resumed, output_dir, progress):
                 _log_setup(tracker, cfg, data, splits)
             state.beside = resume.save_run_info(output_dir, cfg, choices, tracker.run_id)
             model = _instantiate(cfg.model, "model", choices)(input_shape=data.input_shape, head=head)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=trainer.jit_compile,
-                          steps_per_execution=_steps_per_execution(trainer.steps_per_execution))
+            model.compile(
+                optimizer=optimizer,
+                loss=loss,
+                metrics=metrics,
+                jit_compile=trainer.jit_compile,
+                steps_per_execution=_steps_per_execution(trainer.steps_per_execution),
+            )
             if not resumed:
                 tracker.log_params({"model.num_params": model.count_params()})
             training = feed.TrainingFeed(*fit_split, batch_size, trainer.shuffle, cfg.seed)
             try:
                 model.fit(
-                    training.dataset, validation_data=feed.validation_data(*val_split, batch_size),
-                    epochs=trainer.epochs, shuffle=False,  # the feed orders each epoch (see there)
+                    training.dataset,
+                    validation_data=feed.validation_data(*val_split, batch_size),
+                    epochs=trainer.epochs,
+                    shuffle=False,  # the feed orders each epoch (see there)
                     # The logger goes first: a finished epoch is on record before any other
                     # callback can stop or break the run. The state goes last (see there).
-                    callbacks=[training, state.opening, epoch_logger, *callbacks, state], verbose=trainer.verbose,
+                    callbacks=[training, state.opening, epoch_logger, *callbacks, state],
+                    verbose=trainer.verbose,
                 )
             except BaseException:  # stopped: the state of the last epoch on record, so resume repeats none
                 state.keep_last()
@@ -198,7 +224,8 @@ def _check_split(validation_split, fit_size, n):
         raise ConfigError(
             f"trainer.validation_split leaves no sample to train on: {fit_size} of the {n} training samples to "
             f"train on, {n - fit_size} to validate on. Use a share in between, or null for the data set's own "
-            f"validation split. Received: trainer.validation_split={validation_split}")
+            f"validation split. Received: trainer.validation_split={validation_split}"
+        )
 
 
 def _log_missing_epochs(tracker, saved, on_record):
@@ -231,9 +258,11 @@ def _output_dir(path):
     try:
         return writable_dir(path)
     except OSError as exc:
-        raise ConfigError(f"the output dir cannot be written ({exc.strerror}): checkpoints, plots and the "
-                          f"training state go there. Choose another with paths.output_dir=... or "
-                          f"hydra.run.dir=... Received: paths.output_dir={path}") from None
+        raise ConfigError(
+            f"the output dir cannot be written ({exc.strerror}): checkpoints, plots and the "
+            f"training state go there. Choose another with paths.output_dir=... or "
+            f"hydra.run.dir=... Received: paths.output_dir={path}"
+        ) from None
 
 
 def _configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
@@ -317,13 +346,16 @@ def _log_setup(tracker, cfg, data, splits):
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(plain, resolve=True)))
     tracker.log_params(flatten_config(plain))
-    tracker.log_params({
-        "dataset.task": data.task, "dataset.num_classes": data.num_classes,
-        "dataset.input_shape": data.input_shape,
-        "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
-        "distribute.num_replicas": _num_replicas(),
-        "trainer.steps_per_execution.used": _steps_per_execution(cfg.trainer.steps_per_execution),
-    })
+    tracker.log_params(
+        {
+            "dataset.task": data.task,
+            "dataset.num_classes": data.num_classes,
+            "dataset.input_shape": data.input_shape,
+            "dataset.sizes": f"train={len(data.x_train)} val={len(data.x_val)} test={len(data.x_test)}",
+            "distribute.num_replicas": _num_replicas(),
+            "trainer.steps_per_execution.used": _steps_per_execution(cfg.trainer.steps_per_execution),
+        }
+    )
     # A data function of the user's own may not say where its data came from: its name does.
     tracker.log_datasets(data.name, data.source or cfg.data.get("_target_"), splits)
     tracker.log_text(OmegaConf.to_yaml(plain, resolve=True), "config/config.yaml")
@@ -375,8 +407,9 @@ class _Summary:
 
     def log_results(self, model, data, head, metric_names, batch_size, output_dir):
         """Test metrics, figures and the model, with the weights training ended with."""
-        results = model.evaluate(data.x_test, head.encode(data.y_test), batch_size=batch_size, return_dict=True,
-                                 verbose=0)
+        results = model.evaluate(
+            data.x_test, head.encode(data.y_test), batch_size=batch_size, return_dict=True, verbose=0
+        )
         self.log({f"test_{k}": float(v) for k, v in results.items()}, step=0)
         log.info("test: %s", ", ".join(f"{k}={float(v):.4f}" for k, v in results.items()))
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from kerastrack.errors import ConfigError
-from kerastrack.secrets import mask_text, mask_uri
 from kerastrack.tracking.outbox import check_server
 from kerastrack.tracking.query import open_client
 from kerastrack.tracking.server import LOOPBACK, MlflowServer
 from kerastrack.tracking.store import resolve_tracking_uri, sqlite_path
 from kerastrack.tracking.views import find_run, latest_sweep, run_url, sweep_view, ui_link
+from kerastrack.utils.secrets import mask_text, mask_uri
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -52,8 +52,10 @@ def store_uri(backend_store_uri=None, cwd=None):
         return None
     path = sqlite_path(uri) if uri.startswith("sqlite:") else uri if "://" not in uri else None
     if path is not None and not Path(path).exists():
-        raise ConfigError(f"there is no MLflow store at {path}: run `python train.py` in this directory first, "
-                          f"or pass --backend-store-uri (or set MLFLOW_TRACKING_URI). Received: backend_store_uri={uri}")
+        raise ConfigError(
+            f"there is no MLflow store at {path}: run `python train.py` in this directory first, "
+            f"or pass --backend-store-uri (or set MLFLOW_TRACKING_URI). Received: backend_store_uri={uri}"
+        )
     return uri
 
 
@@ -66,8 +68,10 @@ def check_port(host, port):
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); is a UI already running? "
-                              f"Pick another port with --port. Received: port={port}") from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is a UI already running? "
+                f"Pick another port with --port. Received: port={port}"
+            ) from None
 
 
 def port_number(text):
@@ -98,9 +102,11 @@ def claim_port(port):
         yield
         return
     except Timeout:
-        raise ConfigError(f"another python -m kerastrack.ui is starting or running on port {port} (it holds "
-                          f"{lock.lock_file}); use that one, or pick another port with --port. "
-                          f"Received: port={port}") from None
+        raise ConfigError(
+            f"another python -m kerastrack.ui is starting or running on port {port} (it holds "
+            f"{lock.lock_file}); use that one, or pick another port with --port. "
+            f"Received: port={port}"
+        ) from None
     try:
         yield
     finally:
@@ -134,8 +140,14 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout, view=None, open_browser
     local = sqlite_path(uri).parent if sqlite_path(uri) else None
     log = tempfile.NamedTemporaryFile(prefix="kerastrack-ui-", suffix=".log", delete=False)  # noqa: SIM115
     log.close()
-    server = MlflowServer(uri, artifacts_destination=local / "mlartifacts" if local else None, host=host,
-                          port=port, cwd=local, log_file=log.name)
+    server = MlflowServer(
+        uri,
+        artifacts_destination=local / "mlartifacts" if local else None,
+        host=host,
+        port=port,
+        cwd=local,
+        log_file=log.name,
+    )
 
     def stop(signum, frame):
         raise _Stop(signum)
@@ -189,8 +201,9 @@ def landing(uri, sweep=None, run=None):
         found = find_run(client, wanted)
         if found is None or (sweep and found.data.tags.get("sweep.role") != "parent"):
             what = "run" if run else "sweep (a sweep's parent run id, printed when the sweep ended)"
-            raise ConfigError(f"there is no {what} {wanted} in {mask_uri(uri)}. "
-                              f"Received: {'run' if run else 'sweep'}={wanted}")
+            raise ConfigError(
+                f"there is no {what} {wanted} in {mask_uri(uri)}. Received: {'run' if run else 'sweep'}={wanted}"
+            )
         if run:
             return f"Run '{found.info.run_name}'", run_url(found)
         return _sweep_landing(client, found)
@@ -222,15 +235,25 @@ def main(argv=None):
     """
     parser = argparse.ArgumentParser(
         prog="python -m kerastrack.ui",
-        description="Start the MLflow UI on the store `python train.py` records into; Ctrl-C stops it.")
+        description="Start the MLflow UI on the store `python train.py` records into; Ctrl-C stops it.",
+    )
     parser.add_argument("--port", type=port_number, default=5000, help="port to listen on, 1 to 65535 (default 5000)")
-    parser.add_argument("--host", default=LOOPBACK,
-                        help="interface to bind (default 127.0.0.1; anything else exposes the store to the network)")
-    parser.add_argument("--backend-store-uri", default=None,
-                        help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    parser.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="interface to bind (default 127.0.0.1; anything else exposes the store to the network)",
+    )
+    parser.add_argument(
+        "--backend-store-uri",
+        default=None,
+        help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
     shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--sweep", metavar="ID", help="show this sweep's runs side by side (its parent run id; "
-                                                     "default: the latest sweep)")
+    shown.add_argument(
+        "--sweep",
+        metavar="ID",
+        help="show this sweep's runs side by side (its parent run id; default: the latest sweep)",
+    )
     shown.add_argument("--run", metavar="ID", help="show this run's charts")
     parser.add_argument("--open", action="store_true", help="open the URL in the default web browser")
     args = parser.parse_args(argv)
@@ -249,8 +272,11 @@ def main(argv=None):
         with claim_port(args.port):  # until the server has stopped
             check_port(args.host, args.port)
             if not is_loopback(args.host):
-                print(f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from "
-                      "the network without authentication.", file=sys.stderr)
+                print(
+                    f"Warning: --host {args.host} makes the UI, and every run in {mask_uri(uri)}, reachable from "
+                    "the network without authentication.",
+                    file=sys.stderr,
+                )
             return serve(uri, args.host, args.port, view=view, open_browser=args.open)
     except ConfigError as exc:
         print(f"Error: {mask_text(str(exc))}", file=sys.stderr)

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from kerastrack.errors import ConfigError
-from kerastrack.secrets import drop_password, is_masked, mask_text, mask_uri
 from kerastrack.tracking.outbox import connect, short_error, unreachable
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool, sweep_spools, upload
 from kerastrack.tracking.store import open_store
+from kerastrack.utils.secrets import drop_password, is_masked, mask_text, mask_uri
 
 
 def main(argv=None):
@@ -52,8 +52,10 @@ def upload_dir(path, tracking_uri=None, log_progress=print):
     """
     spool = Spool(path)
     if not spool.exists():
-        raise ConfigError(f"{path} holds no MLflow spool (no {SPOOL_DIRNAME}/meta.json): give a run's output dir "
-                          f"or its {SPOOL_DIRNAME} dir. Received: path={path}")
+        raise ConfigError(
+            f"{path} holds no MLflow spool (no {SPOOL_DIRNAME}/meta.json): give a run's output dir "
+            f"or its {SPOOL_DIRNAME} dir. Received: path={path}"
+        )
     meta, state = spool.meta(), spool.state()
     uri = tracking_uri or meta["tracking_uri"]
     if is_masked(uri):  # the masked password is no password: the environment gives the real one
@@ -62,17 +64,24 @@ def upload_dir(path, tracking_uri=None, log_progress=print):
     if not spool.pending():
         log_progress(f"{spool.directory}: nothing left to upload (run {state['run_id'] or meta['run_id']}, {shown})")
         return None
-    connect(uri, key="tracking_uri", credentials=(
-        "the spool keeps no password: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
-        "MLFLOW_TRACKING_TOKEN) in the environment, or pass --tracking-uri http://USER:PASSWORD@host:port."))
+    connect(
+        uri,
+        key="tracking_uri",
+        credentials=(
+            "the spool keeps no password: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+            "MLFLOW_TRACKING_TOKEN) in the environment, or pass --tracking-uri http://USER:PASSWORD@host:port."
+        ),
+    )
     client = open_store(uri)
     try:
         run_id, _ = upload(spool, client, log_progress)
     except Exception as exc:
         if not unreachable(exc):
             raise
-        raise ConfigError(f"the upload to {shown} stopped, the server went away ({short_error(exc)}); what was sent "
-                          f"is marked: run the command again to send the rest. Received: path={path}") from None
+        raise ConfigError(
+            f"the upload to {shown} stopped, the server went away ({short_error(exc)}); what was sent "
+            f"is marked: run the command again to send the rest. Received: path={path}"
+        ) from None
     log_progress(f"{spool.directory}: everything uploaded to run {run_id} at {shown}")
     return run_id
 

@@ -13,7 +13,7 @@ Environment:
         interrupted ``mlflow db upgrade`` leaves: a re-run repeats it and fails);
         ``open``: while the data loads, before the run opens: just before scikit-learn's
         ``load_digits`` (the default data set; a sweep's jobs only);
-        ``fit``: just after ``kerastrack.callbacks.EpochLogger.on_epoch_end`` returned for
+        ``fit``: just after ``kerastrack.callbacks.recording.EpochLogger.on_epoch_end`` returned for
         epoch 1 (0-based): epochs 0 and 1 are finished and handed to the tracker;
         ``close``: just before a run's final status is set (``mlflow.end_run`` or
         ``MlflowClient.set_terminated``, whichever comes first; a sweep's jobs only).
@@ -144,7 +144,7 @@ _PATCHES = {
     "mlflow.tracking.client": _patch_client,
     "mlflow.store.db.utils": _patch_db_utils,
     "alembic.runtime.migration": _patch_alembic,
-    "kerastrack.callbacks": _patch_callbacks,
+    "kerastrack.callbacks.recording": _patch_callbacks,
 }
 
 

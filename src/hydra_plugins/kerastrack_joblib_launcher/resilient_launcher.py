@@ -6,7 +6,7 @@ with a ``TerminatedWorkerError`` traceback. ``ResilientJoblibLauncher`` takes th
 config (``conf/launcher/parallel.yaml`` names it as ``hydra.launcher._target_``) and
 instead closes the killed worker's run FAILED, says so in one line, and launches the jobs
 without a result again in a fresh pool: a job whose run loky killed continues it in place
-(``kerastrack.resume.plan``: RUNNING, process gone), one whose run FINISHED is skipped.
+(``kerastrack.resume.plan.plan``: RUNNING, process gone), one whose run FINISHED is skipped.
 """
 
 import contextlib
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import psutil
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_joblib_launcher import _core
-from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from joblib import Parallel, delayed
 from joblib.externals.loky import process_executor
 
-from kerastrack import sweep
+from hydra_plugins.hydra_joblib_launcher import _core
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from kerastrack.sweeps import callback as sweep
 
 log = logging.getLogger(__name__)
 # A worker killed again in the fresh pool is handled the same way; after that many fresh
@@ -82,8 +82,11 @@ class ResilientJoblibLauncher(JoblibLauncher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.joblib["backend"] = "loky"  # as Hydra's: the threading backend does not work with Hydra
         _core.process_joblib_cfg(self.joblib)
-        log.info("Joblib.Parallel(%s) is launching %d jobs", ",".join(f"{k}={v}" for k, v in self.joblib.items()),
-                 len(job_overrides))
+        log.info(
+            "Joblib.Parallel(%s) is launching %d jobs",
+            ",".join(f"{k}={v}" for k, v in self.joblib.items()),
+            len(job_overrides),
+        )
         log.info("Launching jobs, sweep output dir : %s", sweep_dir)
         for idx, overrides in enumerate(job_overrides):
             log.info("\t#%d : %s", initial_job_idx + idx, " ".join(filter_overrides(overrides)))
@@ -99,7 +102,7 @@ class ResilientJoblibLauncher(JoblibLauncher):
             except process_executor.BrokenProcessPool:
                 killed = self._killed_jobs(sweep_dir, dead, jobs)
                 last = relaunch == MAX_RELAUNCHES
-                for idx in (todo if last else killed):
+                for idx in todo if last else killed:
                     results.setdefault(idx, self._failed(idx, jobs[idx], killed.get(idx)))
                 if not last and all(idx in results for idx in jobs):
                     break
@@ -108,8 +111,9 @@ class ResilientJoblibLauncher(JoblibLauncher):
     def _run(self, todo, jobs, results):
         singleton_state = _core.Singleton.get_state()
         for idx, ret in Parallel(**self.joblib, return_as="generator_unordered")(
-                delayed(_job)(idx, jobs[idx], self.hydra_context, self.config, self.task_function, singleton_state)
-                for idx in todo):
+            delayed(_job)(idx, jobs[idx], self.hydra_context, self.config, self.task_function, singleton_state)
+            for idx in todo
+        ):
             results[idx] = ret
 
     def _killed_jobs(self, sweep_dir, dead, overrides):
@@ -127,16 +131,25 @@ class ResilientJoblibLauncher(JoblibLauncher):
                 if not psutil.pid_exists(int(registered.name.rpartition("-")[2])):
                     registered.unlink(missing_ok=True)
         for idx, how in killed.items():
-            log.warning("job #%d (%s): its worker process was killed (%s); its run is FAILED, the sweep goes on "
-                        "with the other jobs", idx, " ".join(filter_overrides(overrides[idx])), how)
+            log.warning(
+                "job #%d (%s): its worker process was killed (%s); its run is FAILED, the sweep goes on "
+                "with the other jobs",
+                idx,
+                " ".join(filter_overrides(overrides[idx])),
+                how,
+            )
         return killed
 
     def _failed(self, idx, overrides, how):
         """The JobReturn of a job that did not end in a worker, its run closed FAILED."""
-        why = (f"its worker process was killed ({how}): by the OOM killer or kill -9" if how else
-               "its worker process was killed after the pool broke, and again in a fresh pool")
-        parent = next((c.parent for c in self.hydra_context.callbacks.callbacks
-                       if isinstance(c, sweep.MlflowSweepCallback)), None)
+        why = (
+            f"its worker process was killed ({how}): by the OOM killer or kill -9"
+            if how
+            else "its worker process was killed after the pool broke, and again in a fresh pool"
+        )
+        parent = next(
+            (c.parent for c in self.hydra_context.callbacks.callbacks if isinstance(c, sweep.MlflowSweepCallback)), None
+        )
         if parent is not None:
             try:
                 parent.fail_child(idx, WORKER_KILLED, why)

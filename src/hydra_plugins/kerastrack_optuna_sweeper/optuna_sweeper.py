@@ -3,7 +3,7 @@
 ``hydra-optuna-sweeper`` pins optuna<3 (which cannot persist a study with SQLAlchemy 2)
 and hides the trial from the job, so nothing can prune. This one asks the study for a
 trial, runs it as a Hydra job through the configured launcher and tells the study the
-job's return value. Each job gets a ``kerastrack.search.PruningCallback`` that reports
+job's return value. Each job gets a ``kerastrack.callbacks.pruning.PruningCallback`` that reports
 every epoch to the same trial in the study's storage and stops a trial the pruner
 gives up on.
 
@@ -26,11 +26,11 @@ from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
-from kerastrack.config import monitor_mode
+from kerastrack.config.checks import monitor_mode
 from kerastrack.errors import ConfigError
-from kerastrack.secrets import mask_override, mask_uri
-from kerastrack.sweep import CONTROL_DIR, STOPPING
+from kerastrack.sweeps.callback import CONTROL_DIR, STOPPING
 from kerastrack.tracking.store import absolute_sqlite_uri
+from kerastrack.utils.secrets import mask_override, mask_uri
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ class KerastrackOptunaSweeperConf:
     storage: Optional[str] = "sqlite:///optuna.db"
     study_name: Optional[str] = None
     seed: Optional[int] = None
-    pruner: Optional[Any] = field(default_factory=lambda: {
-        "_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 3, "n_warmup_steps": 2})
+    pruner: Optional[Any] = field(
+        default_factory=lambda: {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 3, "n_warmup_steps": 2}
+    )
     params: Optional[Dict[str, Any]] = None
 
 
@@ -100,8 +101,9 @@ class KerastrackOptunaSweeper(Sweeper):
         self.seed = seed
         self.pruner = _plain(pruner)
         # Override strings; a YAML value that is not a string (null, a list) in override syntax.
-        self.params = [f"{k}={v if isinstance(v, str) else Transformer.str(v)}"
-                       for k, v in (_plain(params) or {}).items()]
+        self.params = [
+            f"{k}={v if isinstance(v, str) else Transformer.str(v)}" for k, v in (_plain(params) or {}).items()
+        ]
         self.job_idx = 0
 
     def setup(self, *, hydra_context, task_function, config):
@@ -110,20 +112,24 @@ class KerastrackOptunaSweeper(Sweeper):
         for key in ("n_trials", "n_jobs"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SearchConfigError(f"hydra.sweeper.{key} must be an integer >= 1. Received: hydra.sweeper.{key}={value}")
+                raise SearchConfigError(
+                    f"hydra.sweeper.{key} must be an integer >= 1. Received: hydra.sweeper.{key}={value}"
+                )
         if self.direction is None:
             mode = monitor_mode(config.trainer.monitor, config.trainer.monitor_mode)
             self.direction = "maximize" if mode == "max" else "minimize"
         elif self.direction not in DIRECTIONS:
             raise SearchConfigError(
                 f"hydra.sweeper.direction must be minimize, maximize or null (from trainer.monitor). "
-                f"Received: hydra.sweeper.direction={self.direction}")
+                f"Received: hydra.sweeper.direction={self.direction}"
+            )
         self.storage = absolute_storage(self.storage, config.hydra.runtime.cwd)
         self.study_name = self.study_name or default_study_name(config.hydra.overrides.task)
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments):
         import optuna
@@ -135,13 +141,20 @@ class KerastrackOptunaSweeper(Sweeper):
         # The search continued in its own sweep dir: new trials take new job dirs, after the
         # earlier trials' (which their runs' paths.output_dir name).
         self.job_idx = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
-        study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=self.direction,
-                                    load_if_exists=True)
+        study = optuna.create_study(
+            storage=self.storage, study_name=self.study_name, direction=self.direction, load_if_exists=True
+        )
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
         # A resumed study must not replay the first run's random trials: offset the seed.
         study.sampler = optuna.samplers.TPESampler(seed=None if self.seed is None else self.seed + done)
-        log.info("Optuna study '%s' in %s: %d of %d trials done, %s", study.study_name,
-                 self.storage or "memory", done, self.n_trials, self.direction)
+        log.info(
+            "Optuna study '%s' in %s: %d of %d trials done, %s",
+            study.study_name,
+            self.storage or "memory",
+            done,
+            self.n_trials,
+            self.direction,
+        )
         while done < self.n_trials:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run(study, trials, fixed)
@@ -156,8 +169,11 @@ class KerastrackOptunaSweeper(Sweeper):
 
         jobs = []
         for trial in trials:
-            overrides = [*fixed.values(), *(f"{k}={format_value(v)}" for k, v in trial.params.items()),
-                         *self._pruning_overrides(trial)]
+            overrides = [
+                *fixed.values(),
+                *(f"{k}={format_value(v)}" for k, v in trial.params.items()),
+                *self._pruning_overrides(trial),
+            ]
             try:  # a value the config cannot take fails its trial, not the search
                 self.validate_batch_is_legal([overrides])
                 jobs.append((trial, overrides))
@@ -195,7 +211,7 @@ class KerastrackOptunaSweeper(Sweeper):
             return []
         node = "++callbacks.optuna_pruning"
         return [
-            f"{node}._target_=kerastrack.search.PruningCallback",
+            f"{node}._target_=kerastrack.callbacks.pruning.PruningCallback",
             f"{node}.storage={quote(self.storage)}",
             f"{node}.study_name={quote(self.study_name)}",
             f"{node}.trial_number={trial.number}",
@@ -211,13 +227,24 @@ class KerastrackOptunaSweeper(Sweeper):
             log.warning("Optuna study '%s': no trial completed (%s)", study.study_name, counts)
             return None
         result = {
-            "study_name": study.study_name, "storage": mask_uri(self.storage), "direction": self.direction,
-            "trials": counts, "best_trial": best.number, "best_value": best.value, "best_params": best.params,
+            "study_name": study.study_name,
+            "storage": mask_uri(self.storage),
+            "direction": self.direction,
+            "trials": counts,
+            "best_trial": best.number,
+            "best_value": best.value,
+            "best_params": best.params,
             "best_overrides": " ".join(f"{k}={format_value(v)}" for k, v in best.params.items()),
         }
         OmegaConf.save(OmegaConf.create(result), sweep_dir / "optuna_best.yaml")
-        log.info("Best trial %d of study '%s' (%s): value %s, %s", best.number, study.study_name,
-                 ", ".join(f"{n} {c}" for n, c in counts.items()), best.value, best.params)
+        log.info(
+            "Best trial %d of study '%s' (%s): value %s, %s",
+            best.number,
+            study.study_name,
+            ", ".join(f"{n} {c}" for n, c in counts.items()),
+            best.value,
+            best.params,
+        )
         return result
 
 
@@ -284,7 +311,8 @@ def _bad(line, reason):
     reason = " ".join(str(reason).split())
     return SearchConfigError(
         f"search space {key}: {reason}. Use choice(a, b, ...), interval(low, high), tag(log, interval(low, high)), "
-        f"range(start, stop, step=s) or a plain value. Received: {key}={value}")
+        f"range(start, stop, step=s) or a plain value. Received: {key}={value}"
+    )
 
 
 def format_value(value):

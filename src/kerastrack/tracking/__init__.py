@@ -23,5 +23,12 @@ from kerastrack.tracking.provenance import flatten_config, git_state, library_ve
 from kerastrack.tracking.store import open_store, resolve_tracking_uri  # noqa: E402
 from kerastrack.tracking.tracker import NullTracker  # noqa: E402
 
-__all__ = ["MlflowTracker", "NullTracker", "flatten_config", "git_state", "library_versions", "open_store",
-           "resolve_tracking_uri"]
+__all__ = [
+    "MlflowTracker",
+    "NullTracker",
+    "flatten_config",
+    "git_state",
+    "library_versions",
+    "open_store",
+    "resolve_tracking_uri",
+]

@@ -53,8 +53,9 @@ def describe(name, source, context, features, targets):
     """
     import mlflow.data
 
-    dataset = mlflow.data.from_numpy(features, targets=targets, source=_source(source), name=name,
-                                     digest=digest(features, targets))
+    dataset = mlflow.data.from_numpy(
+        features, targets=targets, source=_source(source), name=name, digest=digest(features, targets)
+    )
     return {**dataset.to_dict(), "context": context}
 
 
@@ -63,8 +64,13 @@ def to_inputs(descriptions):
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    return [DatasetInput(Dataset(**{k: v for k, v in d.items() if k != "context"}),
-                         tags=[InputTag(MLFLOW_DATASET_CONTEXT, d["context"])]) for d in descriptions]
+    return [
+        DatasetInput(
+            Dataset(**{k: v for k, v in d.items() if k != "context"}),
+            tags=[InputTag(MLFLOW_DATASET_CONTEXT, d["context"])],
+        )
+        for d in descriptions
+    ]
 
 
 def log_inputs(client, run_id, descriptions):

@@ -34,8 +34,9 @@ def save(model, input_example, path):
     versions = library_versions()
     requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
     with contextlib.redirect_stdout(io.StringIO()):  # Keras' progress bar, when MLflow predicts the example
-        KerasFlavor.save_model(path=str(path), model=model, input_example=input_example, signature=signature,
-                               pip_requirements=requirements)
+        KerasFlavor.save_model(
+            path=str(path), model=model, input_example=input_example, signature=signature, pip_requirements=requirements
+        )
 
 
 def register(client, run_id, path, step=0, metrics=()):
@@ -55,13 +56,15 @@ def register(client, run_id, path, step=0, metrics=()):
     from mlflow.models import Model
 
     run = client.get_run(run_id)
-    found = client.search_logged_models([run.info.experiment_id], max_results=1,
-                                        filter_string=f"source_run_id = '{run_id}' AND name = '{NAME}'")
+    found = client.search_logged_models(
+        [run.info.experiment_id], max_results=1, filter_string=f"source_run_id = '{run_id}' AND name = '{NAME}'"
+    )
     logged = found[0] if found else None
     if logged is None:
         # Its params are the run's, as mlflow.keras.log_model gives them.
-        logged = client.create_logged_model(run.info.experiment_id, name=NAME, source_run_id=run_id,
-                                            params=dict(run.data.params))
+        logged = client.create_logged_model(
+            run.info.experiment_id, name=NAME, source_run_id=run_id, params=dict(run.data.params)
+        )
     if logged.model_id not in {o.model_id for o in run.outputs.model_outputs}:  # also after a kill in between
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
     if logged.status != LoggedModelStatus.READY:
@@ -84,7 +87,10 @@ def link_metrics(client, run_id, model_id, keys):
     """
     from mlflow.entities import Metric
 
-    linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, run_id=run_id)
-              for key in dict.fromkeys(keys) for m in client.get_metric_history(run_id, key)]
+    linked = [
+        Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, run_id=run_id)
+        for key in dict.fromkeys(keys)
+        for m in client.get_metric_history(run_id, key)
+    ]
     if linked:
         client.log_batch(run_id, metrics=linked)

@@ -14,13 +14,17 @@ import time
 from pathlib import Path
 
 from kerastrack.errors import ConfigError
-from kerastrack.hydra_utils import in_multirun
-from kerastrack.secrets import mask_text, mask_uri
-from kerastrack.signals import signals_deferred, signals_held
 from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
-from kerastrack.tracking.parent import (OfflineParent, ParentRun, child_tags, find_child, find_offline_child,
-                                        find_parent, offline_child)
+from kerastrack.tracking.parent import (
+    OfflineParent,
+    ParentRun,
+    child_tags,
+    find_child,
+    find_offline_child,
+    find_parent,
+    offline_child,
+)
 from kerastrack.tracking.query import delete_twins, resumed_tags, to_record, with_open_id
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, open_store, resolve_tracking_uri
@@ -28,6 +32,9 @@ from kerastrack.tracking.system_metrics import start_sampler
 from kerastrack.tracking.tracker import NullTracker, closing
 from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
+from kerastrack.utils.hydra_job import in_multirun
+from kerastrack.utils.secrets import mask_text, mask_uri
+from kerastrack.utils.signals import signals_deferred, signals_held
 
 DEFAULT_EXPERIMENT = "kerastrack"
 MAX_BATCH = 1000  # metrics per log_batch call: MLflow's limit
@@ -64,20 +71,33 @@ class MlflowTracker(NullTracker):
     # waits, as it loses MLflow's own queue, and a resume logs it from the training state.
     metrics_every_s = 0.5
 
-    def __init__(self, tracking_uri=None, experiment_name=None, run_name=None, log_model=True,
-                 log_every_n_steps=0, offline=False, system_metrics=False, system_metrics_interval=1.0,
-                 store_wait=STORE_WAIT):
+    def __init__(
+        self,
+        tracking_uri=None,
+        experiment_name=None,
+        run_name=None,
+        log_model=True,
+        log_every_n_steps=0,
+        offline=False,
+        system_metrics=False,
+        system_metrics_interval=1.0,
+        store_wait=STORE_WAIT,
+    ):
         if not isinstance(log_every_n_steps, int) or log_every_n_steps < 0:
             raise ConfigError(
                 f"tracking.log_every_n_steps must be an integer >= 0 (0: off). "
                 f"Received: tracking.log_every_n_steps={log_every_n_steps}"
             )
         if system_metrics is True and importlib.util.find_spec("psutil") is None:
-            raise ConfigError("tracking.system_metrics=true needs psutil, which MLflow samples with: pip install "
-                              "psutil (it is in requirements.txt). Received: tracking.system_metrics=true")
+            raise ConfigError(
+                "tracking.system_metrics=true needs psutil, which MLflow samples with: pip install "
+                "psutil (it is in requirements.txt). Received: tracking.system_metrics=true"
+            )
         if isinstance(store_wait, bool) or not isinstance(store_wait, (int, float)) or store_wait < 0:
-            raise ConfigError(f"tracking.store_wait must be a number of seconds >= 0 (0: do not wait for a locked "
-                              f"store). Received: tracking.store_wait={store_wait}")
+            raise ConfigError(
+                f"tracking.store_wait must be a number of seconds >= 0 (0: do not wait for a locked "
+                f"store). Received: tracking.store_wait={store_wait}"
+            )
         self.store_wait = float(store_wait)
         # Metrics are queued and written by MLflow's logging thread. Unbuffered, that thread
         # blocks in a 1 s queue poll, which every run then waits out when it closes;
@@ -127,7 +147,8 @@ class MlflowTracker(NullTracker):
                 f"tracking.experiment_name: the experiment '{self.experiment_name}' was deleted in MLflow (it is in "
                 f"the trash, id {experiment.experiment_id}); restore it (mlflow experiments restore --experiment-id "
                 f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
-                f"Received: tracking.experiment_name={self.experiment_name}")
+                f"Received: tracking.experiment_name={self.experiment_name}"
+            )
         experiment = mlflow.set_experiment(self.experiment_name)
         mark_experiment(self._client(), experiment)
         return experiment
@@ -179,8 +200,13 @@ class MlflowTracker(NullTracker):
         # raised after it (the caller reports a FINISHED run that was interrupted).
         with signals_deferred():
             if self._end_run("FINISHED"):
-                log.info("MLflow run %s '%s' FINISHED in %s (experiment %s)", self.run_id,
-                         self._outbox.meta["run_name"], mask_uri(self.tracking_uri), self.experiment_name)
+                log.info(
+                    "MLflow run %s '%s' FINISHED in %s (experiment %s)",
+                    self.run_id,
+                    self._outbox.meta["run_name"],
+                    mask_uri(self.tracking_uri),
+                    self.experiment_name,
+                )
 
     def _open(self, run_name, tags, run_id, spool):
         """Starts (or reopens) the run and its outbox; offline, the run is only the spool's."""
@@ -205,8 +231,10 @@ class MlflowTracker(NullTracker):
         if not self.system_metrics:
             return
         if self.offline:
-            log.warning("tracking.system_metrics=true: an offline run records no system metrics (MLflow samples "
-                        "them into the run on the server)")
+            log.warning(
+                "tracking.system_metrics=true: an offline run records no system metrics (MLflow samples "
+                "them into the run on the server)"
+            )
             return
         self._monitor = start_sampler(self.run_id, self.system_metrics_interval, resumed, self.tracking_uri)
 
@@ -234,8 +262,11 @@ class MlflowTracker(NullTracker):
             active = mlflow.start_run(run_name=run_name, tags=with_open_id(tags))
         else:
             sweep_tags, swept = child_tags(parent.data.tags)
-            active = mlflow.start_run(run_name=self.run_name or swept or run_name, parent_run_id=parent.info.run_id,
-                                      tags=with_open_id({**(tags or {}), **sweep_tags}))
+            active = mlflow.start_run(
+                run_name=self.run_name or swept or run_name,
+                parent_run_id=parent.info.run_id,
+                tags=with_open_id({**(tags or {}), **sweep_tags}),
+            )
         delete_twins(self._client(), active)  # a timed-out, retried create made one run more
         return active
 
@@ -275,8 +306,9 @@ class MlflowTracker(NullTracker):
 
     def metric_steps(self, run_id):
         client = self._client()
-        return {key: [m.step for m in client.get_metric_history(run_id, key)]
-                for key in client.get_run(run_id).data.metrics}
+        return {
+            key: [m.step for m in client.get_metric_history(run_id, key)] for key in client.get_run(run_id).data.metrics
+        }
 
     def _end(self, status, error_type, message, trace=None, pruned=False):
         with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short
@@ -309,12 +341,28 @@ class MlflowTracker(NullTracker):
         forget_active_run(self.run_id)
         spool, name, uri = self._outbox.spool.directory, self._outbox.meta["run_name"], mask_uri(self.tracking_uri)
         if self.offline:
-            log.info("Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
-                     name, status, spool, uri, UPLOAD_COMMAND, spool)
+            log.info(
+                "Offline run '%s' ended %s, recorded in %s. Upload it to %s with: %s %s",
+                name,
+                status,
+                spool,
+                uri,
+                UPLOAD_COMMAND,
+                spool,
+            )
         else:
-            log.warning("MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
-                        "status are in %s. Upload them (the run stays RUNNING on the server until then) with: "
-                        "%s %s", self.run_id, name, status, uri, spool, UPLOAD_COMMAND, spool)
+            log.warning(
+                "MLflow run %s '%s' ended %s, but not everything reached %s: the rest and the final "
+                "status are in %s. Upload them (the run stays RUNNING on the server until then) with: "
+                "%s %s",
+                self.run_id,
+                name,
+                status,
+                uri,
+                spool,
+                UPLOAD_COMMAND,
+                spool,
+            )
         return False
 
     def _send(self, op, call, spool_op=None):
@@ -326,11 +374,17 @@ class MlflowTracker(NullTracker):
     def log_params(self, params):
         import mlflow
 
-        self._send({"op": "params", "params": {k: str(v) for k, v in params.items()}},
-                   lambda: mlflow.log_params(params))
+        self._send(
+            {"op": "params", "params": {k: str(v) for k, v in params.items()}}, lambda: mlflow.log_params(params)
+        )
 
     def log_metrics(self, metrics, step):
-        op = {"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step, "timestamp": now_ms()}
+        op = {
+            "op": "metrics",
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "step": step,
+            "timestamp": now_ms(),
+        }
         if self._outbox is None:  # outside a run: straight through, as MLflow would
             return self._log_batch([op])
         self._waiting.append(op)
@@ -352,7 +406,7 @@ class MlflowTracker(NullTracker):
 
         batch = [Metric(key, value, op["timestamp"], op["step"]) for op in ops for key, value in op["metrics"].items()]
         for start in range(0, len(batch), MAX_BATCH):
-            self._client().log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH], synchronous=True)
+            self._client().log_batch(self.run_id, metrics=batch[start : start + MAX_BATCH], synchronous=True)
 
     def set_tags(self, tags):
         import mlflow
@@ -363,21 +417,30 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         directory, _, name = artifact_file.rpartition("/")
-        self._send(None, lambda: mlflow.log_text(text, artifact_file),
-                   lambda: {"op": "artifact", "path": self._outbox.spool.add_text(text, name),
-                            "artifact_path": directory or None})
+        self._send(
+            None,
+            lambda: mlflow.log_text(text, artifact_file),
+            lambda: {
+                "op": "artifact",
+                "path": self._outbox.spool.add_text(text, name),
+                "artifact_path": directory or None,
+            },
+        )
 
     def log_artifact(self, local_path, artifact_path=None):
         import mlflow
 
-        self._send(None, lambda: mlflow.log_artifact(str(local_path), artifact_path),
-                   lambda: {"op": "artifact", "path": self._outbox.spool.add_file(local_path),
-                            "artifact_path": artifact_path})
+        self._send(
+            None,
+            lambda: mlflow.log_artifact(str(local_path), artifact_path),
+            lambda: {"op": "artifact", "path": self._outbox.spool.add_file(local_path), "artifact_path": artifact_path},
+        )
 
     def log_datasets(self, name, source, splits):
         described = [datasets.describe(name, source, context, x, y) for context, (x, y) in splits.items()]
-        self._send({"op": "inputs", "datasets": described},
-                   lambda: datasets.log_inputs(self._client(), self.run_id, described))
+        self._send(
+            {"op": "inputs", "datasets": described}, lambda: datasets.log_inputs(self._client(), self.run_id, described)
+        )
 
     def log_keras_model(self, model, input_example, step=0, metrics=()):
         """Logs the model as the run's MLflow logged model (see logged_model.py); spooled,
@@ -391,5 +454,13 @@ class MlflowTracker(NullTracker):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model"
             logged_model.save(model, input_example, path)
-            self._send(None, live, lambda: {"op": "model", "path": self._outbox.spool.add_file(path), "step": step,
-                                            "metrics": list(metrics)})
+            self._send(
+                None,
+                live,
+                lambda: {
+                    "op": "model",
+                    "path": self._outbox.spool.add_file(path),
+                    "step": step,
+                    "metrics": list(metrics),
+                },
+            )

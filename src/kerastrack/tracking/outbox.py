@@ -6,10 +6,10 @@ import os
 import time
 from urllib.parse import urlparse
 
-from kerastrack.background import Worker
 from kerastrack.errors import ConfigError
-from kerastrack.secrets import has_password, mask_text, mask_uri
 from kerastrack.tracking.spool import SPOOL_DIRNAME, upload
+from kerastrack.utils.background import Worker
+from kerastrack.utils.secrets import has_password, mask_text, mask_uri
 
 log = logging.getLogger(__name__)
 UPLOAD_COMMAND = "python -m kerastrack.upload"
@@ -179,8 +179,11 @@ class Outbox:
             return True
         try:
             upload(self.spool, self.client_factory(), log_progress=log.info)
-            log.warning("MLflow %s %s is back: the spooled calls are uploaded", self._kind(),
-                        mask_uri(self.meta["tracking_uri"]))
+            log.warning(
+                "MLflow %s %s is back: the spooled calls are uploaded",
+                self._kind(),
+                mask_uri(self.meta["tracking_uri"]),
+            )
             self.down_until = None
             return True
         except Exception as exc:
@@ -197,11 +200,17 @@ class Outbox:
         if not self.warned:
             self.warned = True
             locked = store_locked(exc)
-            log.warning("MLflow %s %s %s (%s): training goes on, and what cannot be sent is kept in %s, sent when "
-                        "it is back (or later with: %s %s)", self._kind(), mask_uri(self.meta["tracking_uri"]),
-                        "locked by another process" if locked else "unreachable",
-                        "database is locked" if locked else short_error(exc), self.spool.directory, UPLOAD_COMMAND,
-                        self.spool.directory)
+            log.warning(
+                "MLflow %s %s %s (%s): training goes on, and what cannot be sent is kept in %s, sent when "
+                "it is back (or later with: %s %s)",
+                self._kind(),
+                mask_uri(self.meta["tracking_uri"]),
+                "locked by another process" if locked else "unreachable",
+                "database is locked" if locked else short_error(exc),
+                self.spool.directory,
+                UPLOAD_COMMAND,
+                self.spool.directory,
+            )
 
     def _spool(self, op):
         """Spools an op, or a list of them (several epochs' metrics sent as one call)."""
@@ -230,15 +239,24 @@ def check_server(uri, timeout=5, key="tracking.tracking_uri", credentials=None):
     from mlflow.utils.credentials import get_default_host_creds  # mlflow: deferred, see store.py
     from mlflow.utils.rest_utils import http_request
 
-    start = ("Start one with `python -m kerastrack.ui` or `mlflow server --backend-store-uri "
-             "sqlite:///mlflow.db --host 127.0.0.1 --port 5000`, or train without it: tracking.offline=true "
-             f"(kept in <output_dir>/{SPOOL_DIRNAME}, uploaded later with `{UPLOAD_COMMAND} <output_dir>`) "
-             "or tracking=none (nothing recorded).")
+    start = (
+        "Start one with `python -m kerastrack.ui` or `mlflow server --backend-store-uri "
+        "sqlite:///mlflow.db --host 127.0.0.1 --port 5000`, or train without it: tracking.offline=true "
+        f"(kept in <output_dir>/{SPOOL_DIRNAME}, uploaded later with `{UPLOAD_COMMAND} <output_dir>`) "
+        "or tracking=none (nothing recorded)."
+    )
     shown = mask_uri(uri)
     received = f"Received: {key}={shown}"
     try:
-        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "POST",
-                                max_retries=0, timeout=timeout, raise_on_status=False, json={"max_results": 1})
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "POST",
+            max_retries=0,
+            timeout=timeout,
+            raise_on_status=False,
+            json={"max_results": 1},
+        )
     except Exception as exc:  # noqa: BLE001 - MLflow wraps every transport error in MlflowException
         reason, cause = short_error(exc), exc
         while cause is not None:
@@ -246,15 +264,24 @@ def check_server(uri, timeout=5, key="tracking.tracking_uri", credentials=None):
                 reason = f"no answer within {timeout} s (timeout)"
                 break
             if isinstance(cause, requests.ConnectionError):
-                reason = "connection refused" if "refused" in str(cause).lower() else f"connection failed ({short_error(cause)})"
+                reason = (
+                    "connection refused"
+                    if "refused" in str(cause).lower()
+                    else f"connection failed ({short_error(cause)})"
+                )
                 break
             cause = cause.__cause__ or cause.__context__
-        raise ConfigError(f"the MLflow tracking server at {shown} is unreachable: {reason}. {start} {received}") from None
+        raise ConfigError(
+            f"the MLflow tracking server at {shown} is unreachable: {reason}. {start} {received}"
+        ) from None
     if response.status_code in (401, 403):
         raise ConfigError(
             f"the MLflow tracking server at {shown} needs credentials (HTTP {response.status_code}): "
             f"{credentials or 'set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment.'} "
-            f"{received}")
+            f"{received}"
+        )
     if response.status_code != 200:
-        raise ConfigError(f"the MLflow tracking server at {shown} answered HTTP {response.status_code} "
-                          f"({short_error(response.text)}) instead of working. {start} {received}")
+        raise ConfigError(
+            f"the MLflow tracking server at {shown} answered HTTP {response.status_code} "
+            f"({short_error(response.text)}) instead of working. {start} {received}"
+        )

@@ -10,12 +10,12 @@ import json
 import os
 from pathlib import Path
 
-from kerastrack.hydra_utils import in_multirun, job_num, parse_overrides, sweep_dir, task_overrides
-from kerastrack.secrets import mask_override, mask_value
 from kerastrack.tracking.outbox import now_ms
 from kerastrack.tracking.query import delete_twins, to_record, with_open_id
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
 from kerastrack.tracking.views import run_color, sweep_view, ui_link
+from kerastrack.utils.hydra_job import in_multirun, job_num, parse_overrides, sweep_dir, task_overrides
+from kerastrack.utils.secrets import mask_override, mask_value
 
 LATEST_FIRST = ["attributes.start_time DESC"]
 
@@ -23,16 +23,22 @@ LATEST_FIRST = ["attributes.start_time DESC"]
 def find_parent(client, experiment_id, directory=None):
     """The parent run of the sweep in ``directory`` (None: the running job's), or None."""
     parents = client.search_runs(
-        [experiment_id], max_results=1, order_by=LATEST_FIRST,
-        filter_string=f"tags.`sweep.dir` = '{directory or sweep_dir()}' and tags.`sweep.role` = 'parent'")
+        [experiment_id],
+        max_results=1,
+        order_by=LATEST_FIRST,
+        filter_string=f"tags.`sweep.dir` = '{directory or sweep_dir()}' and tags.`sweep.role` = 'parent'",
+    )
     return parents[0] if parents else None
 
 
 def find_child(client, parent, config_hash):
     """The latest child of ``parent`` with this config hash, as a RunRecord, or None."""
     children = client.search_runs(
-        [parent.info.experiment_id], max_results=1, order_by=LATEST_FIRST,
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`config.hash` = '{config_hash}'")
+        [parent.info.experiment_id],
+        max_results=1,
+        order_by=LATEST_FIRST,
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`config.hash` = '{config_hash}'",
+    )
     return to_record(children[0]) if children else None
 
 
@@ -40,10 +46,13 @@ def child_tags(parent_tags):
     """Tags that make the running job's run a child of the parent with ``parent_tags``, and
     its name from the swept values (``optimizer=adam,seed=1``), or None when nothing is swept."""
     keys = json.loads(parent_tags.get("sweep.keys", "[]"))
-    values = {k: mask_value(k, o.get_value_element_as_str())
-              for k, o in parse_overrides(task_overrides()) if k in keys}
-    tags = {"sweep.role": "child", "sweep.job": str(job_num()), "sweep.values": json.dumps(values),
-            "mlflow.runColor": run_color(job_num())}
+    values = {k: mask_value(k, o.get_value_element_as_str()) for k, o in parse_overrides(task_overrides()) if k in keys}
+    tags = {
+        "sweep.role": "child",
+        "sweep.job": str(job_num()),
+        "sweep.values": json.dumps(values),
+        "mlflow.runColor": run_color(job_num()),
+    }
     return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
 
@@ -51,8 +60,12 @@ def _parent_tags(directory, keys, overrides):
     """A new parent's name and tags."""
     where = Path(directory)
     name = f"sweep {', '.join(keys) or 'of 1'} ({where.parent.name} {where.name})"
-    return name, {"sweep.role": "parent", "sweep.keys": json.dumps(keys), "sweep.dir": directory,
-                  "sweep.overrides": _shown(overrides)}
+    return name, {
+        "sweep.role": "parent",
+        "sweep.keys": json.dumps(keys),
+        "sweep.dir": directory,
+        "sweep.overrides": _shown(overrides),
+    }
 
 
 def _shown(overrides):
@@ -85,7 +98,9 @@ class ParentRun:
         if earlier:
             self.run_id = earlier.info.run_id
             client.update_run(self.run_id, status="RUNNING")
-            client.set_tag(self.run_id, "sweep.relaunches", str(int(earlier.data.tags.get("sweep.relaunches", "0")) + 1))
+            client.set_tag(
+                self.run_id, "sweep.relaunches", str(int(earlier.data.tags.get("sweep.relaunches", "0")) + 1)
+            )
         else:
             name, tags = _parent_tags(directory, keys, overrides)
             run = client.create_run(experiment_id, run_name=name, tags=with_open_id(tags))
@@ -94,8 +109,9 @@ class ParentRun:
 
     def children(self):
         """The child runs so far, as RunRecords (without histories)."""
-        runs = self.client.search_runs([self.experiment_id], max_results=10000,
-                                       filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=10000, filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'"
+        )
         return [to_record(run) for run in runs]
 
     def log_counts(self, n_jobs, n_failed, n_skipped=0):
@@ -117,14 +133,20 @@ class ParentRun:
     def ui_link(self):
         """Saves the UI's view of the children side by side; returns what opens it (the URL
         on a tracking server, else the ``python -m kerastrack.ui`` command)."""
-        return ui_link(self.tracking_uri, sweep_view(self.client, self.client.get_run(self.run_id)),
-                       f"--sweep {self.run_id}")
+        return ui_link(
+            self.tracking_uri, sweep_view(self.client, self.client.get_run(self.run_id)), f"--sweep {self.run_id}"
+        )
 
     def fail_child(self, job, error_type, message):
         """Closes job ``job``'s child run FAILED, if it is RUNNING (its process died unable to
         close it); returns its run id, or None where it has no RUNNING child."""
-        runs = self.client.search_runs([self.experiment_id], max_results=10, filter_string=(
-            f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`sweep.job` = '{job}' and attributes.status = 'RUNNING'"))
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            max_results=10,
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`sweep.job` = '{job}' and attributes.status = 'RUNNING'"
+            ),
+        )
         for run in runs:
             self.client.set_tag(run.info.run_id, "error.type", error_type)
             self.client.set_tag(run.info.run_id, "error.message", message)
@@ -188,8 +210,14 @@ class OfflineParent:
             self.spool.append({"op": "tags", "tags": {"sweep.relaunches": str(relaunches)}})
         else:
             name, tags = _parent_tags(directory, keys, overrides)
-            self.spool.write_meta(tracking_uri=tracking_uri, experiment_name=experiment_name, run_id=None,
-                                  run_name=name, tags=tags, start_time=now_ms())
+            self.spool.write_meta(
+                tracking_uri=tracking_uri,
+                experiment_name=experiment_name,
+                run_id=None,
+                run_name=name,
+                tags=tags,
+                start_time=now_ms(),
+            )
 
     def children(self):
         """The jobs' runs as spooled so far, as RunRecords: each job's latest attempt (a job
@@ -200,8 +228,16 @@ class OfflineParent:
         return list(latest.values())
 
     def log_counts(self, n_jobs, n_failed, n_skipped=0):
-        self.spool.append({"op": "tags", "tags": {"sweep.n_jobs": str(n_jobs), "sweep.n_failed": str(n_failed),
-                                                  "sweep.n_skipped": str(n_skipped)}})
+        self.spool.append(
+            {
+                "op": "tags",
+                "tags": {
+                    "sweep.n_jobs": str(n_jobs),
+                    "sweep.n_failed": str(n_failed),
+                    "sweep.n_skipped": str(n_skipped),
+                },
+            }
+        )
 
     def fail_child(self, job, error_type, message):
         """As ``ParentRun.fail_child``, in the job's spool (a run id once uploaded, else "")."""

@@ -173,7 +173,8 @@ def _check_is_parent(client, run):
     that (its report would otherwise read "no runs yet")."""
     run_id, tags = run.info.run_id, run.data.tags
     if tags.get("sweep.role") == "parent" or client.search_runs(
-            [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1):
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1
+    ):
         return
     owner = tags.get("mlflow.parentRunId")
     if owner:
@@ -181,13 +182,15 @@ def _check_is_parent(client, run):
     else:
         experiment = client.get_experiment(run.info.experiment_id).name
         what = f"a single run: compare single runs with python -m kerastrack.report --experiment '{experiment}'"
-    raise ConfigError(f"Run {run_id} ('{run.info.run_name}') is not a sweep's parent run; it is {what}. "
-                      f"Received: parent={run_id}")
+    raise ConfigError(
+        f"Run {run_id} ('{run.info.run_name}') is not a sweep's parent run; it is {what}. Received: parent={run_id}"
+    )
 
 
 def _recent_parents(client, limit=5):
-    runs = client.search_runs(_experiment_ids(client), PARENT_FILTER,
-                              order_by=["attributes.start_time DESC"], max_results=limit)
+    runs = client.search_runs(
+        _experiment_ids(client), PARENT_FILTER, order_by=["attributes.start_time DESC"], max_results=limit
+    )
     return ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs) or "none"
 
 
@@ -201,8 +204,13 @@ def _search(client, experiment_ids, filter_string):
     runs, token = [], None
     try:
         while True:
-            page = client.search_runs(experiment_ids, filter_string, max_results=_PAGE,
-                                      order_by=["attributes.start_time ASC"], page_token=token)
+            page = client.search_runs(
+                experiment_ids,
+                filter_string,
+                max_results=_PAGE,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
             runs += page
             token = page.token
             if not token:
@@ -227,10 +235,14 @@ def _record(client, run, history_keys):
 def to_record(run):
     """A RunRecord of an mlflow Run, without metric histories."""
     return RunRecord(
-        run_id=run.info.run_id, name=run.info.run_name or run.info.run_id, status=run.info.status,
-        params=dict(run.data.params), tags=dict(run.data.tags),
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=run.info.status,
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
         metrics={k: _finite_or_inf(v) for k, v in run.data.metrics.items()},
-        start_time=run.info.start_time, end_time=run.info.end_time,
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
     )
 
 

@@ -4,7 +4,7 @@ Used by ``python -m kerastrack.ui`` and by the tests that need a tracking server
 has no API to run its server in-process and stop it cleanly: the CLI starts a process
 tree (uvicorn/gunicorn workers, a job runner), so it is started in a new session and
 stopped by signalling the whole process group, never only its pid. The group's leader is a
-watchdog (``watchdog.py``) that ends the group when the process that started it dies.
+watchdog (``server_watch.py``) that ends the group when the process that started it dies.
 """
 
 import contextlib
@@ -17,10 +17,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kerastrack.secrets import mask_uri
+from kerastrack.utils.secrets import mask_uri
 
 LOOPBACK = "127.0.0.1"
-WATCHDOG = Path(__file__).with_name("watchdog.py")
+WATCHDOG = Path(__file__).with_name("server_watch.py")
 
 
 def free_port(host=LOOPBACK):
@@ -52,8 +52,19 @@ class MlflowServer:
         log_file: Where the server's stdout/stderr go; None: discarded.
     """
 
-    def __init__(self, backend_store_uri, artifacts_destination=None, host=LOOPBACK, port=None, workers=1,
-                 app_name=None, extra_args=(), env=None, cwd=None, log_file=None):
+    def __init__(
+        self,
+        backend_store_uri,
+        artifacts_destination=None,
+        host=LOOPBACK,
+        port=None,
+        workers=1,
+        app_name=None,
+        extra_args=(),
+        env=None,
+        cwd=None,
+        log_file=None,
+    ):
         self.backend_store_uri = backend_store_uri
         self.artifacts_destination = artifacts_destination
         self.host = host
@@ -71,8 +82,20 @@ class MlflowServer:
         return f"http://{self.host}:{self.port}"
 
     def command(self):
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_store_uri,
-               "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.artifacts_destination:
             cmd += ["--artifacts-destination", str(self.artifacts_destination)]
         if self.app_name:
@@ -82,8 +105,12 @@ class MlflowServer:
     def environment(self):
         """The server's environment: this process's (MLflow's telemetry off unless the user
         turned it on: kerastrack.tracking sets it), no job runner, then ``env``."""
-        return {"MLFLOW_DISABLE_TELEMETRY": "true", **os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                **self.env}
+        return {
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            **self.env,
+        }
 
     def start(self, timeout=90):
         """Starts the server and waits until it answers ``/health``."""
@@ -92,9 +119,15 @@ class MlflowServer:
         try:
             # Through the watchdog, which leads the new group and ends it if this process dies
             # (kill -9 included): the write end of its stdin pipe stays here, unwritten.
-            self.process = subprocess.Popen([sys.executable, "-I", str(WATCHDOG), *self.command()], env=env,
-                                            cwd=self.cwd, stdin=subprocess.PIPE, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", str(WATCHDOG), *self.command()],
+                env=env,
+                cwd=self.cwd,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             if self.log_file:
                 out.close()
@@ -102,8 +135,10 @@ class MlflowServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 command = " ".join(mask_uri(arg) for arg in self.command())
-                raise RuntimeError(f"mlflow server exited with code {self.process.returncode}: "
-                                   f"{command} (log: {self.log_file or 'discarded'})")
+                raise RuntimeError(
+                    f"mlflow server exited with code {self.process.returncode}: "
+                    f"{command} (log: {self.log_file or 'discarded'})"
+                )
             if self.healthy():
                 return self
             time.sleep(0.25)

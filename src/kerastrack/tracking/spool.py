@@ -34,10 +34,10 @@ import uuid
 from pathlib import Path
 
 from kerastrack.errors import ConfigError
-from kerastrack.files import write_atomic
 from kerastrack.tracking import datasets, logged_model
 from kerastrack.tracking.query import RunRecord
 from kerastrack.tracking.views import EXPERIMENT_KIND
+from kerastrack.utils.files import write_atomic
 
 SPOOL_DIRNAME = "mlflow-spool"
 EARLIER = SPOOL_DIRNAME + ".*"  # an earlier attempt's spool, set aside in the same output dir
@@ -83,7 +83,7 @@ class Spool:
             return [json.loads(line) for line in f if line.strip()]
 
     def pending(self):
-        return self.ops()[self.state()["uploaded"]:]
+        return self.ops()[self.state()["uploaded"] :]
 
     def append(self, op):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -129,9 +129,15 @@ class Spool:
                 metrics.update(op["metrics"])
             elif op["op"] == "terminate":
                 status = op["status"]
-        return RunRecord(run_id=self.state()["run_id"] or meta.get("run_id") or "", name=meta.get("run_name") or "",
-                         status=status, params=params, tags={**(meta.get("tags") or {}), **tags}, metrics=metrics,
-                         start_time=meta.get("start_time"))
+        return RunRecord(
+            run_id=self.state()["run_id"] or meta.get("run_id") or "",
+            name=meta.get("run_name") or "",
+            status=status,
+            params=params,
+            tags={**(meta.get("tags") or {}), **tags},
+            metrics=metrics,
+            start_time=meta.get("start_time"),
+        )
 
     def parent(self):
         """The spool of the sweep's parent run this run is a child of, or None."""
@@ -141,8 +147,9 @@ class Spool:
     def children(self):
         """The spools of the jobs of the offline sweep whose parent this spool is (in the
         job dirs beside it, earlier attempts included), in job order."""
-        found = [Spool(d) for pattern in (f"*/{SPOOL_DIRNAME}", f"*/{EARLIER}")
-                 for d in self.directory.parent.glob(pattern)]
+        found = [
+            Spool(d) for pattern in (f"*/{SPOOL_DIRNAME}", f"*/{EARLIER}") for d in self.directory.parent.glob(pattern)
+        ]
         mine = self.directory.resolve()
         found = [c for c in found if c.exists() and c.parent() and c.parent().directory.resolve() == mine]
         return sorted(found, key=lambda c: (int((c.meta().get("tags") or {}).get("sweep.job", 0)), str(c.directory)))
@@ -192,9 +199,11 @@ def upload(spool, client, log_progress=print):
 def _parent_run_id(parent, client, log_progress):
     """The server's run of an offline sweep's parent spool, uploaded first if need be."""
     if not parent.exists():
-        raise ConfigError(f"this run is a job of an offline sweep whose parent run's spool is gone ({parent.directory} "
-                          f"holds no meta.json): upload the sweep dir whole, as the sweep left it. "
-                          f"Received: parent_spool={parent.directory}")
+        raise ConfigError(
+            f"this run is a job of an offline sweep whose parent run's spool is gone ({parent.directory} "
+            f"holds no meta.json): upload the sweep dir whole, as the sweep left it. "
+            f"Received: parent_spool={parent.directory}"
+        )
     run_id = parent.state()["run_id"] or parent.meta().get("run_id")
     return run_id or upload(parent, client, log_progress)[0]
 
@@ -232,12 +241,17 @@ def find_or_create_run(spool, client, state, log_progress=print):
         state["spool_id"] = uuid.uuid4().hex
         spool.save_state(state)
     experiment = client.get_experiment_by_name(meta["experiment_name"])
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(meta["experiment_name"], tags=dict([EXPERIMENT_KIND]))
+    )
     found = client.search_runs([experiment_id], f"tags.`{SPOOL_ID_TAG}` = '{state['spool_id']}'", max_results=1)
     if found:
-        log_progress(f"continuing run {found[0].info.run_id} '{found[0].info.run_name}', which an earlier upload "
-                     f"of this spool created")
+        log_progress(
+            f"continuing run {found[0].info.run_id} '{found[0].info.run_name}', which an earlier upload "
+            f"of this spool created"
+        )
         return found[0].info.run_id
     tags = {**(meta.get("tags") or {}), SPOOL_ID_TAG: state["spool_id"]}
     if (parent := spool.parent()) is not None:  # a job of an offline sweep: under its parent
@@ -276,8 +290,12 @@ def _send(client, run_id, spool, ops, counts):
             client.set_terminated(run_id, op["status"], op.get("end_time"))
             _count(counts, f"final status ({op['status']})")
     if metrics or params or tags:
-        client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()],
-                         tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        client.log_batch(
+            run_id,
+            metrics=metrics,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
         _count(counts, "metric values", len(metrics))
         _count(counts, "params", len(params))
         _count(counts, "tags", len(tags))
@@ -286,5 +304,3 @@ def _send(client, run_id, spool, ops, counts):
 def _count(counts, kind, n=1):
     if n:
         counts[kind] = counts.get(kind, 0) + n
-
-

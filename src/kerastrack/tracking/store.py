@@ -16,11 +16,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from kerastrack.errors import ConfigError
-from kerastrack.hydra_utils import launch_dir
-from kerastrack.secrets import mask_text, mask_uri
-from kerastrack.signals import signals_deferred
-from kerastrack.startup import gc_paused
 from kerastrack.tracking.workarounds import dispose_engine
+from kerastrack.utils.hydra_job import launch_dir
+from kerastrack.utils.secrets import mask_text, mask_uri
+from kerastrack.utils.signals import signals_deferred
+from kerastrack.utils.startup import gc_paused
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 # Seconds a run waits for an SQLite store that another process holds locked (a sqlite3
@@ -100,13 +100,20 @@ def check_experiment_name(name, default):
     from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
 
     if name is not None and not str(name).strip():
-        raise ConfigError("tracking.experiment_name must be a name, or null for $MLFLOW_EXPERIMENT_NAME, else "
-                          f"{default}. Received: tracking.experiment_name='{name}'")
-    key, resolved = ("tracking.experiment_name", str(name)) if name is not None else \
-        ("MLFLOW_EXPERIMENT_NAME", os.environ.get("MLFLOW_EXPERIMENT_NAME") or default)
+        raise ConfigError(
+            "tracking.experiment_name must be a name, or null for $MLFLOW_EXPERIMENT_NAME, else "
+            f"{default}. Received: tracking.experiment_name='{name}'"
+        )
+    key, resolved = (
+        ("tracking.experiment_name", str(name))
+        if name is not None
+        else ("MLFLOW_EXPERIMENT_NAME", os.environ.get("MLFLOW_EXPERIMENT_NAME") or default)
+    )
     if len(resolved) > MAX_EXPERIMENT_NAME_LENGTH:
-        raise ConfigError(f"{key} must be at most {MAX_EXPERIMENT_NAME_LENGTH} characters (MLflow's limit); it has "
-                          f"{len(resolved)}. Received: {key}={resolved[:60]}...")
+        raise ConfigError(
+            f"{key} must be at most {MAX_EXPERIMENT_NAME_LENGTH} characters (MLflow's limit); it has "
+            f"{len(resolved)}. Received: {key}={resolved[:60]}..."
+        )
     return resolved
 
 
@@ -167,8 +174,13 @@ def check_sqlite(database, wait=STORE_WAIT):
         except sqlite3.OperationalError as exc:
             if not _locked(exc) or wait <= 1.0:
                 raise
-            log.warning("The MLflow store %s is locked by another process (%s): waiting up to %.0f s for it "
-                        "(tracking.store_wait)", database, exc, wait)
+            log.warning(
+                "The MLflow store %s is locked by another process (%s): waiting up to %.0f s for it "
+                "(tracking.store_wait)",
+                database,
+                exc,
+                wait,
+            )
             connection.execute(f"PRAGMA busy_timeout = {int(max(wait - (time.monotonic() - started), 0) * 1000)}")
             connection.execute("BEGIN IMMEDIATE")
             log.info("The MLflow store %s is free again after %.0f s", database, time.monotonic() - started)
@@ -202,7 +214,9 @@ def check_database(uri, timeout=10):
     if kind not in DATABASE_ENGINES:
         return
     # Both PostgreSQL drivers and the MySQL ones take connect_timeout; others keep their own default.
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout} if kind in (POSTGRES, MYSQL) else {})
+    engine = sqlalchemy.create_engine(
+        uri, connect_args={"connect_timeout": timeout} if kind in (POSTGRES, MYSQL) else {}
+    )
     try:
         with engine.connect():
             pass
@@ -235,26 +249,38 @@ def _sqlite_refusal(uri, database, exc):
     received = f"Received: tracking.tracking_uri={uri}"
     elsewhere = f"or record into another store: tracking.tracking_uri=sqlite:///<another path>/{database.name}"
     if re.search(r"malformed|not a database|file is encrypted", reason):
-        return (f"the MLflow store {database} is damaged ({reason}) and cannot be opened. Restore it from a copy, "
-                f"or recover what it holds into a new file: sqlite3 {database} .recover | sqlite3 "
-                f"{database.with_name('recovered.db')} (then tracking.tracking_uri=sqlite:///"
-                f"{database.with_name('recovered.db')}), {elsewhere}. {received}")
-    if re.search(r"readonly database|unable to open database|read-only file system|Operation not permitted|"
-                 r"Permission denied", reason, re.IGNORECASE):
-        return (f"the MLflow store {database} cannot be written ({reason}): the file or its folder "
-                f"{database.parent} is read-only (SQLite also writes a journal file beside it), immutable (lsattr; "
-                f"chattr -i) or on a read-only mount. Make both writable, {elsewhere}. {received}")
+        return (
+            f"the MLflow store {database} is damaged ({reason}) and cannot be opened. Restore it from a copy, "
+            f"or recover what it holds into a new file: sqlite3 {database} .recover | sqlite3 "
+            f"{database.with_name('recovered.db')} (then tracking.tracking_uri=sqlite:///"
+            f"{database.with_name('recovered.db')}), {elsewhere}. {received}"
+        )
+    if re.search(
+        r"readonly database|unable to open database|read-only file system|Operation not permitted|"
+        r"Permission denied",
+        reason,
+        re.IGNORECASE,
+    ):
+        return (
+            f"the MLflow store {database} cannot be written ({reason}): the file or its folder "
+            f"{database.parent} is read-only (SQLite also writes a journal file beside it), immutable (lsattr; "
+            f"chattr -i) or on a read-only mount. Make both writable, {elsewhere}. {received}"
+        )
     if _locked(reason):
-        return (f"the MLflow store {database} stayed locked by another process ({reason}): another program holds it "
-                f"in a write (a sqlite3 shell in a transaction, a backup, another run's long write). Finish or stop "
-                f"it and run again, wait longer (tracking.store_wait=<seconds>), {elsewhere}. {received}")
+        return (
+            f"the MLflow store {database} stayed locked by another process ({reason}): another program holds it "
+            f"in a write (a sqlite3 shell in a transaction, a backup, another run's long write). Finish or stop "
+            f"it and run again, wait longer (tracking.store_wait=<seconds>), {elsewhere}. {received}"
+        )
     # Migrations that collide with what is there ("table ... already exists",
     # "duplicate column name"): the schema is half made.
     if re.search(r"already exists|duplicate column", reason):
-        return (f"the MLflow store {database} was left half-created (its first run was interrupted while it "
-                f"created the tables, with an older kerastrack) and cannot be opened. If it holds no runs you "
-                f"need, delete it (rm {database}) and run again; kerastrack now creates stores all or nothing. "
-                f"{received}")
+        return (
+            f"the MLflow store {database} was left half-created (its first run was interrupted while it "
+            f"created the tables, with an older kerastrack) and cannot be opened. If it holds no runs you "
+            f"need, delete it (rm {database}) and run again; kerastrack now creates stores all or nothing. "
+            f"{received}"
+        )
     return None
 
 
@@ -267,14 +293,18 @@ def _database_refusal(uri, exc):
     missing = next((e for e in _chain(exc) if isinstance(e, ModuleNotFoundError)), None)
     if missing is not None:
         driver = make_url(uri).get_driver_name()
-        return (f"the MLflow store {shown} needs the database driver '{driver}' (SQLAlchemy's for this URL), which "
-                f"is not installed ({missing}): pip install -r requirements.txt installs psycopg (postgresql://) and "
-                f"psycopg2 (postgresql+psycopg2://); for another, install it or name an installed one in the URL "
-                f"(<database>+<driver>://). {received}")
+        return (
+            f"the MLflow store {shown} needs the database driver '{driver}' (SQLAlchemy's for this URL), which "
+            f"is not installed ({missing}): pip install -r requirements.txt installs psycopg (postgresql://) and "
+            f"psycopg2 (postgresql+psycopg2://); for another, install it or name an installed one in the URL "
+            f"(<database>+<driver>://). {received}"
+        )
     if any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) for e in _chain(exc)):
-        return (f"the MLflow store {shown} cannot be reached ({_reason(exc)}). Check that the database server "
-                f"runs and the host, port, user, password and database name, or record into a local store: "
-                f"tracking.tracking_uri=sqlite:///mlflow.db. {received}")
+        return (
+            f"the MLflow store {shown} cannot be reached ({_reason(exc)}). Check that the database server "
+            f"runs and the host, port, user, password and database name, or record into a local store: "
+            f"tracking.tracking_uri=sqlite:///mlflow.db. {received}"
+        )
     return None
 
 
@@ -345,6 +375,7 @@ def _unsynced(name):
     opens its engine and migrates in one call, so the pragmas go in through SQLAlchemy's
     connect event, for this one file.
     """
+
     def connected(dbapi_connection, connection_record):
         if any(Path(row[2]).name == name for row in dbapi_connection.execute("PRAGMA database_list")):
             dbapi_connection.execute("PRAGMA synchronous=OFF")

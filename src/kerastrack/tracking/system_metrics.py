@@ -16,7 +16,8 @@ def start_sampler(run_id, interval, resumed, tracking_uri):
     """
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    sampler = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed,
-                                   tracking_uri=tracking_uri)
+    sampler = SystemMetricsMonitor(
+        run_id, sampling_interval=interval, resume_logging=resumed, tracking_uri=tracking_uri
+    )
     sampler.start()
     return sampler

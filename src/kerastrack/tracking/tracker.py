@@ -11,7 +11,7 @@ import contextlib
 import traceback
 
 from kerastrack.errors import is_pruned
-from kerastrack.signals import interrupted
+from kerastrack.utils.signals import interrupted
 
 
 @contextlib.contextmanager

@@ -24,17 +24,36 @@ import shlex
 import uuid
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from kerastrack.secrets import mask_uri
 from kerastrack.tracking.query import PARENT_FILTER
 from kerastrack.tracking.store import DEFAULT_URI, resolve_tracking_uri
+from kerastrack.utils.secrets import mask_uri
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 VIEW_TAG = "mlflow.sharedViewState."
 # Matplotlib's tab10 then the light halves of tab20: distinct side by side, and the same
 # colours the report uses for its first ten groups.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+]
 # The URL parameters every link into the UI carries: the model-training side of the UI.
 MODEL_TRAINING = {"workflowType": "machine_learning"}
 
@@ -62,17 +81,41 @@ def _metric_order(key):
 
 
 def _card(kind, key, section, n_runs):
-    card = {"uuid": str(uuid.uuid4()), "type": kind, "metricKey": key, "displayName": key, "metricSectionId": section,
-            "runsCountToCompare": max(n_runs, 10), "deleted": False, "isGenerated": False}
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "type": kind,
+        "metricKey": key,
+        "displayName": key,
+        "metricSectionId": section,
+        "runsCountToCompare": max(n_runs, 10),
+        "deleted": False,
+        "isGenerated": False,
+    }
     if kind == "LINE":
-        card.update(lineSmoothness=0, xAxisKey="step", scaleType="linear", xAxisScaleType="linear", range={},
-                    displayPoints=True, useGlobalXaxisKey=False, useGlobalLineSmoothing=False)
+        card.update(
+            lineSmoothness=0,
+            xAxisKey="step",
+            scaleType="linear",
+            xAxisScaleType="linear",
+            range={},
+            displayPoints=True,
+            useGlobalXaxisKey=False,
+            useGlobalLineSmoothing=False,
+        )
     return card
 
 
 def _section(name, columns, height):
-    return {"uuid": str(uuid.uuid4()), "name": name, "display": True, "isReordered": True, "deleted": False,
-            "isGenerated": False, "columns": columns, "cardHeight": height}
+    return {
+        "uuid": str(uuid.uuid4()),
+        "name": name,
+        "display": True,
+        "isReordered": True,
+        "deleted": False,
+        "isGenerated": False,
+        "columns": columns,
+        "cardHeight": height,
+    }
 
 
 def comparison_state(runs, search_filter, monitor=None, mode="min"):
@@ -87,14 +130,22 @@ def comparison_state(runs, search_filter, monitor=None, mode="min"):
     """
     keys = {key for run in runs for key in run.data.metrics}
     per_epoch, summary = _section("Per epoch", 1, 360), _section("Summary (best epoch, test set)", 3, 300)
-    cards = [_card("LINE", k, per_epoch["uuid"], len(runs)) for k in sorted(keys, key=_metric_order) if not is_summary(k)]
+    cards = [
+        _card("LINE", k, per_epoch["uuid"], len(runs)) for k in sorted(keys, key=_metric_order) if not is_summary(k)
+    ]
     cards += [_card("BAR", k, summary["uuid"], len(runs)) for k in sorted(keys) if is_summary(k)]
     # Ordered by a metric (not by start time): the UI then lists the runs flat, so none is
     # hidden under a collapsed parent.
     order = f"best_{monitor}" if monitor and f"best_{monitor}" in keys else "val_loss" if "val_loss" in keys else "loss"
-    return {"searchFilter": search_filter, "orderByKey": f"metrics.`{order}`", "orderByAsc": mode != "max",
-            "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True,
-            "compareRunSections": [per_epoch, summary], "compareRunCharts": cards}
+    return {
+        "searchFilter": search_filter,
+        "orderByKey": f"metrics.`{order}`",
+        "orderByAsc": mode != "max",
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "compareRunSections": [per_epoch, summary],
+        "compareRunCharts": cards,
+    }
 
 
 def save_view(client, experiment_id, key, state):
@@ -122,8 +173,10 @@ def sweep_view(client, parent):
 
 def run_url(run):
     """The URL fragment of one run's page, on its per-epoch charts."""
-    return (f"#/experiments/{run.info.experiment_id}/runs/{quote(run.info.run_id)}/model-metrics?"
-            f"{urlencode(MODEL_TRAINING)}")
+    return (
+        f"#/experiments/{run.info.experiment_id}/runs/{quote(run.info.run_id)}/model-metrics?"
+        f"{urlencode(MODEL_TRAINING)}"
+    )
 
 
 def find_run(client, run_id):
@@ -138,8 +191,9 @@ def find_run(client, run_id):
 
 def latest_sweep(client, experiment_id):
     """The experiment's latest sweep parent run, or None."""
-    found = client.search_runs([experiment_id], filter_string=PARENT_FILTER, max_results=1,
-                               order_by=["attributes.start_time DESC"])
+    found = client.search_runs(
+        [experiment_id], filter_string=PARENT_FILTER, max_results=1, order_by=["attributes.start_time DESC"]
+    )
     return found[0] if found else None
 
 

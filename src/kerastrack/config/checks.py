@@ -1,0 +1,418 @@
+"""Checks on the composed config that must pass before any run is recorded.
+
+Keras validates few constructor arguments (a negative learning rate trains happily into
+NaN), and a bad value found an hour into a sweep wastes the hour. So values are checked
+here by argument name, in every group: an option added later with the same Keras
+argument names gets the same checks without code.
+"""
+
+import inspect
+import math
+from numbers import Integral, Real
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from kerastrack.config.links import check_model_fits_data, explain_derived
+from kerastrack.config.overrides import check_overrides
+from kerastrack.errors import ConfigError, shown
+from kerastrack.utils.files import writable_dir
+from kerastrack.utils.hydra_job import group_choices
+
+# Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
+# the optimizer's), which OmegaConf has no syntax for.
+for _name, _fn in {"mul": lambda a, b: float(a) * float(b), "sub": lambda a, b: a - b}.items():
+    if not OmegaConf.has_resolver(f"kt.{_name}"):
+        OmegaConf.register_new_resolver(f"kt.{_name}", _fn)
+
+
+def _between(lo, hi, lo_open=False, hi_open=False):
+    text = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+    def check(v):
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+    return check, f"in {text}"
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+
+# Allowed range of each numeric argument, by name, wherever it appears.
+RANGES = {
+    "learning_rate": _POSITIVE,
+    "momentum": _between(0, 1),
+    "beta_1": _between(0, 1, hi_open=True),
+    "beta_2": _between(0, 1, hi_open=True),
+    "rho": _between(0, 1, hi_open=True),
+    "epsilon": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "initial_accumulator_value": _NON_NEGATIVE,
+    "clipnorm": _POSITIVE,
+    "clipvalue": _POSITIVE,
+    "global_clipnorm": _POSITIVE,
+    "initial_learning_rate": _NON_NEGATIVE,
+    "warmup_target": _POSITIVE,
+    "end_learning_rate": _NON_NEGATIVE,
+    "decay_epochs": _POSITIVE,
+    "first_decay_epochs": _POSITIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "decay_rate": _POSITIVE,
+    "alpha": _between(0, 1),
+    "power": _POSITIVE,
+    "label_smoothing": _between(0, 1),
+    "delta": _POSITIVE,
+    "margin": _POSITIVE,
+    "dropout": _between(0, 1, hi_open=True),
+    "l1": _NON_NEGATIVE,
+    "l2": _NON_NEGATIVE,
+    "max_norm": _POSITIVE,
+    "patience": _NON_NEGATIVE,
+    "min_delta": _NON_NEGATIVE,
+    "factor": _between(0, 1, lo_open=True, hi_open=True),
+    "min_lr": _NON_NEGATIVE,
+    "cooldown": _NON_NEGATIVE,
+    "threshold": _POSITIVE,
+    "values": _POSITIVE,  # a piecewise schedule's rates
+    "kernel_size": _POSITIVE,
+    "dense_units": _POSITIVE,
+    "units": _POSITIVE,
+    "hidden_units": _POSITIVE,
+    "filters": _POSITIVE,
+    "start_from_epoch": _NON_NEGATIVE,
+}
+# Arguments Keras wants as integers (a layer's units, a number of epochs to wait).
+INTEGERS = {"kernel_size", "dense_units", "units", "patience", "cooldown", "start_from_epoch"}
+# Arguments that are lists of integers, one per layer; [] is no such layer.
+INTEGER_LISTS = {"hidden_units", "filters"}
+# Arguments Keras wants as floats: some refuse an integer (Adam's learning_rate=1, SGD's
+# momentum=0), so an integer the user typed is taken as the float it means.
+FLOATS = (
+    set(RANGES)
+    - INTEGERS
+    - INTEGER_LISTS
+    - {
+        "decay_epochs",
+        "first_decay_epochs",
+        "warmup_epochs",  # epochs, turned into steps
+    }
+)
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
+BOOLEANS = {
+    "nesterov",
+    "amsgrad",
+    "centered",
+    "staircase",
+    "cycle",
+    "from_logits",
+    "restore_best_weights",
+    "save_best_only",
+    "save_weights_only",
+    "use_bias",
+}
+CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks", "data")
+MONITOR_MODES = ("auto", "min", "max")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policy names
+
+
+def _is_number(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _fail(key, value, allowed):
+    raise ConfigError(f"{key} must be {allowed}. Received: {key}={shown(value)}")
+
+
+def _is_integer(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_value(key, name, value):
+    if name in BOOLEANS and not isinstance(value, bool):
+        _fail(key, value, "true or false")
+    if name == "activation":
+        _check_keras_name(
+            key,
+            value,
+            "activations",
+            "a Keras activation such as relu, sigmoid, tanh, elu, gelu, "
+            "softmax, linear (https://keras.io/api/layers/activations/)",
+        )
+    if name == "kernel_initializer":
+        _check_keras_name(
+            key,
+            value,
+            "initializers",
+            "a Keras initializer such as glorot_uniform, he_normal, zeros (https://keras.io/api/layers/initializers/)",
+        )
+    if name == "mode" and key.startswith("callbacks.") and value not in MONITOR_MODES:
+        # Keras only warns and falls back to auto, which may watch the wrong direction.
+        _fail(key, value, f"one of {', '.join(MONITOR_MODES)}")
+    if name == "seed" and not (_is_integer(value) and 0 <= value <= SEED_MAX):
+        _fail(key, value, f"an integer in [0, {SEED_MAX}]")
+    if name == "boundary_epochs":
+        _check_boundaries(key, value)
+    if key == "model.start" and not (
+        isinstance(value, (list, ListConfig))
+        and len(value) == 2
+        and all(_is_number(v) and math.isfinite(v) for v in value)
+    ):
+        _fail(key, value, "a list of two numbers [x, y] (the surface's loss.start by default), e.g. [-2, 2]")
+    if name not in RANGES or (value is None and name not in INTEGER_LISTS):
+        return
+    check, allowed = RANGES[name]
+    if name in INTEGER_LISTS:
+        if not isinstance(value, (list, ListConfig)) or not all(_is_integer(v) and check(v) for v in value):
+            _fail(key, value, "a list of integers >= 1, one per layer, e.g. [128] or [256, 128]")
+        return
+    kind = "an integer" if name in INTEGERS else "a number"
+    is_kind = _is_integer if name in INTEGERS else _is_number
+    values = list(value) if isinstance(value, (list, ListConfig)) else [value]
+    for v in values:
+        if not is_kind(v) or not math.isfinite(v) or not check(v):
+            _fail(key, value, f"{kind} {allowed}")
+
+
+def _check_boundaries(key, value):
+    """A piecewise schedule's epochs: a non-empty increasing list of numbers > 0."""
+    ok = (
+        isinstance(value, (list, ListConfig))
+        and len(value) > 0
+        and all(_is_number(v) and math.isfinite(v) and v > 0 for v in value)
+    )
+    if not ok or any(a >= b for a, b in zip(value, list(value)[1:])):
+        _fail(key, value, "a non-empty list of increasing epochs > 0, e.g. [10, 15]")
+
+
+def _as_floats(node):
+    """Turns integers typed for float arguments into floats, in place (see FLOATS)."""
+    for name in list(node.keys()):
+        if OmegaConf.is_interpolation(node, name):
+            continue  # it takes its type from what it points at, converted where that is
+        value = node[name]
+        if isinstance(value, DictConfig):
+            _as_floats(value)
+        elif str(name) in FLOATS and _is_integer(value):
+            node[name] = float(value)
+        elif str(name) in FLOATS and isinstance(value, ListConfig):
+            for i in range(len(value)):
+                if not OmegaConf.is_interpolation(value, i) and _is_integer(value[i]):
+                    value[i] = float(value[i])
+
+
+def _check_keras_name(key, value, module, allowed):
+    """A name Keras looks up (an activation, an initializer) exists there."""
+    import keras
+
+    try:
+        getattr(keras, module).get(value)
+    except (ValueError, TypeError):
+        _fail(key, value, allowed)
+
+
+def _walk(node, prefix):
+    for name, value in node.items():
+        key = f"{prefix}.{name}"
+        if isinstance(value, DictConfig):
+            yield from _walk(value, key)
+        else:
+            yield key, str(name), value
+
+
+def _select(cfg, path):
+    node = OmegaConf.select(cfg, path)
+    return node if isinstance(node, DictConfig) else OmegaConf.create({})
+
+
+def _check_trainer(cfg):
+    t = cfg.trainer
+    for key, value, allowed, other in (
+        ("trainer.epochs", t.epochs, "an integer >= 1", ()),
+        ("trainer.batch_size", t.batch_size, "an integer >= 1 or full", ("full",)),
+        (
+            "trainer.steps_per_execution",
+            t.steps_per_execution,
+            "auto or an integer >= 1 (1: Keras' default)",
+            ("auto",),
+        ),
+        ("threads", cfg.get("threads"), "null (TensorFlow's default) or an integer >= 1", (None,)),
+        ("logical_cpus", cfg.get("logical_cpus"), "null (one CPU device) or an integer >= 1", (None,)),
+    ):
+        if value not in other and not (_is_integer(value) and value >= 1):
+            _fail(key, value, allowed)
+    every = t.get("state_every_s", 0)
+    if not _is_number(every) or every < 0:
+        _fail("trainer.state_every_s", every, "a number of seconds >= 0 (0: after every epoch)")
+    vs = t.validation_split
+    if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
+        _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")
+    if not _is_integer(t.verbose) or t.verbose not in (0, 1, 2):
+        _fail("trainer.verbose", t.verbose, "0, 1 or 2")
+    if t.monitor_mode not in MONITOR_MODES:
+        _fail("trainer.monitor_mode", t.monitor_mode, f"one of {', '.join(MONITOR_MODES)}")
+    if t.metrics is not None and (
+        not isinstance(t.metrics, ListConfig) or not all(isinstance(m, str) for m in t.metrics)
+    ):
+        _fail("trainer.metrics", t.metrics, "null or a list of Keras metric names, e.g. [accuracy]")
+    if not _is_integer(cfg.seed) or not 0 <= cfg.seed <= SEED_MAX:
+        _fail("seed", cfg.seed, f"an integer in [0, {SEED_MAX}]")
+    if not isinstance(t.shuffle, bool):
+        _fail("trainer.shuffle", t.shuffle, "true or false")
+    if not isinstance(cfg.deterministic, bool):
+        _fail("deterministic", cfg.deterministic, "true or false")
+    if t.precision not in PRECISIONS:
+        _fail("trainer.precision", t.precision, f"one of {', '.join(PRECISIONS)}")
+    if not (isinstance(t.jit_compile, bool) or t.jit_compile == "auto"):
+        _fail("trainer.jit_compile", t.jit_compile, "auto, true or false")
+    if "_target_" in (cfg.get("distribute") or {}) and t.steps_per_execution not in ("auto", 1):
+        # Keras 3.15's multi-step loop fails under tf.distribute ("You must feed a value for placeholder tensor").
+        _fail(
+            "trainer.steps_per_execution",
+            t.steps_per_execution,
+            "auto or 1 under distribute (Keras cannot run more steps per call under tf.distribute)",
+        )
+    if t.jit_compile is True and cfg.deterministic:  # Keras would warn and quietly train without XLA
+        raise ConfigError(
+            "trainer.jit_compile=true needs deterministic=false: Keras turns XLA off under TensorFlow's "
+            "op determinism. Received: trainer.jit_compile=true, deterministic=true"
+        )
+
+
+def _check_tracking(cfg):
+    t = _select(cfg, "tracking")
+    if "system_metrics" in t and not isinstance(t.system_metrics, bool):
+        _fail("tracking.system_metrics", t.system_metrics, "true or false")
+    interval = t.get("system_metrics_interval", 1.0)
+    if not (_is_number(interval) and math.isfinite(interval) and interval > 0):
+        _fail("tracking.system_metrics_interval", interval, "a number of seconds > 0, e.g. 1")
+
+
+def check_config(cfg):
+    """Checks every value that can be checked without data. Raises ConfigError.
+
+    Integers given for float arguments (``optimizer.learning_rate=1``) are turned into
+    floats in ``cfg``, so that the run records what Keras is given.
+    """
+    check_overrides(cfg)
+    _check_missing(cfg)
+    _check_trainer(cfg)
+    _check_tracking(cfg)
+    for group in CHECKED_GROUPS:
+        for key, name, value in _walk(_select(cfg, group), group):
+            try:
+                _check_value(key, name, value)
+            except ConfigError as exc:
+                raise explain_derived(cfg, key, value, exc) from None
+        _check_arguments(cfg, group)
+        _as_floats(_select(cfg, group))
+    check_model_fits_data(cfg)
+    plateau = [
+        name
+        for name, cb in _select(cfg, "callbacks").items()
+        if isinstance(cb, DictConfig) and str(cb.get("_target_", "")).endswith("ReduceLROnPlateau")
+    ]
+    if plateau and "_target_" in _select(cfg, "scheduler"):
+        raise ConfigError(
+            f"callbacks.{plateau[0]} (ReduceLROnPlateau) cannot change the learning rate of a schedule: "
+            f"the scheduler owns it. Use scheduler=constant with it, or drop {plateau[0]} from "
+            f"callbacks. Received: scheduler={_choice(cfg, 'scheduler')}"
+        )
+
+
+def _check_missing(cfg):
+    """Mandatory values (``???`` in an option, e.g. data=csv's path) that were not given."""
+    missing = [k for k in _missing(cfg, "") if not k.startswith("hydra")]
+    if missing:
+        key = missing[0]
+        group = key.split(".")[0]
+        raise ConfigError(
+            f"{key} must be given: {group}={_choice(cfg, group)} has no default for it "
+            f"(see conf/{group}/{_choice(cfg, group)}.yaml). Received: {key}=???"
+        )
+
+
+def _missing(node, prefix):
+    # OmegaConf.missing_keys resolves interpolations, which fail on the hydra node outside a job.
+    for name in node.keys():
+        key = f"{prefix}{name}"
+        if OmegaConf.is_missing(node, name):
+            yield key
+        elif not OmegaConf.is_interpolation(node, name) and isinstance(node[name], DictConfig):
+            yield from _missing(node[name], f"{key}.")
+
+
+def _check_arguments(cfg, group):
+    """Keys a ``_partial_`` option (a model) does not take, found now rather than when the
+    run calls it. Other targets are called before any run is recorded."""
+    node = _select(cfg, group)
+    if not node.get("_partial_") or "_target_" not in node:
+        return
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(node._target_)).parameters
+    except (ImportError, ValueError, TypeError):
+        return  # a target that cannot be inspected is reported when it is built
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for name in node:
+        if not str(name).startswith("_") and name not in params:
+            known = ", ".join(n for n in params if n not in ("input_shape", "head"))
+            raise ConfigError(
+                f"{group}.{name} is not an argument of {group}={_choice(cfg, group)}; it takes {known}. "
+                f"Received: {group}.{name}={node[name]}"
+            )
+
+
+def check_monitors(cfg, logged):
+    """Checks that every monitored value is one the run logs.
+
+    Args:
+        cfg: The composed config.
+        logged: Names Keras will log each epoch, e.g. ``["loss", "accuracy", "val_loss"]``.
+    """
+    monitors = [("trainer.monitor", cfg.trainer.monitor)]
+    for name, cb in _select(cfg, "callbacks").items():
+        if isinstance(cb, DictConfig) and "monitor" in cb:
+            monitors.append((f"callbacks.{name}.monitor", cb.monitor))
+    for key, monitor in monitors:
+        if monitor not in logged:
+            raise ConfigError(
+                f"{key} is never logged by this run; it logs {', '.join(logged)}. Received: {key}={monitor}"
+            )
+
+
+def monitor_mode(monitor, mode="auto"):
+    """'max' or 'min': the direction in which the monitored value improves."""
+    if mode != "auto":
+        return mode
+    higher_is_better = ("acc", "auc", "precision", "recall", "f1")
+    return "max" if any(word in monitor for word in higher_is_better) else "min"
+
+
+def _choice(cfg, group):
+    return group_choices(cfg).get(group, "?")
+
+
+class DirCheck(Callback):
+    """A Hydra callback that refuses a run or sweep dir that cannot be written.
+
+    Hydra creates the dir itself and, when it cannot, ends with a stack trace; this says it
+    in one line first, before anything is recorded.
+    """
+
+    def on_run_start(self, config, **kwargs):
+        _check_writable("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config, **kwargs):
+        _check_writable("hydra.sweep.dir", config.hydra.sweep.dir)
+
+
+def _check_writable(key, path):
+    try:
+        writable_dir(path)  # Hydra creates it next anyway
+    except OSError as exc:
+        raise SystemExit(
+            f"Error: {key} cannot be written ({exc.strerror or exc}): the run's outputs, logs and "
+            f"training state go there. Choose another, e.g. {key}=outputs/mine. Received: {key}={path}"
+        ) from None

@@ -1,0 +1,2 @@
+"""What kerastrack adds to Keras' optimizers: learning-rate schedules given in epochs
+(``schedules``)."""

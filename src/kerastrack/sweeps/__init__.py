@@ -1,0 +1,7 @@
+"""Sweeps: the launching process's work around a multirun and each job's part in it
+(``callback``), what a sweep dir may hold (``sweep_dir``) and a worker's watch over its
+launcher (``watchdog``)."""
+
+from kerastrack.sweeps.callback import MlflowSweepCallback
+
+__all__ = ["MlflowSweepCallback"]
