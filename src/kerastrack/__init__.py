@@ -6,3 +6,13 @@ from kerastrack.config import checks as _checks  # noqa: F401  (registers the kt
 from kerastrack.utils import moved as _moved
 
 _moved.install()
+
+
+def __getattr__(name):
+    """``kerastrack.Tracker`` (the Keras callback), imported when first used: it imports
+    Keras and MLflow, which ``import kerastrack`` alone must not pay for."""
+    if name == "Tracker":
+        from kerastrack.callbacks.tracker import Tracker
+
+        return Tracker
+    raise AttributeError(f"module 'kerastrack' has no attribute {name!r}")
