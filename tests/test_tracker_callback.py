@@ -166,6 +166,10 @@ def test_without_the_wrapped_fit_the_run_ends_at_train_end_or_when_the_process_e
     assert runs()[0].info.status == "RUNNING"
     tracker_module._close_open_runs()  # what the interpreter runs at exit
     assert runs()[0].info.status == "FAILED" and steps(runs.client, runs()[0].info.run_id, "loss") == [0]
+    with pytest.raises(RuntimeError):  # the script catches it and fits again: the next run closes this one
+        unwrapped(mlp(), x, y, epochs=3, callbacks=[kerastrack.Tracker(**tracker), RaiseAtEpoch(1, RuntimeError())])
+    unwrapped(mlp(), x, y, epochs=1, callbacks=[kerastrack.Tracker(**tracker, log_model=False)], verbose=0)
+    assert [r.info.status for r in runs()[:2]] == ["FINISHED", "FAILED"]
 
 
 def test_its_names_are_those_of_a_train_py_run_of_the_same_model(make_cfg, tracker, runs):

@@ -101,6 +101,8 @@ class Tracker(fit_call.FitWatcher):
         self._call = self._last_call = call
 
     def on_train_begin(self, logs=None):
+        for stale in list(_open):  # fit is not re-entrant: a run still open is one whose fit raised unseen
+            stale._close(RuntimeError("fit ended without reaching its end (it raised)"))
         call = self._call
         tags = {**compiled.model_tags(self.model), **self._more_tags(call)}
         name = self.run_name or compiled.run_name(tags, self.data_name)
