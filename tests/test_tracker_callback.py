@@ -186,3 +186,32 @@ def test_its_names_are_those_of_a_train_py_run_of_the_same_model(make_cfg, track
     )
     for key in ("optimizer", "loss", "scheduler", "version.keras"):
         assert ours.data.tags[key] == theirs.data.tags[key], key
+
+
+@pytest.mark.slow  # an mlflow server, started twice
+def test_a_server_that_goes_away_mid_fit_loses_nothing_and_the_spool_uploads_the_run(tmp_path):
+    from kerastrack.tracking.server import MlflowServer, sqlite_uri
+    from kerastrack.tracking.spool import Spool
+    from kerastrack.upload import upload_dir
+    from tests.support import StopServerAtEpoch
+
+    server = MlflowServer(sqlite_uri(tmp_path / "server.db"), artifacts_destination=tmp_path / "art", cwd=tmp_path)
+    server.start()
+    try:
+        x, y = digits(96)
+        callback = kerastrack.Tracker(tracking_uri=server.url, experiment_name="outage", output_dir=tmp_path / "out")
+        outage = StopServerAtEpoch(server.process.pid, server.port, epoch=1)
+        mlp().fit(x, y, epochs=4, validation_split=0.25, callbacks=[callback, outage], verbose=0)
+        assert Spool(tmp_path / "out").pending()[-1]["status"] == "FINISHED"  # kept, to the final status
+        server.stop()
+        server.start()
+        client = mlflow.MlflowClient(server.url)
+        assert client.get_run(callback.run_id).info.status == "RUNNING"
+        assert upload_dir(tmp_path / "out", log_progress=lambda line: None) == callback.run_id
+        run = client.get_run(callback.run_id)
+        assert run.info.status == "FINISHED" and "best_val_loss" in run.data.metrics
+        for key in EPOCH_KEYS:
+            assert steps(client, run.info.run_id, key) == [0, 1, 2, 3], key
+        assert [m.status for m in logged_models(client, run)] == ["READY"]
+    finally:
+        server.stop()
