@@ -62,9 +62,7 @@ def tracker(store, request):
 
 
 def logged_models(client, run):
-    return client.search_logged_models(
-        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-    )
+    return client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
 
 
 def test_a_plain_script_is_recorded_as_train_py_records_a_run(tracker, runs):
@@ -105,7 +103,12 @@ def test_a_plain_script_is_recorded_as_train_py_records_a_run(tracker, runs):
     assert tags["team"] == "a" and tags["api_token"] == "***"  # a credential is masked
     inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
     assert sorted(inputs) == ["training", "validation"] and {d.name for d in inputs.values()} == {"digits"}
-    assert json.loads(inputs["validation"].profile)["features_shape"] == [60, 8, 8, 1]  # the last share, as Keras splits
+    assert json.loads(inputs["validation"].profile)["features_shape"] == [
+        60,
+        8,
+        8,
+        1,
+    ]  # the last share, as Keras splits
     assert inputs["training"].digest != inputs["validation"].digest
     (model_entity,) = logged_models(client, run)
     assert model_entity.status == "READY"
@@ -121,9 +124,7 @@ def test_the_same_samples_give_the_same_digest_as_arrays_again_and_as_a_reshuffl
         kept = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(96, reshuffle_each_iteration=True).batch(32)
         mlp().fit(kept, epochs=1, callbacks=[kerastrack.Tracker(**tracker, log_model=False)], verbose=0)
     mlp().fit(x[:64], y[:64], epochs=1, callbacks=[kerastrack.Tracker(**tracker, log_model=False)], verbose=0)
-    fewer, second, first = (
-        {i.tags[0].value: i.dataset.digest for i in run.inputs.dataset_inputs} for run in runs()
-    )
+    fewer, second, first = ({i.tags[0].value: i.dataset.digest for i in run.inputs.dataset_inputs} for run in runs())
     assert first == second and set(first) == {"training"}
     assert fewer["training"] != first["training"]
     assert runs()[1].data.params["trainer.batch_size"] == "32"  # the dataset's own batches
@@ -175,10 +176,19 @@ def test_without_the_wrapped_fit_the_run_ends_at_train_end_or_when_the_process_e
 def test_its_names_are_those_of_a_train_py_run_of_the_same_model(make_cfg, tracker, runs):
     train(make_cfg("data.limit=200", "trainer.epochs=2", "callbacks=none"))
     x, y = digits(200)
-    mlp().fit(x, y, epochs=2, validation_split=0.2, callbacks=[kerastrack.Tracker(**tracker, log_model=False)], verbose=0)
+    mlp().fit(
+        x, y, epochs=2, validation_split=0.2, callbacks=[kerastrack.Tracker(**tracker, log_model=False)], verbose=0
+    )
     ours, theirs = runs()
     assert set(ours.data.metrics) == {k for k in theirs.data.metrics if not k.startswith("test_")}
-    for prefix in ("optimizer.", "loss.fn.", "model.num_params", "trainer.batch_size", "trainer.epochs", "dataset.input"):
+    for prefix in (
+        "optimizer.",
+        "loss.fn.",
+        "model.num_params",
+        "trainer.batch_size",
+        "trainer.epochs",
+        "dataset.input",
+    ):
         shared = {k: v for k, v in theirs.data.params.items() if k.startswith(prefix)}
         assert shared and shared.items() <= ours.data.params.items(), prefix
     assert {"trainer.metrics", "trainer.monitor", "trainer.shuffle", "trainer.validation_split"} <= set(
