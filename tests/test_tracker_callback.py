@@ -42,7 +42,8 @@ def mlp():
 
 
 class RaiseAtEpoch(keras.callbacks.Callback):
-    """Raises ``error`` when epoch ``epoch`` begins (Ctrl-C: sends this process SIGINT)."""
+    """Raises ``error`` when epoch ``epoch`` begins (KeyboardInterrupt: sends this process SIGINT,
+    as a terminal's Ctrl-C does; "SIGTERM": sends it SIGTERM, as a scheduler does)."""
 
     def __init__(self, epoch, error):
         super().__init__()
@@ -50,9 +51,9 @@ class RaiseAtEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
-            if self.error is KeyboardInterrupt:
-                os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the process
-            raise self.error
+            if self.error in (KeyboardInterrupt, "SIGTERM"):
+                os.kill(os.getpid(), signal.SIGINT if self.error is KeyboardInterrupt else signal.SIGTERM)
+            raise RuntimeError("the signal did not stop fit") if self.error == "SIGTERM" else self.error
 
 
 @pytest.fixture
@@ -130,18 +131,22 @@ def test_the_same_samples_give_the_same_digest_as_arrays_again_and_as_a_reshuffl
     assert runs()[1].data.params["trainer.batch_size"] == "32"  # the dataset's own batches
 
 
-@pytest.mark.parametrize("error, status", [(RuntimeError("a callback broke"), "FAILED"), (KeyboardInterrupt, "KILLED")])
+@pytest.mark.parametrize(
+    "error, status",
+    [(RuntimeError("a callback broke"), "FAILED"), (KeyboardInterrupt, "KILLED"), ("SIGTERM", "KILLED")],
+)
 def test_a_fit_that_raises_or_is_interrupted_ends_failed_or_killed_with_the_epochs_before(error, status, tracker, runs):
     x, y = digits(96)
     callback = kerastrack.Tracker(**tracker)
-    with pytest.raises(type(error) if isinstance(error, Exception) else error):
+    with pytest.raises(RuntimeError if status == "FAILED" else KeyboardInterrupt):
         mlp().fit(x, y, epochs=5, validation_split=0.25, callbacks=[callback, RaiseAtEpoch(2, error)], verbose=0)
     (run,) = runs()
     assert run.info.status == status == callback.status
     assert steps(runs.client, run.info.run_id, "loss") == [0, 1]
     assert run.data.tags["error.type"] == ("RuntimeError" if status == "FAILED" else "KeyboardInterrupt")
     assert not logged_models(runs.client, run) and "best_val_loss" not in run.data.metrics
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the script's handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the script's handlers are back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_fit_refused_before_training_records_no_run_and_a_diverging_one_ends_failed(tracker, runs):
@@ -225,3 +230,16 @@ def test_a_server_that_goes_away_mid_fit_loses_nothing_and_the_spool_uploads_the
         assert [m.status for m in logged_models(client, run)] == ["READY"]
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_import_kerastrack_stays_light_and_tracker_is_imported_when_first_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kerastrack; heavy = [m for m in ('keras', 'mlflow', 'tensorflow') if m in sys.modules]; "
+        "kerastrack.Tracker; print(heavy, 'keras' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split("\n")[0] == "[] True"
