@@ -22,7 +22,7 @@ try:
     from omegaconf import DictConfig, OmegaConf
 
     from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, RunHeld, is_pruned
-    from kerastrack.sweeps import callback as sweep
+    from kerastrack.sweeps import job as sweep
     from kerastrack.utils import startup
     from kerastrack.utils.secrets import mask_stderr, mask_text
 except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from kerastrack.sweeps import callback as sweep
+from kerastrack.sweeps import job as sweep
 from kerastrack.sweeps.watchdog import LauncherWatch
 from kerastrack.utils.signals import ignore
 

@@ -10,20 +10,12 @@ import inspect
 import math
 from numbers import Integral, Real
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kerastrack.config.links import check_model_fits_data, explain_derived
 from kerastrack.config.overrides import check_overrides
 from kerastrack.errors import ConfigError, shown
-from kerastrack.utils.files import writable_dir
 from kerastrack.utils.hydra_job import group_choices
-
-# Arithmetic that option YAMLs need on interpolated values (e.g. a final rate that is 1% of
-# the optimizer's), which OmegaConf has no syntax for.
-for _name, _fn in {"mul": lambda a, b: float(a) * float(b), "sub": lambda a, b: a - b}.items():
-    if not OmegaConf.has_resolver(f"kt.{_name}"):
-        OmegaConf.register_new_resolver(f"kt.{_name}", _fn)
 
 
 def _between(lo, hi, lo_open=False, hi_open=False):
@@ -392,27 +384,3 @@ def monitor_mode(monitor, mode="auto"):
 
 def _choice(cfg, group):
     return group_choices(cfg).get(group, "?")
-
-
-class DirCheck(Callback):
-    """A Hydra callback that refuses a run or sweep dir that cannot be written.
-
-    Hydra creates the dir itself and, when it cannot, ends with a stack trace; this says it
-    in one line first, before anything is recorded.
-    """
-
-    def on_run_start(self, config, **kwargs):
-        _check_writable("hydra.run.dir", config.hydra.run.dir)
-
-    def on_multirun_start(self, config, **kwargs):
-        _check_writable("hydra.sweep.dir", config.hydra.sweep.dir)
-
-
-def _check_writable(key, path):
-    try:
-        writable_dir(path)  # Hydra creates it next anyway
-    except OSError as exc:
-        raise SystemExit(
-            f"Error: {key} cannot be written ({exc.strerror or exc}): the run's outputs, logs and "
-            f"training state go there. Choose another, e.g. {key}=outputs/mine. Received: {key}={path}"
-        ) from None
