@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats as scipy_stats
 
 from kerastrack.errors import ConfigError
-from kerastrack.report.build import build_report, format_table, main, write_report
+from kerastrack.report.build import build_report, format_table, write_report
+from kerastrack.report.cli import main
 from kerastrack.tracking.query import fetch_parent, fetch_runs
 
 DDOF = 1  # sample std across seeds, as the report documents
@@ -275,13 +278,46 @@ def test_cli_prints_the_table_and_writes_the_report(sweep, tmp_path, monkeypatch
     [
         (["0123abc"], "parent=0123abc"),
         (["--experiment", "nope"], "experiment=nope"),
-        (["--mode", "up"], "mode=up"),
     ],
 )
 def test_cli_bad_input_is_one_error_line_and_exit_code_2(sweep, argv, received, capsys):
     assert main([*argv, "--tracking-uri", sweep["uri"]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and received in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--mode", "up"], "Error: argument --mode: invalid choice: 'up' (choose from "),
+        (["--x", "hours"], "Error: argument --x: invalid choice: 'hours' (choose from "),
+        (["--nope"], "Error: unrecognized arguments: --nope"),
+    ],
+)
+def test_cli_refuses_an_option_argparse_refuses_in_one_line_before_it_reads_a_store(argv, line, tmp_path, capsys):
+    # argparse's line names the option, the value and what works; no usage text, no SystemExit.
+    # The store does not exist: the refusal comes before any run is read.
+    assert main([*argv, "--tracking-uri", f"sqlite:///{tmp_path}/none/mlflow.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and len(err.splitlines()) == 1
+    choices = {"--mode": ("auto", "min", "max"), "--x": ("epoch", "time")}.get(argv[0], ())
+    assert all(f"'{choice}'" in err for choice in choices)
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_python_dash_m_kerastrack_report_runs_the_command_line(tmp_path):
+    # The package's __main__, as a user starts it: the refusal is the same one line, no traceback.
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastrack.report", "--mode", "up"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Error: argument --mode: invalid choice: 'up'")
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_cli_given_a_job_or_a_single_run_says_it_is_not_a_sweeps_parent(sweep, capsys):
@@ -372,7 +408,7 @@ def test_cli_x_time_plots_against_seconds_and_refuses_another_axis(sweep, tmp_pa
     capsys.readouterr()
     assert main([*argv, "--x", "hours"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("Error: ") and "x=hours" in err and len(err.splitlines()) == 1
+    assert err.startswith("Error: argument --x: invalid choice: 'hours'") and len(err.splitlines()) == 1
 
 
 def test_cli_best_over_writes_each_group_at_its_best_value_and_refuses_a_key_not_swept(sweep, tmp_path, capsys):

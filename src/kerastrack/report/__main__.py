@@ -1,5 +1,5 @@
-"""``python -m kerastrack.report``."""
+"""``python -m kerastrack.report`` (the command line is ``kerastrack.report.cli``)."""
 
-from kerastrack.report.build import main
+from kerastrack.report.cli import main
 
 raise SystemExit(main())

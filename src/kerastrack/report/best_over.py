@@ -20,8 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from kerastrack.report import stats
 from kerastrack.errors import ConfigError
+from kerastrack.report import stats
 
 FINISHED = "FINISHED"
 # Means that differ by float rounding only (the same values summed in another order) tie.
@@ -39,8 +39,10 @@ def check_key(key, swept):
     """
     if key not in swept or key == "seed":
         choices = ", ".join(k for k in swept if k != "seed") or "none"
-        raise ConfigError(f"best_over must be a key the sweep varied, other than seed; these runs varied: "
-                          f"{choices}. Received: best_over={key}")
+        raise ConfigError(
+            f"best_over must be a key the sweep varied, other than seed; these runs varied: "
+            f"{choices}. Received: best_over={key}"
+        )
 
 
 def test_counterpart(monitor, columns):
@@ -72,11 +74,21 @@ def value_grid(runs, key, group_keys, monitor, ddof=1):
         seeds = _seed_keys(usable)
         values = dict(zip(seeds, usable[best]))
         tests = dict(zip(seeds, usable[test])) if test else {}
-        rows.append({"group": label, **part.iloc[0][group_keys].to_dict(), key: value, "n_runs": len(part),
-                     "n": len(usable), "complete": len(usable) == len(part),
-                     f"mean_best_{monitor}": _mean(values), f"std_best_{monitor}": _std(values, ddof),
-                     **({f"mean_{test}": _mean(tests), f"std_{test}": _std(tests, ddof)} if test else {}),
-                     "bests": values, "tests": tests})
+        rows.append(
+            {
+                "group": label,
+                **part.iloc[0][group_keys].to_dict(),
+                key: value,
+                "n_runs": len(part),
+                "n": len(usable),
+                "complete": len(usable) == len(part),
+                f"mean_best_{monitor}": _mean(values),
+                f"std_best_{monitor}": _std(values, ddof),
+                **({f"mean_{test}": _mean(tests), f"std_{test}": _std(tests, ddof)} if test else {}),
+                "bests": values,
+                "tests": tests,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -107,7 +119,9 @@ def best_over(runs, key, group_keys, monitor, mode, ddof=1):
     """
     grid = value_grid(runs, key, group_keys, monitor, ddof)
     tests = sorted(c for c in runs.columns if c.startswith("test_"))
-    rows = [_pick(part, runs, key, group_keys, monitor, mode, tests, ddof) for _, part in grid.groupby("group", sort=False)]
+    rows = [
+        _pick(part, runs, key, group_keys, monitor, mode, tests, ddof) for _, part in grid.groupby("group", sort=False)
+    ]
     picks = pd.DataFrame(rows)
     score = picks[f"mean_best_{monitor}"].to_numpy(dtype=float) * (-1 if mode == "max" else 1)
     picks = picks.iloc[np.argsort(np.where(np.isnan(score), np.inf, score), kind="stable")].reset_index(drop=True)
@@ -139,8 +153,16 @@ def figure(grid, picks, key, monitor, title=None):
         x = part.index.astype(float) if numeric else [order.index(v) for v in part.index]
         pick = picks.loc[picks["group"] == label, key].iloc[0]
         for ax, (column, _) in zip(axes, panels):
-            line = ax.errorbar(x, part[f"mean_{column}"], yerr=part[f"std_{column}"].fillna(0), capsize=3,
-                               marker="os^Dv"[index % 5], linestyle="-" if index < 5 else "--", label=label, ms=4)
+            line = ax.errorbar(
+                x,
+                part[f"mean_{column}"],
+                yerr=part[f"std_{column}"].fillna(0),
+                capsize=3,
+                marker="os^Dv"[index % 5],
+                linestyle="-" if index < 5 else "--",
+                label=label,
+                ms=4,
+            )
             if isinstance(pick, str) and pick in part.index:
                 at = float(pick) if numeric else order.index(pick)
                 ax.plot([at], [part.loc[pick, f"mean_{column}"]], "o", ms=11, mfc="none", color=line[0].get_color())
@@ -159,8 +181,11 @@ def figure(grid, picks, key, monitor, title=None):
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(f"{title + chr(10) if title else ''}best of each group over {key}: ring = pick "
-                 f"(best mean validation value over seeds); mean ± std over seeds", fontsize=9)
+    fig.suptitle(
+        f"{title + chr(10) if title else ''}best of each group over {key}: ring = pick "
+        f"(best mean validation value over seeds); mean ± std over seeds",
+        fontsize=9,
+    )
     return fig
 
 
@@ -171,19 +196,40 @@ def _pick(part, runs, key, group_keys, monitor, mode, tests, ddof):
     row = {"group": part["group"].iloc[0], **part.iloc[0][group_keys].to_dict()}
     left_out = ", ".join(v for v in order if not part.loc[v, "complete"])
     if candidates.empty:
-        return {**row, key: "", "grid": ", ".join(order), "edge": "", "ties": "", "left_out": left_out, "n": 0,
-                f"mean_best_{monitor}": math.nan, "bests": {}, "tests": {}}
+        return {
+            **row,
+            key: "",
+            "grid": ", ".join(order),
+            "edge": "",
+            "ties": "",
+            "left_out": left_out,
+            "n": 0,
+            f"mean_best_{monitor}": math.nan,
+            "bests": {},
+            "tests": {},
+        }
     top = candidates.max() if mode == "max" else candidates.min()
     tied = [v for v, m in candidates.items() if math.isclose(m, top, rel_tol=TIE_TOLERANCE, abs_tol=0)]
     pick = tied[0]  # the first of the grid's order: the smallest number
     at = runs[(_labels(runs, group_keys) == row["group"]) & (runs[key] == pick)]
-    return {**row, key: pick, "grid": ", ".join(order), "edge": _edge(pick, order), "ties": ", ".join(tied[1:]),
-            "left_out": left_out, "n": int(part.loc[pick, "n"]),
-            f"mean_best_{monitor}": part.loc[pick, f"mean_best_{monitor}"],
-            f"std_best_{monitor}": part.loc[pick, f"std_best_{monitor}"],
-            **{name: value for t in tests for name, value in ((f"mean_{t}", at[t].mean()),
-                                                              (f"std_{t}", at[t].std(ddof=ddof)))},
-            "bests": part.loc[pick, "bests"], "tests": part.loc[pick, "tests"]}
+    return {
+        **row,
+        key: pick,
+        "grid": ", ".join(order),
+        "edge": _edge(pick, order),
+        "ties": ", ".join(tied[1:]),
+        "left_out": left_out,
+        "n": int(part.loc[pick, "n"]),
+        f"mean_best_{monitor}": part.loc[pick, f"mean_best_{monitor}"],
+        f"std_best_{monitor}": part.loc[pick, f"std_best_{monitor}"],
+        **{
+            name: value
+            for t in tests
+            for name, value in ((f"mean_{t}", at[t].mean()), (f"std_{t}", at[t].std(ddof=ddof)))
+        },
+        "bests": part.loc[pick, "bests"],
+        "tests": part.loc[pick, "tests"],
+    }
 
 
 def _labels(runs, group_keys):

@@ -14,14 +14,13 @@ steps count from 0 (epoch k is step k-1), and what MLflow stores is left as it i
 With ``--best-over KEY`` (``best_over=``) it adds each group at its best value of a swept
 key, e.g. each optimizer at its best learning rate (``kerastrack.report.best_over``).
 
-This module builds the report and owns the command line; ``kerastrack.figures.curves`` draws the
-figure, ``kerastrack.report.page`` writes the text tables and the HTML page.
+This module owns the report's model: the Report, the queries and tables that build it
+(``build_report``), and writing it out (``write_report``, ``format_table``).
+``kerastrack.report.cli`` owns the command line, ``kerastrack.figures.curves`` draws the figure,
+``kerastrack.report.page`` renders the text tables and the HTML page.
 """
 
-import argparse
 import math
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +28,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kerastrack.report import best_over as tuning
-from kerastrack.report import grouping
-from kerastrack.figures import curves as plots
-from kerastrack.report import stats
 from kerastrack.config.checks import monitor_mode
 from kerastrack.errors import ConfigError
+from kerastrack.figures import curves as plots
+from kerastrack.report import best_over as tuning
+from kerastrack.report import grouping, stats
 from kerastrack.report.page import best_over_text, html_page, marked, text
-from kerastrack.utils.secrets import mask_text
-from kerastrack.tracking.query import fetch_parent, fetch_runs
-from kerastrack.tracking.store import resolve_tracking_uri
 
 MODES = ("auto", "min", "max")
 DDOF = 1
@@ -81,8 +76,9 @@ class Report:
     best_over_figure: Figure | None = None
 
 
-def build_report(records, group_keys=None, monitor=None, mode=None, extra_keys=None, title=None, x="epoch",
-                 best_over=None):
+def build_report(
+    records, group_keys=None, monitor=None, mode=None, extra_keys=None, title=None, x="epoch", best_over=None
+):
     """Ranks runs by their best monitored value and averages each group across seeds.
 
     Args:
@@ -159,7 +155,9 @@ def write_report(report, out_dir, title=None):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ("report.png", "report.html", "runs.csv", "groups.csv")
-    paths = {name: out / name for name in (*names, *(("best_over.png", "best_over.csv") if report.best_over_key else ()))}
+    paths = {
+        name: out / name for name in (*names, *(("best_over.png", "best_over.csv") if report.best_over_key else ()))
+    }
     report.figure.savefig(paths["report.png"], dpi=110, bbox_inches="tight")
     if report.best_over_key:
         report.best_over_figure.savefig(paths["best_over.png"], dpi=110, bbox_inches="tight")
@@ -178,30 +176,23 @@ def format_table(report):
     best_over key, each group at its best value of it."""
     parts = [text(marked(report).drop(columns="run_id"))]
     if report.groups["n_finished"].max() >= 2:
-        columns = ["group", "n_finished", f"mean_best_{report.monitor}", f"std_best_{report.monitor}",
-                   "diff_to_best", "ci95_low", "ci95_high", "vs_best"]
-        parts.append(f"Groups: best_{report.monitor}, mean and std over their runs; the difference to the best "
-                     f"group with its 95% interval (paired by seed where the seeds match):\n{text(report.groups[columns])}")
+        columns = [
+            "group",
+            "n_finished",
+            f"mean_best_{report.monitor}",
+            f"std_best_{report.monitor}",
+            "diff_to_best",
+            "ci95_low",
+            "ci95_high",
+            "vs_best",
+        ]
+        parts.append(
+            f"Groups: best_{report.monitor}, mean and std over their runs; the difference to the best "
+            f"group with its 95% interval (paired by seed where the seeds match):\n{text(report.groups[columns])}"
+        )
     if report.best_over_key:
         parts.append(best_over_text(report))
     return "\n\n".join(parts)
-
-
-def main(argv=None):
-    """``python -m kerastrack.report``: writes a report and prints the ranking.
-
-    Args:
-        argv: Command-line arguments; None: ``sys.argv[1:]``.
-
-    Returns:
-        The exit code: 0, or 2 for bad input (one ``Error:`` line on stderr).
-    """
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except ConfigError as exc:
-        print(f"Error: {mask_text(str(exc))}", file=sys.stderr)  # e.g. a --tracking-uri with a password
-        return 2
 
 
 # -- the per-run table ------------------------------------------------------------------
@@ -291,19 +282,28 @@ def _best_over(records, table, group_keys, key, monitor, mode, title):
     runs = table.assign(**{k: [grouping.value_of(by_id[i], k) for i in table["run_id"]] for k in missing})
     picks = tuning.best_over(runs, key, keys, monitor, mode, DDOF)
     grid = tuning.value_grid(runs, key, keys, monitor, DDOF)
-    return {"best_over": picks, "best_over_key": key,
-            "best_over_figure": tuning.figure(grid, picks, key, monitor, title)}
+    return {
+        "best_over": picks,
+        "best_over_key": key,
+        "best_over_figure": tuning.figure(grid, picks, key, monitor, title),
+    }
 
 
 def _group_table(records, table, group_keys, labels, monitor, mode):
     best = table.set_index("run_id")[f"best_{monitor}"]
     rows = {}
     for record in records:
-        row = rows.setdefault(labels[record.run_id], {
-            "group": labels[record.run_id],
-            **({} if group_keys == ["name"] else {k: grouping.value_of(record, k) for k in group_keys}),
-            "n_runs": 0, "n_finished": 0, "n_failed": 0, "bests": {},
-        })
+        row = rows.setdefault(
+            labels[record.run_id],
+            {
+                "group": labels[record.run_id],
+                **({} if group_keys == ["name"] else {k: grouping.value_of(record, k) for k in group_keys}),
+                "n_runs": 0,
+                "n_finished": 0,
+                "n_failed": 0,
+                "bests": {},
+            },
+        )
         row["n_runs"] += 1
         row["n_failed"] += record.status == "FAILED"
         if record.status == FINISHED:
@@ -323,66 +323,3 @@ def _group_table(records, table, group_keys, labels, monitor, mode):
     groups["diff_to_best"], groups["ci95_low"], groups["ci95_high"], groups["paired"] = diff, low, high, paired
     groups["vs_best"] = [stats.verdict(lo, hi, i == 0) for i, (lo, hi) in enumerate(zip(low, high))]
     return groups.reset_index(drop=True)
-
-
-
-
-# -- the command line -------------------------------------------------------------------
-
-
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m kerastrack.report",
-        description="Compare the runs of a sweep (or an experiment): a ranked table, a summary per "
-                    "configuration across seeds, and mean learning curves, written as PNG, HTML and CSV.",
-    )
-    parser.add_argument("parent", nargs="?", help="the sweep's parent run id, or 'latest' (the default "
-                        "unless --experiment is given)")
-    parser.add_argument("--experiment", metavar="NAME", help="without parent: report on this experiment's "
-                        "runs; with 'latest': the latest sweep in it")
-    parser.add_argument("--filter", default="", metavar="EXPR",
-                        help="MLflow search filter, e.g. \"metrics.val_accuracy > 0.9\"")
-    parser.add_argument("--tracking-uri", metavar="URI",
-                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory")
-    parser.add_argument("--out", metavar="DIR", help="default: report/<parent run id or experiment>")
-    parser.add_argument("--monitor", help="the metric to rank by; default: the runs' trainer.monitor")
-    parser.add_argument("--mode", metavar="{auto,min,max}", help="default: the runs' trainer.monitor_mode")
-    parser.add_argument("--plot", action="append", default=[], metavar="KEY",
-                        help="one more panel for this per-epoch metric (repeatable); a glob pattern "
-                             "such as 'grad_norm/*' adds a panel for each metric it matches")
-    parser.add_argument("--best-over", metavar="KEY",
-                        help="a swept key to tune over, e.g. optimizer.learning_rate: each group (its other "
-                             "swept keys but seed) at the value with the best mean monitored value over the "
-                             "seeds, its test values there, and whether it sits at the grid's edge")
-    parser.add_argument("--x", default="epoch", metavar="{epoch,time}",
-                        help="the figure's x axis: epochs (from 1, as Keras prints them), or seconds "
-                             "of training (the summed epoch_time_s); default: epoch")
-    return parser
-
-
-def _run(args):
-
-    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
-    if args.parent is None and args.experiment is not None:
-        source, title = args.experiment, f"Experiment {args.experiment}"
-        records = fetch_runs(uri, experiment=args.experiment, filter_string=args.filter)
-    else:
-        parent = fetch_parent(uri, args.parent or "latest", experiment=args.experiment)
-        source, title = parent.run_id, sweep_title(parent)
-        records = fetch_runs(uri, parent=parent.run_id, filter_string=args.filter)
-    if not records and args.filter:
-        raise ConfigError(f"No run of {title} matches the filter. Received: filter={args.filter}")
-    if not records:
-        raise ConfigError(f"{title} has no runs yet. Received: parent={args.parent}, experiment={args.experiment}")
-    report = build_report(records, monitor=args.monitor, mode=args.mode, extra_keys=args.plot, title=title, x=args.x,
-                          best_over=args.best_over)
-    out = Path(args.out) if args.out else Path("report") / re.sub(r"[^\w.-]+", "_", source)
-    paths = write_report(report, out)
-    print(f"{title}: {len(records)} runs, ranked by {report.monitor} ({report.mode}); * = best; "
-          f"epochs from 1, as Keras prints them\n")
-    print(format_table(report))
-    print("\nGroups (mean ± std over finished runs):\n")
-    print(text(report.groups))
-    print("\nWrote:", *(f"  {path}" for path in paths.values()), sep="\n")
-    return 0
-

@@ -9,9 +9,11 @@ import pandas as pd
 
 # How the report numbers epochs, said on the page: as Keras prints them, while MLflow's
 # steps (and the best_epoch metric a run logs) count from 0.
-EPOCH_NUMBERING = ("Epochs are numbered from 1, as Keras prints them (\"Epoch 1/N\"); MLflow stores "
-                   "them as steps from 0, so epoch k here is step k&minus;1 there (and a run's "
-                   "<code>best_epoch</code> metric is the step).")
+EPOCH_NUMBERING = (
+    'Epochs are numbered from 1, as Keras prints them ("Epoch 1/N"); MLflow stores '
+    "them as steps from 0, so epoch k here is step k&minus;1 there (and a run's "
+    "<code>best_epoch</code> metric is the step)."
+)
 
 
 def number(value):
@@ -39,8 +41,23 @@ def best_over_columns(report):
     monitor, view = report.monitor, report.best_over
     test = [c for c in view.columns if c.startswith("mean_test_")]
     left_out = ["left_out"] if view["left_out"].astype(bool).any() else []
-    columns = ["group", report.best_over_key, "edge", "ties", *left_out, "n", f"mean_best_{monitor}", f"std_best_{monitor}",
-               *test, "diff_to_best", "ci95_low", "ci95_high", "vs_best", "test_diff_to_best", "test_vs_best"]
+    columns = [
+        "group",
+        report.best_over_key,
+        "edge",
+        "ties",
+        *left_out,
+        "n",
+        f"mean_best_{monitor}",
+        f"std_best_{monitor}",
+        *test,
+        "diff_to_best",
+        "ci95_low",
+        "ci95_high",
+        "vs_best",
+        "test_diff_to_best",
+        "test_vs_best",
+    ]
     return [c for c in columns if c in view.columns]
 
 
@@ -49,12 +66,18 @@ def best_over_note(report):
     view = report.best_over
     counterpart = f"test_{report.monitor.removeprefix('val_')}"
     edges = view.loc[view["edge"].isin(["low", "high"]), "group"].tolist()
-    return (f"Best of each group over {report.best_over_key}: the value with the best mean best_{report.monitor} "
-            f"over the seeds (not a test value, not one seed; only values whose every run finished), and at it the "
-            f"mean of the test values; each group against the best on best_{report.monitor} and"
-            + (f" on {counterpart}, which the pick did not see" if "test_diff_to_best" in view else " (no test values)")
-            + " (95% interval, paired by seed). "
-            + (f"At an edge of its grid (widen the grid): {', '.join(edges)}." if edges else "No pick sits at an edge of its grid."))
+    return (
+        f"Best of each group over {report.best_over_key}: the value with the best mean best_{report.monitor} "
+        f"over the seeds (not a test value, not one seed; only values whose every run finished), and at it the "
+        f"mean of the test values; each group against the best on best_{report.monitor} and"
+        + (f" on {counterpart}, which the pick did not see" if "test_diff_to_best" in view else " (no test values)")
+        + " (95% interval, paired by seed). "
+        + (
+            f"At an edge of its grid (widen the grid): {', '.join(edges)}."
+            if edges
+            else "No pick sits at an edge of its grid."
+        )
+    )
 
 
 def best_over_text(report):
@@ -75,15 +98,23 @@ def html_page(report, title, pngs, ddof):
     Returns:
         The page, a str.
     """
+
     def frame(df):
         return text(df, pd.DataFrame.to_html, border=0, classes="table")
 
     image, *more = (base64.b64encode(png).decode("ascii") for png in pngs)
     best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
-    summary = (f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
-               f"{report.monitor} = {number(report.best_value)}" if len(best) else "No run has a finite value of the monitor.")
-    x_axis = ("x: epoch" if report.x == "epoch" else
-              "x: seconds of training, the group's mean <code>epoch_time_s</code> summed over its epochs")
+    summary = (
+        f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
+        f"{report.monitor} = {number(report.best_value)}"
+        if len(best)
+        else "No run has a finite value of the monitor."
+    )
+    x_axis = (
+        "x: epoch"
+        if report.x == "epoch"
+        else "x: seconds of training, the group's mean <code>epoch_time_s</code> summed over its epochs"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -113,5 +144,7 @@ def _best_over_section(report, images, frame):
         return ""
     key = html.escape(report.best_over_key)
     figure = "".join(f'<img alt="best over {key}" src="data:image/png;base64,{image}">' for image in images)
-    return (f"<h2>Best of each group over <code>{key}</code></h2>\n<p>{html.escape(best_over_note(report))}</p>\n"
-            f"{frame(report.best_over)}\n{figure}\n")
+    return (
+        f"<h2>Best of each group over <code>{key}</code></h2>\n<p>{html.escape(best_over_note(report))}</p>\n"
+        f"{frame(report.best_over)}\n{figure}\n"
+    )
