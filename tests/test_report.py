@@ -1,5 +1,6 @@
 """The sweep report, on a real MLflow store filled with synthetic runs (no training)."""
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -17,6 +18,7 @@ from scipy import stats as scipy_stats
 from kerastrack.errors import ConfigError
 from kerastrack.report.build import build_report, format_table, write_report
 from kerastrack.report.cli import main
+from kerastrack.report.page import html_page
 from kerastrack.tracking.query import fetch_parent, fetch_runs
 
 DDOF = 1  # sample std across seeds, as the report documents
@@ -235,6 +237,18 @@ def test_write_report_writes_a_self_contained_page(report, tmp_path):
     assert "data:image/png;base64," in page and "<h1>" in page
     assert all(name in page for name in report.table["name"])
     assert len(Path(paths["runs.csv"]).read_text().splitlines()) == 1 + len(VAL_ACCURACY)
+
+
+def test_the_page_shows_a_run_name_or_title_with_markup_as_text(report):
+    # A run name is the user's text (MLflow takes any); on the page it must not become markup.
+    script = "<script>alert(1)</script>"
+    best = report.table["run_id"] == report.best_run_id
+    named = dataclasses.replace(report, table=report.table.assign(name=report.table["name"].mask(best, script)))
+    page = html_page(named, f"{script} & co", [b"\x89PNG"], DDOF)
+    assert "<script>" not in page
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>" in page
+    assert "Best run: <b>&lt;script&gt;alert(1)&lt;/script&gt;</b>" in page
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page  # the runs table
 
 
 def test_format_table_marks_the_best_run_first(report):

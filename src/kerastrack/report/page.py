@@ -1,18 +1,23 @@
-"""The sweep report's text tables and its self-contained HTML page (``kerastrack.report.build``
-builds the report; this module only writes it out)."""
+"""The sweep report's text tables and its self-contained HTML page.
+
+This module owns how a built report reads: the plain-text tables for the terminal and the
+HTML page, rendered from the Jinja2 template ``templates/report.html.j2``.
+``kerastrack.report.build`` builds the report and decides which files it writes.
+"""
 
 import base64
-import html
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
-# How the report numbers epochs, said on the page: as Keras prints them, while MLflow's
-# steps (and the best_epoch metric a run logs) count from 0.
-EPOCH_NUMBERING = (
-    'Epochs are numbered from 1, as Keras prints them ("Epoch 1/N"); MLflow stores '
-    "them as steps from 0, so epoch k here is step k&minus;1 there (and a run's "
-    "<code>best_epoch</code> metric is the step)."
+# Autoescape: a run name, a title or a key is text on the page, never markup.
+_PAGES = jinja2.Environment(
+    loader=jinja2.PackageLoader("kerastrack.report", "templates"),
+    autoescape=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
 )
 
 
@@ -100,51 +105,28 @@ def html_page(report, title, pngs, ddof):
     """
 
     def frame(df):
-        return text(df, pd.DataFrame.to_html, border=0, classes="table")
+        # pandas escapes the cells (to_html's escape=True), so its table goes in as markup.
+        return Markup(text(df, pd.DataFrame.to_html, border=0, classes="table"))
 
     image, *more = (base64.b64encode(png).decode("ascii") for png in pngs)
-    best = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
-    summary = (
-        f"Best run: <b>{html.escape(best.iloc[0])}</b> ({report.best_run_id}), "
-        f"{report.monitor} = {number(report.best_value)}"
-        if len(best)
-        else "No run has a finite value of the monitor."
-    )
-    x_axis = (
-        "x: epoch"
-        if report.x == "epoch"
-        else "x: seconds of training, the group's mean <code>epoch_time_s</code> summed over its epochs"
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table.table {{ border-collapse: collapse; font-size: 0.9em; margin-bottom: 2em; }}
-table.table th, table.table td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
-table.table th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Ranked by {html.escape(report.monitor)} ({report.mode}; the best epoch of each run). {summary}</p>
-<p>{EPOCH_NUMBERING}</p>
-{_best_over_section(report, more, frame)}<h2>Groups</h2>
-<p>Mean and sample standard deviation (ddof={ddof}) of the best value over each group's finished runs.</p>
-{frame(report.groups)}
-<h2>Runs</h2>
-{frame(marked(report))}
-<h2>Learning curves</h2>
-<p>Mean per epoch over the runs of a group that reached it; the band is ± one standard deviation ({x_axis}).</p>
-<img alt="learning curves" src="data:image/png;base64,{image}">
-</body></html>
-"""
-
-
-def _best_over_section(report, images, frame):
-    if not report.best_over_key:
-        return ""
-    key = html.escape(report.best_over_key)
-    figure = "".join(f'<img alt="best over {key}" src="data:image/png;base64,{image}">' for image in images)
-    return (
-        f"<h2>Best of each group over <code>{key}</code></h2>\n<p>{html.escape(best_over_note(report))}</p>\n"
-        f"{frame(report.best_over)}\n{figure}\n"
+    names = report.table.loc[report.table["run_id"] == report.best_run_id, "name"]
+    # None: no run has a finite value of the monitor.
+    best = names.size and {"name": names.iloc[0], "run_id": report.best_run_id, "value": number(report.best_value)}
+    view = report.best_over_key and {
+        "key": report.best_over_key,
+        "note": best_over_note(report),
+        "table": frame(report.best_over),
+        "images": more,
+    }
+    return _PAGES.get_template("report.html.j2").render(
+        title=title,
+        monitor=report.monitor,
+        mode=report.mode,
+        best=best or None,
+        best_over=view or None,
+        ddof=ddof,
+        groups=frame(report.groups),
+        runs=frame(marked(report)),
+        x=report.x,
+        image=image,
     )
