@@ -1,4 +1,5 @@
-"""Errors that kerastrack reports to the user as one line, before any training."""
+"""Errors that kerastrack reports to the user as one line, before any training, and the
+questions asked of an error (what caused it: ``chain``; a full disk, a pruned trial)."""
 
 
 class ConfigError(ValueError):
@@ -48,20 +49,38 @@ def is_pruned(exc):
     return type(exc).__name__ == "TrialPruned"
 
 
+def chain(exc):
+    """``exc`` and the errors behind it, outermost first: each one's ``__cause__`` (``raise ...
+    from``), else its ``__context__`` (raised while handling it), as a traceback shows them.
+
+    Written here because the standard library walks these links only to print them
+    (``traceback.TracebackException`` keeps their text, not the errors). The walk stops at an
+    error it has seen: a chain can loop (an error raised again from one it caused).
+
+    Args:
+        exc: An exception, or None (then nothing).
+
+    Yields:
+        Each exception of the chain, once.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def disk_full(exc):
     """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from a write, or SQLite's
     "database or disk is full"."""
     import errno
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "disk is full" in str(exc) or "No space left on device" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(
+        (isinstance(e, OSError) and e.errno == errno.ENOSPC)
+        or "disk is full" in str(e)
+        or "No space left on device" in str(e)
+        for e in chain(exc)
+    )
 
 
 def shown(value):

@@ -6,7 +6,7 @@ import os
 import time
 from urllib.parse import urlparse
 
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, chain
 from kerastrack.tracking.spool import SPOOL_DIRNAME, upload
 from kerastrack.utils.background import Worker
 from kerastrack.utils.secrets import has_password, mask_text, mask_uri
@@ -57,16 +57,13 @@ def unreachable(exc):
     request refused (a bad value): only those are spooled."""
     import requests
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if store_locked(exc):
+    for cause in chain(exc):
+        if store_locked(cause):
             return True
-        if isinstance(exc, requests.HTTPError):
-            return exc.response is None or exc.response.status_code >= 500
-        if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError)):
+        if isinstance(cause, requests.HTTPError):
+            return cause.response is None or cause.response.status_code >= 500
+        if isinstance(cause, (requests.RequestException, ConnectionError, TimeoutError)):
             return True
-        exc = exc.__cause__ or exc.__context__
     return False
 
 
@@ -258,8 +255,8 @@ def check_server(uri, timeout=5, key="tracking.tracking_uri", credentials=None):
             json={"max_results": 1},
         )
     except Exception as exc:  # noqa: BLE001 - MLflow wraps every transport error in MlflowException
-        reason, cause = short_error(exc), exc
-        while cause is not None:
+        reason = short_error(exc)
+        for cause in chain(exc):
             if isinstance(cause, requests.Timeout):
                 reason = f"no answer within {timeout} s (timeout)"
                 break
@@ -270,7 +267,6 @@ def check_server(uri, timeout=5, key="tracking.tracking_uri", credentials=None):
                     else f"connection failed ({short_error(cause)})"
                 )
                 break
-            cause = cause.__cause__ or cause.__context__
         raise ConfigError(
             f"the MLflow tracking server at {shown} is unreachable: {reason}. {start} {received}"
         ) from None

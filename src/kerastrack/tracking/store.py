@@ -15,7 +15,7 @@ from filelock import FileLock
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from kerastrack.errors import ConfigError
+from kerastrack.errors import ConfigError, chain
 from kerastrack.tracking.workarounds import dispose_engine
 from kerastrack.utils.hydra_job import launch_dir
 from kerastrack.utils.secrets import mask_text, mask_uri
@@ -290,7 +290,7 @@ def _database_refusal(uri, exc):
 
     shown = mask_uri(uri)
     received = f"Received: tracking.tracking_uri={shown}"
-    missing = next((e for e in _chain(exc) if isinstance(e, ModuleNotFoundError)), None)
+    missing = next((e for e in chain(exc) if isinstance(e, ModuleNotFoundError)), None)
     if missing is not None:
         driver = make_url(uri).get_driver_name()
         return (
@@ -299,7 +299,7 @@ def _database_refusal(uri, exc):
             f"psycopg2 (postgresql+psycopg2://); for another, install it or name an installed one in the URL "
             f"(<database>+<driver>://). {received}"
         )
-    if any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) for e in _chain(exc)):
+    if any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) for e in chain(exc)):
         return (
             f"the MLflow store {shown} cannot be reached ({_reason(exc)}). Check that the database server "
             f"runs and the host, port, user, password and database name, or record into a local store: "
@@ -308,22 +308,13 @@ def _database_refusal(uri, exc):
     return None
 
 
-def _chain(exc):
-    """``exc`` and what caused it, outermost first."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _reason(exc):
     """What the database itself said, in one masked line: the innermost DB-API or OS error
     (SQLAlchemy's and MLflow's wrappers add the SQL and a link)."""
     import sqlalchemy.exc
 
     inner = exc
-    for cause in _chain(exc):
+    for cause in chain(exc):
         inner = cause
         if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.orig is not None:
             inner = cause.orig
