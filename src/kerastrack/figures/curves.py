@@ -1,5 +1,5 @@
-"""Every figure kerastrack draws: the learning curves and confusion matrix a run logs at its
-end, and the sweep report's mean learning curves per group of runs (``comparison_figure``).
+"""The learning-curve figures: the learning curves and confusion matrix a run logs at its end,
+and the sweep report's mean learning curves per group of runs (``comparison_figure``).
 
 Figures are made as ``matplotlib.figure.Figure``, not with pyplot: they need no backend or
 display (servers, sweeps), nothing has to close them, and importing this module (the report

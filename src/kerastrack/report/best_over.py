@@ -10,7 +10,9 @@ at that value, the difference to the best group (``kerastrack.report.stats``, pa
 whether the pick sits at an edge of the values the group ran.
 
 The functions work on the report's per-run table (one row per run: the group keys, the
-tuned key, seed, status, ``best_<monitor>`` and the ``test_*`` metrics).
+tuned key, seed, status, ``best_<monitor>`` and the ``test_*`` metrics). This module owns the
+key's check (``check_key``), the grid of mean values (``value_grid``), the picks
+(``best_over``) and their figure (``figure``); ``kerastrack.report.build`` adds them to a Report.
 """
 
 import math

@@ -1,8 +1,5 @@
-"""Compares the runs of a sweep (or of an experiment) without the MLflow UI.
-
-``python -m kerastrack.report`` reads the children of the latest sweep, ranks them by the
-monitored value, summarizes each configuration across seeds, and writes a table, CSVs and
-a figure of the mean learning curves (± std across seeds) to ``report/<parent id>/``.
+"""The report's model: a set of runs ranked by their best monitored value, each group of them
+summarized across seeds, built into a ``Report`` and written out.
 
 Groups are the swept values other than ``seed``, so that ``-m optimizer=sgd,adam
 seed=0,1,2`` compares two optimizers, each averaged over three seeds. Standard deviations
@@ -11,13 +8,13 @@ are sample standard deviations (ddof=1): a group of one run has none.
 Epochs are numbered from 1 in the tables and the figure, as Keras prints them; MLflow's
 steps count from 0 (epoch k is step k-1), and what MLflow stores is left as it is.
 
-With ``--best-over KEY`` (``best_over=``) it adds each group at its best value of a swept
+With ``best_over=`` (``--best-over KEY``) it adds each group at its best value of a swept
 key, e.g. each optimizer at its best learning rate (``kerastrack.report.best_over``).
 
-This module owns the report's model: the Report, the queries and tables that build it
-(``build_report``), and writing it out (``write_report``, ``format_table``).
-``kerastrack.report.cli`` owns the command line, ``kerastrack.figures.curves`` draws the figure,
-``kerastrack.report.page`` renders the text tables and the HTML page.
+This module owns the Report, the per-run and per-group tables that build it
+(``build_report``), and the files and text it is written as (``write_report``,
+``format_table``). ``kerastrack.report.cli`` owns the command line, ``kerastrack.figures.curves``
+draws the figure, ``kerastrack.report.page`` renders the text tables and the HTML page.
 """
 
 import math

@@ -1,8 +1,13 @@
-"""The report's command line, ``python -m kerastrack.report``: its arguments, which runs they
-select (a sweep's children or an experiment's runs), and what it prints and writes.
+"""The report's command line, ``python -m kerastrack.report``.
 
-This module owns the command line only; ``kerastrack.report.build`` builds the report from the
-runs (``build_report``) and writes it (``write_report``, ``format_table``).
+It reads the children of the latest sweep (or of a given one, or an experiment's runs),
+ranks them by the monitored value, summarizes each configuration across seeds, prints the
+tables and writes them as CSVs, with a figure of the mean learning curves (± std across
+seeds) and an HTML page, to ``report/<parent id>/``.
+
+This module owns the command line only: its arguments (argparse, its refusals as one
+``Error:`` line), which runs they select, and what it prints; ``kerastrack.report.build``
+builds the report from the runs (``build_report``) and writes it (``write_report``).
 """
 
 import argparse
