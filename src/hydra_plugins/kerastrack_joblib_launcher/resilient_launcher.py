@@ -23,7 +23,8 @@ from joblib.externals.loky import process_executor
 
 from hydra_plugins.hydra_joblib_launcher import _core
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from kerastrack.sweeps import callback as sweep
+from kerastrack.sweeps.callback import MlflowSweepCallback
+from kerastrack.sweeps.job import CONTROL_DIR
 
 log = logging.getLogger(__name__)
 # A worker killed again in the fresh pool is handled the same way; after that many fresh
@@ -71,7 +72,7 @@ class ResilientJoblibLauncher(JoblibLauncher):
     """Hydra's ``JoblibLauncher`` (same config) that goes on when a worker is killed.
 
     Returns one JobReturn per job, in order. A job whose worker was killed returns NaN, as a
-    failed job does (``train.py``'s ``_sweep_job``): its run is FAILED (tag ``error.type``
+    failed job does (``kerastrack.sweeps.job.job``): its run is FAILED (tag ``error.type``
     ``WorkerKilled``) and the sweep's end counts it among the failed jobs.
     """
 
@@ -120,7 +121,7 @@ class ResilientJoblibLauncher(JoblibLauncher):
         """{job index: what killed its worker} of the jobs whose workers loky found dead; their
         registry files (left by the dead workers) are cleared, with those of the jobs loky
         killed after them, so that an interrupt signals no stale pid."""
-        jobs = sweep_dir / sweep.CONTROL_DIR / "jobs"
+        jobs = sweep_dir / CONTROL_DIR / "jobs"
         killed = {}
         for pid, exit_code in dead.items():
             registered = jobs / f"{socket.gethostname()}-{pid}"
@@ -148,7 +149,7 @@ class ResilientJoblibLauncher(JoblibLauncher):
             else "its worker process was killed after the pool broke, and again in a fresh pool"
         )
         parent = next(
-            (c.parent for c in self.hydra_context.callbacks.callbacks if isinstance(c, sweep.MlflowSweepCallback)), None
+            (c.parent for c in self.hydra_context.callbacks.callbacks if isinstance(c, MlflowSweepCallback)), None
         )
         if parent is not None:
             try:

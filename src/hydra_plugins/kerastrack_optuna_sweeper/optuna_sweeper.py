@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from kerastrack.config.checks import monitor_mode
 from kerastrack.errors import ConfigError
-from kerastrack.sweeps.callback import CONTROL_DIR, STOPPING
+from kerastrack.sweeps.job import CONTROL_DIR, STOPPING
 from kerastrack.tracking.store import absolute_sqlite_uri
 from kerastrack.utils.secrets import mask_override, mask_uri
 

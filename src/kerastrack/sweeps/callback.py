@@ -1,10 +1,11 @@
-"""Sweeps: the launching process's work around a multirun, and each job's part in it.
+"""The launching process's work around a multirun: its Hydra callback.
 
 Sweep-level work belongs to the launching process, so it lives in a Hydra Callback
 (registered in conf/train.yaml, always on). Through the tracker it creates the store and
 the experiment once before any job starts and opens the sweep's parent run
-(``tracking.parent``); at the end it records how many jobs failed, logs the comparison
-report on the parent and closes it in a true state.
+(``tracking.parent``); at the end it tags the parent with how many jobs ran, failed and
+were skipped, logs the comparison report on it and closes it in a true state. Each job's
+part is ``kerastrack.sweeps.job``.
 
 An interrupt stops a sweep in a true state. Ctrl-C (to the terminal's process group) or
 SIGTERM to the launching process marks the sweep dir as stopping and sends SIGTERM to the
@@ -25,140 +26,20 @@ import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import psutil
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kerastrack.sweeps.job import LAUNCHER, LAUNCHER_PID, SKIPPED, STOP_MESSAGES, STOPPING, control_dir
 from kerastrack.sweeps.sweep_dir import check_sweepable, claim, continue_command, failure_line, skipped_line
-from kerastrack.sweeps.watchdog import watch
-from kerastrack.utils.hydra_job import job_num, parse_overrides, sweep_dir
-from kerastrack.utils.signals import ignore, interrupt_once
+from kerastrack.utils.hydra_job import parse_overrides, sweep_dir
+from kerastrack.utils.signals import install
 
 log = logging.getLogger(__name__)
-CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
-STOPPING = "stopping"
-LAUNCHER = "launcher"  # in CONTROL_DIR: the launching process (host, pid, start time), for the workers' watch
-SKIPPED = "skipped"  # in CONTROL_DIR: a file per job skipped because another process holds its run
-LAUNCHER_PID = "KERASTRACK_SWEEP_LAUNCHER_PID"
 _ACTIVE = []  # the launching process's callback, while its sweep runs
-_STOPPED = []  # the message of a job that stopped the sweep, in the launching process
-
-
-class SweepInterrupted(Exception):
-    """The sweep is stopping: a job that has not started yet does not start."""
-
-
-def _control_dir(hydra_cfg=None):
-    return Path(sweep_dir(hydra_cfg)) / CONTROL_DIR
-
-
-@contextlib.contextmanager
-def job():
-    """Around one sweep job, in whichever process runs it.
-
-    The job registers its pid (so that the launcher can stop it), does not start if the
-    sweep is stopping, and marks the sweep stopping if it is interrupted. In a worker
-    process (parallel launcher), SIGTERM and Ctrl-C interrupt the job, and Ctrl-C is
-    ignored between jobs: an idle worker killed by it would break the pool and take the
-    running jobs down before they could close their runs. A worker on the launcher's
-    machine also watches the launcher (``kerastrack.sweeps.watchdog``): once it is gone (killed
-    hard), the job is interrupted, its run closes KILLED, and the worker exits.
-
-    Raises:
-        SweepInterrupted: The sweep is stopping.
-    """
-    control = _control_dir()
-    # Not the launching process: a worker of the parallel launcher (which inherits its
-    # environment) or of Ray (which does not).
-    in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
-    launcher = _launcher_watch(control) if in_worker else None
-    with (
-        launcher.job() if launcher else contextlib.nullcontext(),
-        _registered(control, in_worker, orphaned=launcher.gone if launcher else None),
-    ):
-        yield
-
-
-@contextlib.contextmanager
-def _registered(control, in_worker, orphaned):
-    jobs = control / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
-    me = jobs / f"{socket.gethostname()}-{os.getpid()}"
-    # Before looking at the mark (the launcher marks, then looks at the jobs); its number
-    # tells the parallel launcher whose worker was killed (hydra_plugins.kerastrack_joblib_launcher).
-    me.write_text(str(job_num()) if HydraConfig.initialized() else "")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if in_worker:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, interrupt_once)
-    try:
-        if (control / STOPPING).exists():
-            raise SweepInterrupted
-        yield
-    except KeyboardInterrupt:
-        # A worker whose launcher is gone does not mark the sweep: the mark would stop
-        # the re-launch that may already be running in this sweep dir.
-        if not (orphaned and orphaned.is_set()):
-            (control / STOPPING).touch()
-        raise
-    finally:
-        me.unlink(missing_ok=True)
-        if in_worker:
-            signal.signal(signal.SIGINT, ignore)
-            # The launcher marks the sweep stopping, then sends SIGTERM to the jobs it
-            # finds: one that found this job before it ended may still be on its way, and
-            # would kill the idle worker (the pool then breaks with a traceback). Loky
-            # ends its workers with SIGKILL, so ignoring SIGTERM here holds nothing up.
-            stopping = (control / STOPPING).exists() or (orphaned and orphaned.is_set())
-            signal.signal(signal.SIGTERM, ignore if stopping else previous[signal.SIGTERM])
-
-
-def _launcher_watch(control):
-    """The watch over the launching process, read from the sweep dir (Ray's workers do not
-    inherit its environment); None where it runs on another machine or left no record."""
-    try:
-        launcher = json.loads((control / LAUNCHER).read_text())
-    except (OSError, ValueError):
-        return None
-    if launcher.get("host") != socket.gethostname() or launcher.get("pid") == os.getpid():
-        return None
-    return watch(int(launcher["pid"]), float(launcher["started"]))
-
-
-def skipped(exc):
-    """Records that this job was skipped because another process holds its run
-    (``errors.RunHeld``), for the sweep's end: its run is not FAILED, it is someone else's."""
-    folder = _control_dir() / SKIPPED
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}").write_text(exc.held)
-
-
-def stop(message):
-    """Stops the sweep from a job: jobs not started yet do not start, and the sweep exits
-    non-zero with ``message`` (once, whichever job said it first)."""
-    control = _control_dir()
-    if (control / STOPPING).exists():
-        return
-    in_launcher = os.environ.get(LAUNCHER_PID) == str(os.getpid())
-    try:
-        (control / "reason").write_text(message)
-    except OSError:  # a full disk (the message may say so): said now, or never
-        (control / "reason").unlink(missing_ok=True)
-        if not in_launcher:
-            print(message, file=sys.stderr)
-    with contextlib.suppress(OSError):
-        (control / STOPPING).touch()
-    if in_launcher:
-        # The basic launcher runs the next job in this process, and Hydra writes its config
-        # into the sweep dir before the job could see the stop (on a full disk: a traceback).
-        # So the sweep ends here; the parent is closed FAILED at exit (_close_if_open).
-        _STOPPED.append(message)
-        raise SystemExit(message)
 
 
 def report_interrupted():
@@ -186,10 +67,10 @@ def _start_ray_first(config):
 class MlflowSweepCallback(Callback):
     """Opens a parent MLflow run for each multirun and closes it in a true state.
 
-    The parent ends FINISHED with ``n_jobs``/``n_failed``/``n_skipped`` tags when the sweep
-    completes (the exit code is then 1 if any job failed, or was skipped because another
-    process holds its run), KILLED on Ctrl-C/SIGTERM and FAILED if
-    the sweep itself dies. Single runs get no parent.
+    The parent ends FINISHED when the sweep completes, with the counts as tags (not
+    metrics): ``sweep.n_jobs``, ``sweep.n_failed`` and ``sweep.n_skipped`` (the exit code is
+    then 1 if any job failed, or was skipped because another process holds its run); it ends
+    KILLED on Ctrl-C/SIGTERM and FAILED if the sweep itself dies. Single runs get no parent.
 
     Args:
         report: Write the comparison report (plots, tables) onto the parent at the end.
@@ -223,7 +104,7 @@ class MlflowSweepCallback(Callback):
             )
         check_sweepable(config)
         self.sweep_dir = sweep_dir(config.hydra)
-        self._control = _control_dir(config.hydra)
+        self._control = control_dir(config.hydra)
         # Before anything is written or recorded: only the same sweep continues in a sweep dir.
         claim(self.sweep_dir, self._control, config)
         self._records = None  # the children, read at the end
@@ -243,8 +124,9 @@ class MlflowSweepCallback(Callback):
         os.environ[LAUNCHER_PID] = str(os.getpid())
         _ACTIVE.append(self)
         _start_ray_first(config)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_interrupt)
+        # For good, not for a span: no hook is sure to come after the jobs (Hydra skips
+        # on_multirun_end when a job raises), and the process ends with the sweep.
+        install(dict.fromkeys((signal.SIGINT, signal.SIGTERM), self._on_interrupt))
         # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
         # what finished and resume what was cut short (kerastrack.resume.plan.plan).
         self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
@@ -408,7 +290,7 @@ class MlflowSweepCallback(Callback):
         # when a job raises), so the parent must not stay RUNNING.
         if self.parent is None:
             return
-        stopped = _STOPPED or (self._control / "reason").exists()  # by a job (a full disk): not interrupted
+        stopped = STOP_MESSAGES or (self._control / "reason").exists()  # by a job (a full disk): not interrupted
         interrupted = ((self._control / STOPPING).exists() and not stopped) or isinstance(
             getattr(sys, "last_value", None), KeyboardInterrupt
         )
