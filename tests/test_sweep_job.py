@@ -17,7 +17,7 @@ import pytest
 from kerastrack.errors import ConfigError, DataUnavailable, RunHeld
 from kerastrack.sweeps import job
 from kerastrack.sweeps.watchdog import LauncherWatch
-from kerastrack.utils.signals import Interrupted, ignore
+from kerastrack.utils.signals import Interrupted, handlers, ignore
 
 
 @pytest.fixture
@@ -25,11 +25,9 @@ def worker(tmp_path, monkeypatch):
     """This process as a parallel launcher's worker: the launcher is another pid."""
     monkeypatch.setattr(job, "control_dir", lambda hydra_cfg=None: tmp_path / job.CONTROL_DIR)
     monkeypatch.setenv(job.LAUNCHER_PID, str(os.getppid()))
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh loky worker
-    yield tmp_path / job.CONTROL_DIR
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+    # SIGTERM as in a fresh loky worker; the test's own handlers come back after it.
+    with handlers({signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.SIG_DFL}):
+        yield tmp_path / job.CONTROL_DIR
 
 
 def test_an_interrupted_job_leaves_its_idle_worker_deaf_to_the_launchers_late_sigterm(worker):
