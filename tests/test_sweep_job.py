@@ -1,8 +1,10 @@
-"""A sweep job's signal handling in a worker of the parallel launcher, and its watch over
-the launching process, in-process."""
+"""A sweep job's failure policy, its signal handling in a worker of the parallel launcher,
+and its watch over the launching process, in-process."""
 
 import contextlib
 import json
+import logging
+import math
 import os
 import signal
 import socket
@@ -12,29 +14,28 @@ import time
 import psutil
 import pytest
 
-from kerastrack.sweeps import job as sweep
+from kerastrack.errors import ConfigError, DataUnavailable, RunHeld
+from kerastrack.sweeps import job
 from kerastrack.sweeps.watchdog import LauncherWatch
-from kerastrack.utils.signals import ignore
+from kerastrack.utils.signals import Interrupted, handlers, ignore
 
 
 @pytest.fixture
 def worker(tmp_path, monkeypatch):
     """This process as a parallel launcher's worker: the launcher is another pid."""
-    monkeypatch.setattr(sweep, "_control_dir", lambda hydra_cfg=None: tmp_path / sweep.CONTROL_DIR)
-    monkeypatch.setenv(sweep.LAUNCHER_PID, str(os.getppid()))
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh loky worker
-    yield tmp_path / sweep.CONTROL_DIR
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+    monkeypatch.setattr(job, "control_dir", lambda hydra_cfg=None: tmp_path / job.CONTROL_DIR)
+    monkeypatch.setenv(job.LAUNCHER_PID, str(os.getppid()))
+    # SIGTERM as in a fresh loky worker; the test's own handlers come back after it.
+    with handlers({signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.SIG_DFL}):
+        yield tmp_path / job.CONTROL_DIR
 
 
 def test_an_interrupted_job_leaves_its_idle_worker_deaf_to_the_launchers_late_sigterm(worker):
     # Ctrl-C reaches the worker and the launcher at once; the launcher's SIGTERM to the
     # jobs it listed may arrive after the job ended, and must not kill the idle worker.
-    with pytest.raises(KeyboardInterrupt), sweep.job():
+    with pytest.raises(KeyboardInterrupt), job.taking_part():
         assert (worker / "jobs").iterdir(), "the job is registered while it runs"
-        (worker / sweep.STOPPING).touch()  # what the launcher does first
+        (worker / job.STOPPING).touch()  # what the launcher does first
         raise KeyboardInterrupt
     assert signal.getsignal(signal.SIGTERM) is ignore
     assert signal.getsignal(signal.SIGINT) is ignore
@@ -42,16 +43,67 @@ def test_an_interrupted_job_leaves_its_idle_worker_deaf_to_the_launchers_late_si
 
 
 def test_a_job_that_ends_normally_gives_the_worker_back_its_sigterm(worker):
-    with sweep.job():
+    with job.taking_part():
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_job_does_not_start_once_the_sweep_is_stopping(worker):
     worker.mkdir(parents=True)
-    (worker / sweep.STOPPING).touch()
-    with pytest.raises(sweep.SweepInterrupted), sweep.job():
+    (worker / job.STOPPING).touch()
+    with pytest.raises(job.SweepInterrupted), job.taking_part():
         pytest.fail("the job started")
+
+
+# -- what a job's end means for the sweep (job.job) --
+
+
+def _raising(exc):
+    def train(cfg):
+        raise exc
+
+    return train
+
+
+def test_a_finished_job_returns_its_value_to_the_sweeper(worker):
+    assert job.job(lambda cfg: cfg["best"], {"best": 0.25}) == 0.25
+
+
+def test_a_failed_job_is_said_and_the_sweep_goes_on(worker, caplog):
+    with caplog.at_level(logging.INFO, logger="kerastrack"):
+        assert math.isnan(job.job(_raising(ValueError("bad shapes")), None))
+        assert math.isnan(job.job(_raising(ConfigError("Received: optimizer.learning_rate=-1")), None))
+    failed = [r for r in caplog.records if r.getMessage().startswith("job failed")]
+    assert [r.getMessage() for r in failed] == [
+        "job failed: ValueError: bad shapes",
+        "job failed: ConfigError: Received: optimizer.learning_rate=-1",
+    ]
+    assert [bool(r.exc_info) for r in failed] == [True, False], "a traceback only for what is not a bad value"
+    assert not (worker / job.STOPPING).exists()
+
+
+def test_a_job_whose_run_another_process_holds_is_skipped_not_failed(worker, caplog):
+    with caplog.at_level(logging.WARNING, logger="kerastrack"):
+        assert math.isnan(job.job(_raising(RunHeld("held right now", held="run abc (process 7 on h)")), None))
+    assert [p.read_text() for p in (worker / job.SKIPPED).iterdir()] == ["run abc (process 7 on h)"]
+    assert "skipped: held by another process: held right now" in caplog.text
+    assert "job failed" not in caplog.text
+
+
+def test_a_job_whose_data_cannot_be_had_stops_the_sweep_with_its_line(worker):
+    assert math.isnan(job.job(_raising(DataUnavailable("no network: apt-get install dataset-x")), None))
+    assert (worker / "reason").read_text() == "Error: no network: apt-get install dataset-x"
+    assert (worker / job.STOPPING).exists(), "jobs not started yet do not start"
+
+
+def test_an_interrupted_job_stops_the_sweep_and_says_what_became_of_its_run(worker, caplog):
+    with caplog.at_level(logging.WARNING, logger="kerastrack"):
+        interrupt = Interrupted("KILLED", run_id="abc", output_dir="/out")
+        assert math.isnan(job.job(_raising(interrupt), None))
+    assert (worker / job.STOPPING).exists()
+    # The sweep's launcher says how to continue the whole sweep: no resume= line per job.
+    assert "Interrupted: run abc is KILLED, with every finished epoch." in caplog.text
+    assert "resume=" not in caplog.text
 
 
 # -- the worker's watch over its launcher (kerastrack.sweeps.watchdog) --
@@ -81,10 +133,10 @@ def launcher(worker, monkeypatch):
         watches.append(LauncherWatch(pid, started, poll_s=0.02, exit=exits))
         return watches[-1]
 
-    monkeypatch.setattr(sweep, "watch", quick_watch)
+    monkeypatch.setattr(job, "watch", quick_watch)
     process = psutil.Popen(["sleep", "60"])
     worker.mkdir(parents=True, exist_ok=True)
-    (worker / sweep.LAUNCHER).write_text(
+    (worker / job.LAUNCHER).write_text(
         json.dumps({"host": socket.gethostname(), "pid": process.pid, "started": process.create_time()})
     )
     yield process, exits
@@ -102,7 +154,7 @@ def _kill(process):
 def test_a_worker_whose_launcher_dies_mid_job_interrupts_the_job_and_exits_after_it(launcher, worker):
     process, exits = launcher
     interrupted = False
-    with pytest.raises(SystemExit), sweep.job():
+    with pytest.raises(SystemExit), job.taking_part():
         try:
             _kill(process)
             time.sleep(5)  # training; the watch's SIGTERM interrupts it
@@ -110,21 +162,21 @@ def test_a_worker_whose_launcher_dies_mid_job_interrupts_the_job_and_exits_after
             interrupted = True  # the run closes KILLED here, as for the launcher's own SIGTERM
     assert interrupted
     assert exits.calls == [True], "the worker exits right after the job, from its own thread"
-    assert not (worker / sweep.STOPPING).exists(), "a re-launch may already be running in this sweep dir"
+    assert not (worker / job.STOPPING).exists(), "a re-launch may already be running in this sweep dir"
     assert not list((worker / "jobs").iterdir())
 
 
 def test_a_worker_starts_no_job_once_its_launcher_is_gone(launcher):
     process, exits = launcher
     _kill(process)
-    with pytest.raises(SystemExit), sweep.job():
+    with pytest.raises(SystemExit), job.taking_part():
         pytest.fail("the job started")
     assert exits.calls == [True]
 
 
 def test_an_idle_worker_exits_when_its_launcher_dies(launcher):
     process, exits = launcher
-    with sweep.job():
+    with job.taking_part():
         pass
     assert exits.calls == [], "the launcher is alive: the worker stays"
     _kill(process)
@@ -149,6 +201,6 @@ def test_a_launcher_killed_but_not_yet_reaped_is_gone(launcher):
     deadline = time.monotonic() + 5
     with pytest.raises(SystemExit):
         while time.monotonic() < deadline:
-            with sweep.job():
+            with job.taking_part():
                 time.sleep(0.05)
     assert psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE

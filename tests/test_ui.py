@@ -147,3 +147,25 @@ def test_a_second_ui_on_the_port_is_refused_and_kill_9_of_the_ui_leaves_no_serve
         while group_alive(group) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not group_alive(group), "the server outlived its ui's kill -9"
+
+
+class _ServerThatFailsToStop:
+    """Stands in for MlflowServer: it cannot start, and its stop raises."""
+
+    def __init__(self, uri, **kwargs):
+        pass
+
+    def start(self):
+        raise RuntimeError("mlflow server did not start")
+
+    def stop(self):
+        raise OSError("the server's group is gone")
+
+
+def test_the_handlers_before_the_ui_come_back_even_when_its_stop_raises(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ui, "MlflowServer", _ServerThatFailsToStop)
+    before = {sig: signal.getsignal(sig) for sig in ui.STOP_SIGNALS}
+    with pytest.raises(OSError, match="group is gone"):
+        ui.serve(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert {sig: signal.getsignal(sig) for sig in ui.STOP_SIGNALS} == before
+    assert "Error: mlflow server did not start" in capsys.readouterr().err

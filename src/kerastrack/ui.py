@@ -28,6 +28,7 @@ from kerastrack.tracking.server import LOOPBACK, MlflowServer
 from kerastrack.tracking.store import resolve_tracking_uri, sqlite_path
 from kerastrack.tracking.views import find_run, latest_sweep, run_url, sweep_view, ui_link
 from kerastrack.utils.secrets import mask_text, mask_uri
+from kerastrack.utils.signals import handlers, ignore
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -152,33 +153,31 @@ def serve(uri, host=LOOPBACK, port=5000, out=sys.stdout, view=None, open_browser
     def stop(signum, frame):
         raise _Stop(signum)
 
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     code = 1
-    try:
-        print(f"Starting the MLflow UI on {mask_uri(uri)} ...", file=out, flush=True)
-        server.start()
-        url = server.url
-        if view:
-            url = f"{server.url}/{view[1]}"
-            print(f"{view[0]}: {url}", file=out, flush=True)
-        if open_browser:
-            webbrowser.open(url)
-        print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", file=out, flush=True)
-        returncode = server.process.wait()
-        print(f"Error: mlflow server exited with code {returncode}:\n{mask_text(_tail(log.name))}", file=sys.stderr)
-    except (RuntimeError, TimeoutError) as exc:
-        print(f"Error: {mask_text(str(exc))}\n{mask_text(_tail(log.name))}", file=sys.stderr)
-    except (_Stop, KeyboardInterrupt):
-        code = 0
-    finally:
-        # A second Ctrl-C must not interrupt the stop and leave workers behind.
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if code == 0:
-            os.unlink(log.name)
+    # Outside, ignored: a second Ctrl-C must not interrupt the stop and leave workers behind;
+    # the handlers before the UI come back after the stop, also when the stop raises.
+    with handlers(dict.fromkeys(STOP_SIGNALS, ignore)):
+        try:
+            with handlers(dict.fromkeys(STOP_SIGNALS, stop)):
+                print(f"Starting the MLflow UI on {mask_uri(uri)} ...", file=out, flush=True)
+                server.start()
+                url = server.url
+                if view:
+                    url = f"{server.url}/{view[1]}"
+                    print(f"{view[0]}: {url}", file=out, flush=True)
+                if open_browser:
+                    webbrowser.open(url)
+                print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", file=out, flush=True)
+                returncode = server.process.wait()
+            print(f"Error: mlflow server exited with code {returncode}:\n{mask_text(_tail(log.name))}", file=sys.stderr)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"Error: {mask_text(str(exc))}\n{mask_text(_tail(log.name))}", file=sys.stderr)
+        except (_Stop, KeyboardInterrupt):
+            code = 0
+        finally:
+            server.stop()
+            if code == 0:
+                os.unlink(log.name)
     if code == 0:
         print("MLflow UI stopped.", file=out, flush=True)
     return code

@@ -72,7 +72,7 @@ class ResilientJoblibLauncher(JoblibLauncher):
     """Hydra's ``JoblibLauncher`` (same config) that goes on when a worker is killed.
 
     Returns one JobReturn per job, in order. A job whose worker was killed returns NaN, as a
-    failed job does (``train.py``'s ``_sweep_job``): its run is FAILED (tag ``error.type``
+    failed job does (``kerastrack.sweeps.job.job``): its run is FAILED (tag ``error.type``
     ``WorkerKilled``) and the sweep's end counts it among the failed jobs.
     """
 

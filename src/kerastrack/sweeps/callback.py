@@ -1,10 +1,11 @@
-"""Sweeps: the launching process's work around a multirun, and each job's part in it.
+"""The launching process's work around a multirun: its Hydra callback.
 
 Sweep-level work belongs to the launching process, so it lives in a Hydra Callback
 (registered in conf/train.yaml, always on). Through the tracker it creates the store and
 the experiment once before any job starts and opens the sweep's parent run
-(``tracking.parent``); at the end it records how many jobs failed, logs the comparison
-report on the parent and closes it in a true state.
+(``tracking.parent``); at the end it tags the parent with how many jobs ran, failed and
+were skipped, logs the comparison report on it and closes it in a true state. Each job's
+part is ``kerastrack.sweeps.job``.
 
 An interrupt stops a sweep in a true state. Ctrl-C (to the terminal's process group) or
 SIGTERM to the launching process marks the sweep dir as stopping and sends SIGTERM to the
@@ -32,19 +33,22 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kerastrack.sweeps.job import (
-    _ACTIVE,
-    _STOPPED,
-    LAUNCHER,
-    LAUNCHER_PID,
-    SKIPPED,
-    STOPPING,
-    _control_dir,
-)
+from kerastrack.sweeps.job import LAUNCHER, LAUNCHER_PID, SKIPPED, STOP_MESSAGES, STOPPING, control_dir
 from kerastrack.sweeps.sweep_dir import check_sweepable, claim, continue_command, failure_line, skipped_line
 from kerastrack.utils.hydra_job import parse_overrides, sweep_dir
+from kerastrack.utils.signals import install
 
 log = logging.getLogger(__name__)
+_ACTIVE = []  # the launching process's callback, while its sweep runs
+
+
+def report_interrupted():
+    """Closes the running sweep as interrupted and prints how to continue it; returns
+    False when no sweep runs in this process."""
+    if not _ACTIVE:
+        return False
+    _ACTIVE[-1].close_interrupted()
+    return True
 
 
 def _start_ray_first(config):
@@ -63,10 +67,10 @@ def _start_ray_first(config):
 class MlflowSweepCallback(Callback):
     """Opens a parent MLflow run for each multirun and closes it in a true state.
 
-    The parent ends FINISHED with ``n_jobs``/``n_failed``/``n_skipped`` tags when the sweep
-    completes (the exit code is then 1 if any job failed, or was skipped because another
-    process holds its run), KILLED on Ctrl-C/SIGTERM and FAILED if
-    the sweep itself dies. Single runs get no parent.
+    The parent ends FINISHED when the sweep completes, with the counts as tags (not
+    metrics): ``sweep.n_jobs``, ``sweep.n_failed`` and ``sweep.n_skipped`` (the exit code is
+    then 1 if any job failed, or was skipped because another process holds its run); it ends
+    KILLED on Ctrl-C/SIGTERM and FAILED if the sweep itself dies. Single runs get no parent.
 
     Args:
         report: Write the comparison report (plots, tables) onto the parent at the end.
@@ -100,7 +104,7 @@ class MlflowSweepCallback(Callback):
             )
         check_sweepable(config)
         self.sweep_dir = sweep_dir(config.hydra)
-        self._control = _control_dir(config.hydra)
+        self._control = control_dir(config.hydra)
         # Before anything is written or recorded: only the same sweep continues in a sweep dir.
         claim(self.sweep_dir, self._control, config)
         self._records = None  # the children, read at the end
@@ -120,8 +124,9 @@ class MlflowSweepCallback(Callback):
         os.environ[LAUNCHER_PID] = str(os.getpid())
         _ACTIVE.append(self)
         _start_ray_first(config)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_interrupt)
+        # For good, not for a span: no hook is sure to come after the jobs (Hydra skips
+        # on_multirun_end when a job raises), and the process ends with the sweep.
+        install(dict.fromkeys((signal.SIGINT, signal.SIGTERM), self._on_interrupt))
         # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
         # what finished and resume what was cut short (kerastrack.resume.plan.plan).
         self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
@@ -285,7 +290,7 @@ class MlflowSweepCallback(Callback):
         # when a job raises), so the parent must not stay RUNNING.
         if self.parent is None:
             return
-        stopped = _STOPPED or (self._control / "reason").exists()  # by a job (a full disk): not interrupted
+        stopped = STOP_MESSAGES or (self._control / "reason").exists()  # by a job (a full disk): not interrupted
         interrupted = ((self._control / STOPPING).exists() and not stopped) or isinstance(
             getattr(sys, "last_value", None), KeyboardInterrupt
         )

@@ -1,12 +1,19 @@
-"""Each sweep job's part in its sweep, and the state the launching process and its jobs share
-through the sweep dir's control folder (``.kerastrack/``): a job registers itself so that an
-interrupt reaches it, watches its launcher, is skipped when another process holds its run, and
-stops the sweep when it must (a full disk). ``kerastrack.sweeps.callback`` is the launching
-process's side.
+"""Each job's part in a sweep, in whichever process runs it (the launching process with the
+basic launcher, a worker with the parallel one, Ray's).
+
+A job registers itself in the sweep dir (so that the launching process can stop it), does
+not start once the sweep is stopping, and marks the sweep stopping when it is interrupted.
+A failed job does not abort the sweep: its run is recorded FAILED (KILLED when a search
+pruned it), the launching process's callback (``kerastrack.sweeps.callback``) counts it,
+and the sweep exits non-zero at its end. A job whose run another process holds is skipped,
+and said so; a job whose failure every job would share (no data, a full disk) stops the
+sweep with one line.
 """
 
 import contextlib
 import json
+import logging
+import math
 import os
 import signal
 import socket
@@ -15,30 +22,81 @@ import time
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
+from kerastrack.errors import ConfigError, DataUnavailable, DiskFull, DivergedError, RunHeld, is_pruned
 from kerastrack.sweeps.watchdog import watch
 from kerastrack.utils.hydra_job import job_num, sweep_dir
-from kerastrack.utils.signals import ignore, interrupt_once
+from kerastrack.utils.secrets import mask_text
+from kerastrack.utils.signals import handlers, ignore, interrupt_once, interrupted_line
 
+log = logging.getLogger(__name__)
 CONTROL_DIR = ".kerastrack"  # in the sweep dir: the stop mark and the running jobs
 STOPPING = "stopping"
 LAUNCHER = "launcher"  # in CONTROL_DIR: the launching process (host, pid, start time), for the workers' watch
 SKIPPED = "skipped"  # in CONTROL_DIR: a file per job skipped because another process holds its run
 LAUNCHER_PID = "KERASTRACK_SWEEP_LAUNCHER_PID"
-_ACTIVE = []  # the launching process's callback, while its sweep runs
-_STOPPED = []  # the message of a job that stopped the sweep, in the launching process
+STOP_MESSAGES = []  # the message of a job that stopped the sweep, in the launching process
 
 
 class SweepInterrupted(Exception):
     """The sweep is stopping: a job that has not started yet does not start."""
 
 
-def _control_dir(hydra_cfg=None):
+def control_dir(hydra_cfg=None):
+    """The sweep dir's folder of marks between the launching process and the jobs."""
     return Path(sweep_dir(hydra_cfg)) / CONTROL_DIR
 
 
+def job(train, cfg):
+    """Runs one job of a sweep, ``train(cfg)``, inside ``taking_part``, and decides what
+    its end means for the sweep. Only an interrupt stops the whole sweep; a job's own
+    failure is logged and the sweep goes on.
+
+    Args:
+        train: The recipe (``kerastrack.pipeline.train``).
+        cfg: The job's config.
+
+    Returns:
+        The best monitored value, for the sweeper; NaN for a job that did not finish.
+    """
+    try:
+        with taking_part():
+            return train(cfg)
+    except SweepInterrupted:
+        return math.nan  # the sweep is stopping: this job does not start
+    except KeyboardInterrupt as exc:
+        log.warning("%s", interrupted_line(exc, resume_hint=False))  # the sweep says how to continue
+        return math.nan
+    except RunHeld as exc:
+        # Not a failure: another process (an earlier launch's worker) is training this run.
+        log.warning("skipped: held by another process: %s", mask_text(str(exc)))
+        skipped(exc)
+        return math.nan
+    except (DataUnavailable, DiskFull) as exc:
+        # Every job would fail the same way: say it once and stop the sweep.
+        stop(f"Error: {mask_text(str(exc))}")
+        return math.nan
+    except Exception as exc:  # noqa: BLE001 - one job's failure must not abort the sweep
+        _log_failure(exc)
+        return math.nan
+
+
+def _log_failure(exc):
+    """A failed job's line: a pruned trial and (with ``diverged_ok``) a diverged job are
+    results of the sweep; a traceback only for what is not a user's value or a divergence."""
+    if is_pruned(exc):
+        log.info("trial pruned: %s", exc)
+    elif isinstance(exc, DivergedError) and OmegaConf.select(HydraConfig.get(), "callbacks.mlflow_sweep.diverged_ok"):
+        log.warning("job diverged (a result of this sweep, diverged_ok): %s", exc)
+    else:
+        log.error(
+            "job failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, (ConfigError, DivergedError))
+        )
+
+
 @contextlib.contextmanager
-def job():
+def taking_part():
     """Around one sweep job, in whichever process runs it.
 
     The job registers its pid (so that the launcher can stop it), does not start if the
@@ -52,7 +110,7 @@ def job():
     Raises:
         SweepInterrupted: The sweep is stopping.
     """
-    control = _control_dir()
+    control = control_dir()
     # Not the launching process: a worker of the parallel launcher (which inherits its
     # environment) or of Ray (which does not).
     in_worker = os.environ.get(LAUNCHER_PID) != str(os.getpid())
@@ -72,30 +130,27 @@ def _registered(control, in_worker, orphaned):
     # Before looking at the mark (the launcher marks, then looks at the jobs); its number
     # tells the parallel launcher whose worker was killed (hydra_plugins.kerastrack_joblib_launcher).
     me.write_text(str(job_num()) if HydraConfig.initialized() else "")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if in_worker:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, interrupt_once)
-    try:
-        if (control / STOPPING).exists():
-            raise SweepInterrupted
-        yield
-    except KeyboardInterrupt:
-        # A worker whose launcher is gone does not mark the sweep: the mark would stop
-        # the re-launch that may already be running in this sweep dir.
-        if not (orphaned and orphaned.is_set()):
-            (control / STOPPING).touch()
-        raise
-    finally:
-        me.unlink(missing_ok=True)
-        if in_worker:
-            signal.signal(signal.SIGINT, ignore)
-            # The launcher marks the sweep stopping, then sends SIGTERM to the jobs it
-            # finds: one that found this job before it ended may still be on its way, and
-            # would kill the idle worker (the pool then breaks with a traceback). Loky
-            # ends its workers with SIGKILL, so ignoring SIGTERM here holds nothing up.
-            stopping = (control / STOPPING).exists() or (orphaned and orphaned.is_set())
-            signal.signal(signal.SIGTERM, ignore if stopping else previous[signal.SIGTERM])
+    with handlers(dict.fromkeys((signal.SIGINT, signal.SIGTERM), interrupt_once) if in_worker else {}) as leave:
+        try:
+            if (control / STOPPING).exists():
+                raise SweepInterrupted
+            yield
+        except KeyboardInterrupt:
+            # A worker whose launcher is gone does not mark the sweep: the mark would stop
+            # the re-launch that may already be running in this sweep dir.
+            if not (orphaned and orphaned.is_set()):
+                (control / STOPPING).touch()
+            raise
+        finally:
+            me.unlink(missing_ok=True)
+            if in_worker:
+                leave[signal.SIGINT] = ignore
+                # The launcher marks the sweep stopping, then sends SIGTERM to the jobs it
+                # finds: one that found this job before it ended may still be on its way, and
+                # would kill the idle worker (the pool then breaks with a traceback). Loky
+                # ends its workers with SIGKILL, so ignoring SIGTERM here holds nothing up.
+                if (control / STOPPING).exists() or (orphaned and orphaned.is_set()):
+                    leave[signal.SIGTERM] = ignore
 
 
 def _launcher_watch(control):
@@ -113,7 +168,7 @@ def _launcher_watch(control):
 def skipped(exc):
     """Records that this job was skipped because another process holds its run
     (``errors.RunHeld``), for the sweep's end: its run is not FAILED, it is someone else's."""
-    folder = _control_dir() / SKIPPED
+    folder = control_dir() / SKIPPED
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}").write_text(exc.held)
 
@@ -121,7 +176,7 @@ def skipped(exc):
 def stop(message):
     """Stops the sweep from a job: jobs not started yet do not start, and the sweep exits
     non-zero with ``message`` (once, whichever job said it first)."""
-    control = _control_dir()
+    control = control_dir()
     if (control / STOPPING).exists():
         return
     in_launcher = os.environ.get(LAUNCHER_PID) == str(os.getpid())
@@ -136,15 +191,6 @@ def stop(message):
     if in_launcher:
         # The basic launcher runs the next job in this process, and Hydra writes its config
         # into the sweep dir before the job could see the stop (on a full disk: a traceback).
-        # So the sweep ends here; the parent is closed FAILED at exit (_close_if_open).
-        _STOPPED.append(message)
+        # So the sweep ends here; the parent is closed FAILED at exit (the callback's _close_if_open).
+        STOP_MESSAGES.append(message)
         raise SystemExit(message)
-
-
-def report_interrupted():
-    """Closes the running sweep as interrupted and prints how to continue it; returns
-    False when no sweep runs in this process."""
-    if not _ACTIVE:
-        return False
-    _ACTIVE[-1].close_interrupted()
-    return True

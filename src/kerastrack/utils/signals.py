@@ -1,12 +1,20 @@
-"""Signal handling shared by the pipeline, the sweep and the tracking package (which must not
-import the pipeline): SIGTERM ends a run like Ctrl-C, writes that must not be left half
-done are never cut short, and an interruption carries what became of the run."""
+"""Signal handling for every layer above (the pipeline, the sweep's jobs and launcher, the
+tracking package, the Keras callbacks, the UI): SIGTERM ends a run like Ctrl-C, writes that
+must not be left half done are never cut short, an interruption carries what became of the
+run, and ``handlers`` is the one place that installs handlers and puts the previous ones back.
+
+train.py does not use this module: its own SIGTERM handler goes in on its first line, before
+kerastrack (and the libraries it imports) can be imported.
+"""
 
 import contextlib
 import signal
 import threading
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+NOTHING_RECORDED = "Interrupted before the run opened: no run was recorded."
 
 
 class Interrupted(KeyboardInterrupt):
@@ -26,6 +34,25 @@ class Interrupted(KeyboardInterrupt):
         self.run_id = run_id
         self.output_dir = output_dir
         self.epochs = epochs
+
+
+def interrupted_line(exc, resume_hint=True):
+    """What became of the run, in one line, from an interrupt (``Interrupted`` or a plain
+    KeyboardInterrupt, which says nothing of a run).
+
+    Args:
+        exc: The interrupt.
+        resume_hint: Add the command that continues the run (a sweep's job has its own: the
+            sweep's, said once by the launching process).
+    """
+    status, run_id, output_dir = (getattr(exc, name, None) for name in ("status", "run_id", "output_dir"))
+    run = f"run {run_id}" if run_id else "the run (tracking=none: nothing recorded)"
+    if status == "FINISHED":
+        return f"Interrupted while the run closed: {run} FINISHED with everything recorded."
+    if status is None:
+        return NOTHING_RECORDED
+    hint = f" Continue it with: python train.py resume={output_dir}" if resume_hint and output_dir else ""
+    return f"Interrupted: {run} is {status}, with every finished epoch.{hint}"
 
 
 def interrupted(exc):
@@ -64,8 +91,7 @@ def interrupt_once(signum, frame):
     it: a second signal (a terminal's Ctrl-C reaches every process of the group, and a
     sweep's launcher also sends SIGTERM) must not cut short the closing of the run."""
     _received.append(signum)
-    for sig in _SIGNALS:
-        signal.signal(sig, ignore)
+    install(dict.fromkeys(_SIGNALS, ignore))
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -73,31 +99,59 @@ def _main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
-@contextlib.contextmanager
-def _handling(handler):
-    """SIGINT and SIGTERM go to ``handler`` for the duration (main thread only: Python
-    delivers signals there, and other threads may not install handlers)."""
+def install(wanted):
+    """Puts handlers in place, for good (main thread only: Python delivers signals there,
+    and other threads may not install handlers; elsewhere nothing changes).
+
+    Args:
+        wanted: ``{signal: handler}``; a handler is a function, ``signal.SIG_DFL`` or
+            ``signal.SIG_IGN``.
+
+    Returns:
+        ``{signal: handler}``: the ones they replaced (``signal.SIG_DFL`` for a handler not
+        installed from Python, which ``signal.signal`` reports as None and cannot take back);
+        empty off the main thread.
+    """
     if not _main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+        return {}
+    previous = {}
+    for sig, handler in wanted.items():
+        old = signal.signal(sig, handler)
+        previous[sig] = signal.SIG_DFL if old is None else old
+    return previous
+
+
+@contextlib.contextmanager
+def handlers(wanted):
+    """Installs ``wanted`` (see ``install``) for the duration, and puts the previous
+    handlers back at its end, also when the body raises.
+
+    Args:
+        wanted: ``{signal: handler}``.
+
+    Yields:
+        ``{signal: handler}``, empty: what the body puts in it is left in place at the end
+        instead of the previous handler (a job's worker ends deaf to a late SIGTERM), with
+        no moment in between under the previous one.
+    """
+    previous = install(wanted)
+    leave = {}
     try:
-        yield
+        yield leave
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        install({sig: leave.get(sig, old) for sig, old in previous.items()})
 
 
 def sigterm_as_interrupt():
     """For the duration of a run: SIGTERM (kill, schedulers) raises KeyboardInterrupt, as
     Ctrl-C does, once; later ones are ignored until the run is closed."""
-    return _handling(interrupt_once)
+    return handlers(dict.fromkeys(_SIGNALS, interrupt_once))
 
 
 def signals_held():
     """Ignores SIGINT and SIGTERM for the duration: for closing a run that is already
     ending because of an error or an interruption."""
-    return _handling(ignore)
+    return handlers(dict.fromkeys(_SIGNALS, ignore))
 
 
 @contextlib.contextmanager
@@ -106,7 +160,7 @@ def signals_deferred():
     if one came (main thread only): for work that must complete or not start (closing a
     finished run, creating a store), without losing the user's interrupt."""
     received = []
-    with _handling(lambda signum, frame: received.append(signum)):
+    with handlers(dict.fromkeys(_SIGNALS, lambda signum, frame: received.append(signum))):
         yield
     if received:
         raise KeyboardInterrupt(f"signal {received[0]}")
@@ -121,25 +175,25 @@ class Held:
     """
 
     def __init__(self):
-        self._previous = None
+        self._span = None
         self._received = []
 
     def hold(self):
-        if self._previous is not None or not _main_thread():
+        if self._span is not None or not _main_thread():
             return
         self._received = []
-        self._previous = {sig: signal.signal(sig, self._keep) for sig in _SIGNALS}
+        self._span = contextlib.ExitStack()
+        self._span.enter_context(handlers(dict.fromkeys(_SIGNALS, self._keep)))
 
     def _keep(self, signum, frame):
         self._received.append(signum)
 
     def release(self):
         """Ends the span; raises what the handler in place raises for a signal held in it."""
-        if self._previous is None:
+        if self._span is None:
             return
-        previous, self._previous = self._previous, None
-        for sig, old in previous.items():
-            signal.signal(sig, signal.SIG_DFL if old is None else old)
+        span, self._span = self._span, None
+        span.close()
         if self._received:
             # The handler runs inside raise_signal (CPython checks for signals before it
             # returns), so its KeyboardInterrupt is raised here, on the training thread.
