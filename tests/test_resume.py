@@ -6,7 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError, DiskFull, RunHeld
 from kerastrack.pipeline import train
-from kerastrack.resume.plan import read_state
+from kerastrack.resume.state import read_state
 from tests.helpers import ROOT, history, run_train, steps, store_client
 
 PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
