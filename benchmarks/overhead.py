@@ -50,12 +50,13 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
     from mlflow.keras.utils import get_model_signature
     from mlflow.utils import requirements_utils
 
-    from kerastrack import pipeline
     from kerastrack.callbacks.recording import EpochLogger, TrainingState
+    from kerastrack.callbacks.summary import Summary
     from kerastrack.config.checks import monitor_mode
     from kerastrack.data import feed
     from kerastrack.models.heads import resolve_head, resolve_metrics
     from kerastrack.tracking import MlflowTracker, library_versions
+    from kerastrack.utils.runtime import AUTO_STEPS_PER_EXECUTION
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -134,7 +135,7 @@ def fit(s, epochs, callbacks):
         optimizer=instantiate(s.cfg.optimizer),
         loss=instantiate(s.cfg.loss.fn),
         metrics=resolve_metrics(s.cfg.trainer.metrics, s.head),
-        steps_per_execution=pipeline.AUTO_STEPS_PER_EXECUTION,
+        steps_per_execution=AUTO_STEPS_PER_EXECUTION,
     )  # as the default run
     # Fed as the default run is (kerastrack.data.feed): the epochs the tracking cost is set against.
     training = feed.TrainingFeed(s.data.x_train, s.y_train, s.batch_size, shuffle=True, seed=s.cfg.seed)
@@ -158,7 +159,7 @@ def fit_b(s, epochs, clock):
         model = fit(s, epochs, [clock, logger, state])
         state.discard()  # the next fit starts afresh
         start = time.perf_counter()
-        summary = pipeline._Summary(tracker, {}, logger.epochs)
+        summary = Summary(tracker, {}, logger.epochs)
         summary.log_best(s.monitor, s.mode)
         summary.log_results(model, s.data, s.head, s.metric_names, s.batch_size, s.outdir)
     return logger.spent[1:], time.perf_counter() - start  # the latter includes closing the run
@@ -317,7 +318,7 @@ def main():
     )
     print(
         f"1. per epoch: {args.rounds} interleaved rounds x {args.epochs - 1} epochs (each fit's first not counted), "
-        f"{pipeline.AUTO_STEPS_PER_EXECUTION} steps a call as the default run"
+        f"{AUTO_STEPS_PER_EXECUTION} steps a call as the default run"
     )
     row("A plain model.fit", f"{ms['A']:.1f} ms", f"rounds' medians {min(spread):.0f}-{max(spread):.0f} ms (noise)")
     row("B + EpochLogger, TrainingState (SQLite)", f"{ms['B']:.1f} ms", f"B/A {ratio['B']:.3f} (paired by round)")

@@ -6,7 +6,7 @@ import pytest
 
 from kerastrack.errors import ConfigError, DiskFull, RunHeld
 from kerastrack.pipeline import train
-from kerastrack.resume.plan import read_state
+from kerastrack.resume.state import read_state
 from tests.helpers import ROOT, history, run_train, steps, store_client
 
 PER_EPOCH = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
@@ -445,3 +445,45 @@ def test_an_output_dir_deleted_under_a_run_is_whole_again_when_it_stops_and_resu
     assert runs.client.get_run(run_id).info.status == "FINISHED"
     for key in ("loss", "val_loss", "epoch_time_s"):
         assert steps(runs.client, run_id, key) == [0, 1, 2], key
+
+
+# The module paths of kerastrack's objects before its modules moved into packages, as a run
+# recorded then saved them in state/config.yaml (conf/ in the commits before the move).
+PRE_MOVE = {
+    "kerastrack.data.lab.": "kerastrack.lab.",
+    "kerastrack.losses.surfaces.": "kerastrack.surfaces.",
+    "kerastrack.callbacks.probes.": "kerastrack.probes.",
+    "kerastrack.models.builders.": "kerastrack.models.",
+}
+
+
+def test_a_run_recorded_before_the_modules_moved_resumes_after_the_move(make_cfg, runs, tmp_path, monkeypatch):
+    import sys
+
+    from kerastrack.utils.moved import MovedFinder
+
+    lab = ("experiment=surfaces", "trainer.epochs=3", "data.steps_per_epoch=2", "optimizer=adam")
+    run_id = killed_at(make_cfg, tmp_path, 0, *lab)
+    config = tmp_path / "killed" / "state" / "config.yaml"
+    text = config.read_text()
+    for new, old in PRE_MOVE.items():
+        assert f"_target_: {new}" in text, new  # the run's data, loss, callback and model
+        text = text.replace(f"_target_: {new}", f"_target_: {old}")
+    config.write_text(text)
+    old_modules = ("kerastrack.lab", "kerastrack.surfaces", "kerastrack.probes")
+    for name in old_modules:  # imported by this resume, not left over from another test
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    # Without the finder of the old paths, resume cannot re-create the run's objects...
+    with monkeypatch.context() as without:
+        without.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, MovedFinder)])
+        with pytest.raises(ConfigError, match=r"kerastrack\.lab\.surface_steps"):
+            train(make_cfg(f"resume={run_id}", *lab))
+    assert runs.client.get_run(run_id).info.status == "KILLED"
+
+    # ... with it, the run continues where it stopped, in the same MLflow run.
+    train(make_cfg(f"resume={run_id}", *lab))
+    (run,) = runs()
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert steps(runs.client, run_id, "x") == [0, 1, 2] and steps(runs.client, run_id, "loss") == [0, 1, 2]
+    assert all(name in sys.modules for name in old_modules)  # built from the old paths

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from kerastrack.callbacks.recording import TrainingState
 from kerastrack.errors import ConfigError
-from kerastrack.resume import plan as resume
+from kerastrack.resume.identity import STATE_DIR
+from kerastrack.resume.state import check_on_record, load, read_dir
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _run(tracker):
 
 def _kept(tracker, output_dir):
     """What the state dir holds, and the command that continues from it where it works."""
-    state = output_dir / resume.STATE_DIR
+    state = output_dir / STATE_DIR
     if tracker.status == "FINISHED":
         return "Everything is on record."
     if tracker.status is None and not tracker.run_id:
@@ -70,7 +71,10 @@ def _kept(tracker, output_dir):
     if not (state / "run.json").is_file():  # resume= finds the run by it
         return f"Nothing was saved in {state}, so resume= cannot continue the run: free some space, then run it again."
     try:
-        plan = resume.load(output_dir, tracker.run_id, tracker, f"resume={output_dir}")
+        received, run_id = f"resume={output_dir}", tracker.run_id
+        kept = load(read_dir(output_dir), run_id, received)
+        if kept.saved is None and run_id:  # may it start over in the same run? Only the store tells
+            check_on_record(kept, run_id, tracker.lookup(run_id=run_id).steps, state, received)
     except ConfigError as exc:
         if not (state / TrainingState.FILE).is_file():
             return (
@@ -80,9 +84,9 @@ def _kept(tracker, output_dir):
         return f"It cannot be continued: {str(exc).removeprefix('resume: ').split(' Received: ')[0]}"
     except Exception as exc:  # noqa: BLE001 - the store's own failures (it may be on the full disk too)
         return f"Free some space, then continue it: {command} (the store could not be asked whether it can: {exc})"
-    if plan.saved is None:  # stopped within its first epoch: resume starts it over, in the same run
+    if kept.saved is None:  # stopped within its first epoch: resume starts it over, in the same run
         return f"No training state was saved yet. Free some space, then start it over in the same run: {command}"
-    n = plan.saved.meta["epoch"]
+    n = kept.saved.meta["epoch"]
     return (
         f"The training state after {n} epoch{'s' if n != 1 else ''} is kept in {state}. Free some space, "
         f"then continue it: {command}"

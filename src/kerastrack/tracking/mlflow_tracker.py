@@ -15,24 +15,15 @@ from pathlib import Path
 
 from kerastrack.errors import ConfigError
 from kerastrack.tracking import datasets, logged_model
+from kerastrack.tracking.lookups import lookup, open_experiment, run_link
+from kerastrack.tracking.opening import start_run
 from kerastrack.tracking.outbox import UPLOAD_COMMAND, Outbox, connect, now_ms
-from kerastrack.tracking.parent import (
-    OfflineParent,
-    ParentRun,
-    child_tags,
-    find_child,
-    find_offline_child,
-    find_parent,
-    offline_child,
-)
-from kerastrack.tracking.query import delete_twins, resumed_tags, to_record, with_open_id
+from kerastrack.tracking.parent import OfflineParent, ParentRun, offline_child
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
-from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, open_store, resolve_tracking_uri
+from kerastrack.tracking.store import STORE_WAIT, check_experiment_name, check_scheme, resolve_tracking_uri
 from kerastrack.tracking.system_metrics import start_sampler
 from kerastrack.tracking.tracker import NullTracker, closing
-from kerastrack.tracking.views import mark_experiment, run_url, ui_link
 from kerastrack.tracking.workarounds import StoreFull, forget_active_run
-from kerastrack.utils.hydra_job import in_multirun
 from kerastrack.utils.secrets import mask_text, mask_uri
 from kerastrack.utils.signals import signals_deferred, signals_held
 
@@ -132,26 +123,8 @@ class MlflowTracker(NullTracker):
         return self._mlflow_client
 
     def _set_experiment(self):
-        """Opens the store and the experiment (both created if new); returns the experiment.
-
-        Raises:
-            ConfigError: The experiment was deleted in MLflow (it is in the trash).
-        """
-        import mlflow
-
-        open_store(self.tracking_uri, self.store_wait)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = self._client().get_experiment_by_name(self.experiment_name)
-        if experiment is not None and experiment.lifecycle_stage == "deleted":
-            raise ConfigError(
-                f"tracking.experiment_name: the experiment '{self.experiment_name}' was deleted in MLflow (it is in "
-                f"the trash, id {experiment.experiment_id}); restore it (mlflow experiments restore --experiment-id "
-                f"{experiment.experiment_id}) or record into another one: tracking.experiment_name=<name>. "
-                f"Received: tracking.experiment_name={self.experiment_name}"
-            )
-        experiment = mlflow.set_experiment(self.experiment_name)
-        mark_experiment(self._client(), experiment)
-        return experiment
+        """Opens the store and the experiment (both created if new); returns the experiment."""
+        return open_experiment(self._client(), self.tracking_uri, self.store_wait, self.experiment_name)
 
     def check(self):
         if self._outbox is not None:
@@ -159,10 +132,11 @@ class MlflowTracker(NullTracker):
         if StoreFull.seen.is_set():
             raise OSError(errno.ENOSPC, "the MLflow store could not be written: database or disk is full")
 
-    def prepare(self):
-        """Opens the store and the experiment before any time goes into data or training,
-        so that a store or experiment that cannot be used is reported first."""
-        if not self.offline:
+    def prepare(self, run_id=None):
+        """Opens the store and a new run's experiment before any time goes into data or
+        training, so that a store or experiment that cannot be used is reported first; a
+        reopened run's is its own (``run_id``), which is not created on the way."""
+        if not self.offline and run_id is None:
             self._set_experiment()
 
     def open_sweep(self, directory, keys, overrides):
@@ -183,7 +157,7 @@ class MlflowTracker(NullTracker):
     @contextlib.contextmanager
     def run(self, run_name, tags=None, run_id=None, output_dir=None):
         self.run_id = self.status = None
-        self._outbox = None
+        self._outbox, self.reopened = None, run_id is not None
         spool = Spool(Path(output_dir or Path.cwd()) / SPOOL_DIRNAME)
         try:
             # Opened whole or not at all: an interrupt while opening lands once it is open,
@@ -219,7 +193,17 @@ class MlflowTracker(NullTracker):
             spool.write_meta(**meta)
             log.info("tracking.offline=true: run '%s' recorded in %s only", run_name, spool.directory)
         else:
-            active = self._start_run(run_name, tags, run_id)
+            # A reopened run stays in its own experiment, whatever the config says.
+            active, self.experiment_name = start_run(
+                self._client(),
+                self.tracking_uri,
+                self.store_wait,
+                self.experiment_name,
+                run_name,
+                tags,
+                run_id,
+                named=self.run_name is not None,
+            )
             self.run_id = active.info.run_id
             # The experiment may be the resumed run's own; the spool keeps no password: the
             # upload takes it from the environment (or --tracking-uri).
@@ -244,71 +228,17 @@ class MlflowTracker(NullTracker):
         if monitor is not None:
             monitor.finish()
 
-    def _start_run(self, run_name, tags, run_id):
-        import mlflow
-
-        if run_id:
-            open_store(self.tracking_uri, self.store_wait)
-            mlflow.set_tracking_uri(self.tracking_uri)
-            previous = self._client().get_run(run_id)
-            experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
-            self.experiment_name = experiment.name  # the run's own, whatever the config says
-            active = mlflow.start_run(run_id=run_id)
-            self._mark_resumed(previous)
-            return active
-        experiment = self._set_experiment()
-        parent = find_parent(self._client(), experiment.experiment_id) if in_multirun() else None
-        if parent is None:
-            active = mlflow.start_run(run_name=run_name, tags=with_open_id(tags))
-        else:
-            sweep_tags, swept = child_tags(parent.data.tags)
-            active = mlflow.start_run(
-                run_name=self.run_name or swept or run_name,
-                parent_run_id=parent.info.run_id,
-                tags=with_open_id({**(tags or {}), **sweep_tags}),
-            )
-        delete_twins(self._client(), active)  # a timed-out, retried create made one run more
-        return active
-
-    def _mark_resumed(self, run):
-        import mlflow
-
-        for tag in ("error.type", "error.message", "pruned"):  # a FINISHED run must not carry an error tag
-            if tag in run.data.tags:
-                self._client().delete_tag(run.info.run_id, tag)
-        mlflow.set_tags(resumed_tags(run))
-
     def ui_link(self):
         if self.run_id is None or self.offline:  # an offline run is only in its spool, until uploaded
             return None
-        try:
-            run = self._client().get_run(self.run_id)
-        except Exception:  # noqa: BLE001 - the store went away after the run: nothing to show
-            return None
-        return ui_link(self.tracking_uri, run_url(run), f"--run {self.run_id}")
+        return run_link(self._client(), self.tracking_uri, self.run_id)
 
-    def get_run(self, run_id):
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return to_record(open_store(self.tracking_uri, self.store_wait).get_run(run_id))
-        except MlflowException:
-            return None
-
-    def find_sweep_child(self, config_hash):
-        if self.offline:
-            return find_offline_child(config_hash)
-        if not in_multirun():
-            return None
-        client = self._client()
-        parent = find_parent(client, self._set_experiment().experiment_id)
-        return find_child(client, parent, config_hash) if parent else None
-
-    def metric_steps(self, run_id):
-        client = self._client()
-        return {
-            key: [m.step for m in client.get_metric_history(run_id, key)] for key in client.get_run(run_id).data.metrics
-        }
+    def lookup(self, run_id=None, config_hash=None):
+        """The earlier runs this invocation may continue (``lookups.lookup``); a run not
+        in the store is None."""
+        return lookup(
+            self._client(), self.tracking_uri, self.store_wait, self.experiment_name, self.offline, run_id, config_hash
+        )
 
     def _end(self, status, error_type, message, trace=None, pruned=False):
         with signals_held():  # a second Ctrl-C/SIGTERM must not cut the closing short

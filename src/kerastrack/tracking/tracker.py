@@ -11,6 +11,7 @@ import contextlib
 import traceback
 
 from kerastrack.errors import is_pruned
+from kerastrack.tracking.lookups import Earlier
 from kerastrack.utils.signals import interrupted
 
 
@@ -38,6 +39,7 @@ class NullTracker:
     log_every_n_steps = 0
     log_model = False
     run_id = None
+    reopened = False  # whether the open run is an earlier one, reopened (resume=)
     # The run's final status once it ended (FINISHED, FAILED, KILLED); None before, and
     # when the store could not take it (the run then shows RUNNING there).
     status = None
@@ -56,7 +58,7 @@ class NullTracker:
             run_id: Reopen this (KILLED or FAILED) run instead of starting a new one.
             output_dir: The run's output dir: what cannot reach a server is spooled there.
         """
-        self.status = None
+        self.status, self.reopened = None, run_id is not None
         with closing(lambda status, *error, **kwargs: setattr(self, "status", status)):
             yield self
         self.status = "FINISHED"
@@ -70,21 +72,28 @@ class NullTracker:
         UI and prints it), or None when the run is not in a store."""
         return None
 
-    def get_run(self, run_id):
-        """The recorded run (a ``query.RunRecord``), or None if the store has no such run."""
-        return None
+    def lookup(self, run_id=None, config_hash=None):
+        """The earlier runs this invocation may continue, fetched at once (a ``lookups.Earlier``).
 
-    def find_sweep_child(self, config_hash):
-        """In a re-launched sweep: the latest child of its parent with this config hash."""
-        return None
+        Args:
+            run_id: The run to look up (resume=, or the one whose state is in the output dir).
+            config_hash: A sweep job's config hash: a re-launched sweep's earlier child with it.
+        """
+        return Earlier()
 
-    def metric_steps(self, run_id):
-        """Every metric of the run on record: key -> the steps logged (a list, one entry per
-        value, so a step logged twice shows twice)."""
-        return {}
+    def at_first_start(self, log, *args):
+        """Calls ``log(*args)``, which records what the run's numbers depend on (its config,
+        data, code, model size), when the open run started now: a reopened run (resume=) has
+        it on record since its first start."""
+        if not self.reopened:
+            log(*args)
 
-    def prepare(self):
-        """Opens the store and experiment ahead of the run (nothing to do here)."""
+    def prepare(self, run_id=None):
+        """Opens the store and the experiment of a new run ahead of it (nothing to do here).
+
+        Args:
+            run_id: The run to reopen instead: it is in its own experiment, nothing to open.
+        """
 
     def log_params(self, params):
         pass
