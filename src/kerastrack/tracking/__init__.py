@@ -5,9 +5,10 @@ Its modules, from the bottom up: ``store`` (where the store is, opening and crea
 them), ``query`` (runs read back as plain records), ``datasets`` (a run's data as dataset
 inputs), ``logged_model`` (the model as an MLflow 3 logged model), ``spool`` (what could not
 reach a server, and its replay), ``outbox`` (calls to a server that may be away), ``parent`` (a
-sweep's parent and child runs), ``tracker`` (the interface, and a run's end as a status),
-``mlflow_tracker`` (a run's life in MLflow), ``server`` (``mlflow server`` in its own
-process group). This file only names what the rest of kerastrack uses, and turns MLflow's telemetry off.
+sweep's parent and child runs), ``lookups`` (the earlier runs an invocation may continue,
+fetched at once; a new run's experiment), ``tracker`` (the interface, and a run's end as a
+status), ``opening`` (a run opened new or reopened), ``mlflow_tracker`` (a run's life in
+MLflow), ``server`` (``mlflow server`` in its own process group). This file only names what the rest of kerastrack uses, and turns MLflow's telemetry off.
 """
 
 import os

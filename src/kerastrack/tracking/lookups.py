@@ -35,7 +35,8 @@ def lookup(client, tracking_uri, store_wait, experiment_name, offline=False, run
     """The ``Earlier`` runs of a store, in one go.
 
     Args:
-        client: The tracker's MlflowClient on the store.
+        client: Makes the tracker's MlflowClient on the store: called once the store is open
+            (a client made before keeps the store's artifacts in the working directory).
         tracking_uri: The store.
         store_wait: Seconds to wait for an SQLite store another process holds locked.
         experiment_name: The experiment a sweep's parent is looked for in.
@@ -55,13 +56,14 @@ def lookup(client, tracking_uri, store_wait, experiment_name, offline=False, run
     if config_hash and offline:
         child = find_offline_child(config_hash)
     elif config_hash and in_multirun():
-        parent = find_parent(client, open_experiment(client, tracking_uri, store_wait, experiment_name).experiment_id)
-        child = find_child(client, parent, config_hash) if parent else None
+        experiment = open_experiment(client, tracking_uri, store_wait, experiment_name)
+        parent = find_parent(client(), experiment.experiment_id)
+        child = find_child(client(), parent, config_hash) if parent else None
     steps = {}
     if child is not None and child.status != "FINISHED":
-        steps = _steps(client, child.run_id, child.metrics)
+        steps = _steps(client(), child.run_id, child.metrics)
     elif child is None and found is not None and found.info.status != "FINISHED":
-        steps = _steps(client, run_id, found.data.metrics)
+        steps = _steps(client(), run_id, found.data.metrics)
     return Earlier(to_record(found) if found is not None else None, child, steps)
 
 
@@ -72,6 +74,12 @@ def _steps(client, run_id, metrics):
 def open_experiment(client, tracking_uri, store_wait, name):
     """Opens the store and the experiment ``name`` (both created if new); returns the experiment.
 
+    Args:
+        client: Makes an MlflowClient on the store (see ``lookup``).
+        tracking_uri: The store.
+        store_wait: Seconds to wait for an SQLite store another process holds locked.
+        name: The experiment.
+
     Raises:
         ConfigError: The experiment was deleted in MLflow (it is in the trash).
     """
@@ -79,6 +87,7 @@ def open_experiment(client, tracking_uri, store_wait, name):
 
     open_store(tracking_uri, store_wait)
     mlflow.set_tracking_uri(tracking_uri)
+    client = client()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None and experiment.lifecycle_stage == "deleted":
         raise ConfigError(

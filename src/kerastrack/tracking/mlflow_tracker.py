@@ -124,7 +124,7 @@ class MlflowTracker(NullTracker):
 
     def _set_experiment(self):
         """Opens the store and the experiment (both created if new); returns the experiment."""
-        return open_experiment(self._client(), self.tracking_uri, self.store_wait, self.experiment_name)
+        return open_experiment(self._client, self.tracking_uri, self.store_wait, self.experiment_name)
 
     def check(self):
         if self._outbox is not None:
@@ -195,7 +195,7 @@ class MlflowTracker(NullTracker):
         else:
             # A reopened run stays in its own experiment, whatever the config says.
             active, self.experiment_name = start_run(
-                self._client(),
+                self._client,
                 self.tracking_uri,
                 self.store_wait,
                 self.experiment_name,
@@ -237,7 +237,7 @@ class MlflowTracker(NullTracker):
         """The earlier runs this invocation may continue (``lookups.lookup``); a run not
         in the store is None."""
         return lookup(
-            self._client(), self.tracking_uri, self.store_wait, self.experiment_name, self.offline, run_id, config_hash
+            self._client, self.tracking_uri, self.store_wait, self.experiment_name, self.offline, run_id, config_hash
         )
 
     def _end(self, status, error_type, message, trace=None, pruned=False):

@@ -13,7 +13,7 @@ def start_run(client, tracking_uri, store_wait, experiment_name, run_name, tags,
     """Starts the run, or reopens ``run_id``, as MLflow's active run.
 
     Args:
-        client: An MlflowClient on the store.
+        client: Makes an MlflowClient on the store, once it is open (see ``lookups.lookup``).
         tracking_uri: The store.
         store_wait: Seconds to wait for an SQLite store another process holds locked.
         experiment_name: The experiment of a new run.
@@ -31,13 +31,13 @@ def start_run(client, tracking_uri, store_wait, experiment_name, run_name, tags,
     if run_id:
         open_store(tracking_uri, store_wait)
         mlflow.set_tracking_uri(tracking_uri)
-        previous = client.get_run(run_id)
+        previous = client().get_run(run_id)
         experiment = mlflow.set_experiment(experiment_id=previous.info.experiment_id)
         active = mlflow.start_run(run_id=run_id)
-        _mark_resumed(client, previous)
+        _mark_resumed(client(), previous)
         return active, experiment.name
     experiment = open_experiment(client, tracking_uri, store_wait, experiment_name)
-    parent = find_parent(client, experiment.experiment_id) if in_multirun() else None
+    parent = find_parent(client(), experiment.experiment_id) if in_multirun() else None
     if parent is None:
         active = mlflow.start_run(run_name=run_name, tags=with_open_id(tags))
     else:
@@ -47,7 +47,7 @@ def start_run(client, tracking_uri, store_wait, experiment_name, run_name, tags,
             parent_run_id=parent.info.run_id,
             tags=with_open_id({**(tags or {}), **sweep_tags}),
         )
-    delete_twins(client, active)  # a timed-out, retried create made one run more
+    delete_twins(client(), active)  # a timed-out, retried create made one run more
     return active, experiment_name
 
 
