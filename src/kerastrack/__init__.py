@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from kerastrack.config import checks as _checks  # noqa: F401  (registers the kt.* resolvers)
+from kerastrack.config import resolvers as _resolvers  # noqa: F401  (registers the kt.* resolvers)
 from kerastrack.utils import moved as _moved
 
 _moved.install()
