@@ -362,6 +362,7 @@ BAD = [
         "validation_split, metrics, monitor, monitor_mode, verbose, shuffle, precision, state_every_s. "
         "Received: trainer.warmup=3",
     ),
+    (["++paths.logs=x"], "paths.logs is not a key of paths; it has output_dir. Received: paths.logs=x"),
     (
         ["++learning_rate=0.1"],
         "learning_rate is not a top-level key; it has seed, deterministic, resume, threads, logical_cpus. "

@@ -3,7 +3,8 @@
 Keras validates few constructor arguments (a negative learning rate trains happily into
 NaN), and a bad value found an hour into a sweep wastes the hour. So values are checked
 here by argument name, in every group: an option added later with the same Keras
-argument names gets the same checks without code.
+argument names gets the same checks without code. The groups kerastrack reads itself (the
+top level, trainer, tracking) have a schema instead (``config.schema``).
 """
 
 import inspect

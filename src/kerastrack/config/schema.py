@@ -1,4 +1,4 @@
-"""The fixed groups' schema: the top-level keys, ``trainer`` and ``tracking`` as OmegaConf
+"""The fixed groups' schema: the top-level keys, ``trainer``, ``paths`` and ``tracking`` as OmegaConf
 structured configs, and the one adapter from OmegaConf's errors to the ``Received:`` line.
 
 kerastrack itself reads these groups, so their keys and types are fixed: a key that no
@@ -23,7 +23,6 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from kerastrack.config.monitors import MONITOR_MODES
 from kerastrack.errors import ConfigError, shown
-from kerastrack.utils.hydra_job import code_dir, group_choices
 from kerastrack.utils.secrets import is_secret_key
 
 SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
@@ -90,6 +89,13 @@ class TrainerSchema:
 
 
 @dataclass
+class PathsSchema:
+    """``paths``: where a run writes its files."""
+
+    output_dir: str = _key("a directory path (Hydra's run dir by default)")
+
+
+@dataclass
 class MlflowTrackingSchema:
     """``tracking=mlflow``: the arguments of ``kerastrack.tracking.MlflowTracker``."""
 
@@ -112,7 +118,7 @@ class NullTrackingSchema:
     _target_: str = _key("kerastrack.tracking.NullTracker")
 
 
-GROUPS = {"trainer": TrainerSchema}
+GROUPS = {"trainer": TrainerSchema, "paths": PathsSchema}
 # tracking's schema is its target's: a tracker of one's own takes its own arguments.
 TRACKERS = {
     "kerastrack.tracking.MlflowTracker": MlflowTrackingSchema,
@@ -123,7 +129,7 @@ TRACKERS = {
 
 
 def check_schema(cfg):
-    """Checks the top-level keys, ``trainer`` and ``tracking`` against their schema.
+    """Checks the top-level keys, ``trainer``, ``paths`` and ``tracking`` against their schema.
 
     An integer for a float, or a number for a name, is written back into ``cfg`` as the
     schema's type, so that the run records what it used.
@@ -134,10 +140,9 @@ def check_schema(cfg):
     Raises:
         ConfigError: The first key the schema does not have, or value it refuses.
     """
-    groups = group_choices(cfg)
-    # A group given as a list or one of the user's own is not among the choices: its folder tells.
-    top = [k for k in cfg if k != "hydra" and k not in groups and not (code_dir() / k).is_dir()]
-    top = [k for k in top if not is_secret_key(k)]  # there for interpolations, ${db_password}
+    # The groups are the nodes (data, model, ... and any group of one's own); credentials added
+    # at the top level are there for interpolations (${db_password}).
+    top = [k for k in cfg if k != "hydra" and not _is_node(cfg, k) and not is_secret_key(k)]
     check_node(cfg, top, TopLevelSchema, "", "a top-level key")
     for group, schema in GROUPS.items():
         node = OmegaConf.select(cfg, group)
@@ -201,12 +206,18 @@ def explain(error, schema, values, prefix, where):
     Returns:
         The ConfigError to raise.
     """
-    name = str(error.key if error.key is not None else str(error.full_key).split(".")[0]).split("[")[0]
+    name = str(error.full_key or error.key).split(".")[0].split("[")[0]  # metrics[0]: trainer.metrics
     key, value = prefix + name, shown(values.get(name))
     known = [f.name for f in fields(schema) if not f.name.startswith("_")]
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)) or name not in known:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"did you mean {prefix}{close[0]}?" if close else f"it has {', '.join(known) or 'no keys'}."
+        hint = (
+            f"did you mean {prefix}{close[0]}?"
+            if close
+            else f"it has {', '.join(known)}."
+            if known
+            else "it takes none."
+        )
         return ConfigError(f"{key} is not {where}; {hint} Received: {key}={value}")
     allowed = next(f.metadata["allowed"] for f in fields(schema) if f.name == name)
     return ConfigError(f"{key} must be {allowed}. Received: {key}={value}")
@@ -214,6 +225,13 @@ def explain(error, schema, values, prefix, where):
 
 def _refuse(key, value, allowed):
     raise ConfigError(f"{key} must be {allowed}. Received: {key}={shown(value)}")
+
+
+def _is_node(cfg, key):
+    try:
+        return isinstance(cfg[key], DictConfig)
+    except OmegaConfBaseException:
+        return False  # an interpolation that fails: a value, not a group
 
 
 def _is_container(value):
@@ -229,7 +247,7 @@ def _same_types(given, value):
 def _kept(given, value):
     """Whether OmegaConf's conversion of ``given`` to ``value`` is what the user meant."""
     if isinstance(given, list) and isinstance(value, list):
-        return all(_kept(a, b) for a, b in zip(given, value))
+        return all(_same_types(a, b) or _kept(a, b) for a, b in zip(given, value))
     if isinstance(given, bool) or isinstance(given, str):
         return False
     return (isinstance(given, int) and isinstance(value, float)) or (
