@@ -140,9 +140,8 @@ def check_schema(cfg):
     Raises:
         ConfigError: The first key the schema does not have, or value it refuses.
     """
-    # The groups are the nodes (data, model, ... and any group of one's own); credentials added
-    # at the top level are there for interpolations (${db_password}).
-    top = [k for k in cfg if k != "hydra" and not _is_node(cfg, k) and not is_secret_key(k)]
+    # The groups are the nodes (data, model, ... and any group of one's own).
+    top = [k for k in cfg if k != "hydra" and not _is_node(cfg, k)]
     check_node(cfg, top, TopLevelSchema, "", "a top-level key")
     for group, schema in GROUPS.items():
         node = OmegaConf.select(cfg, group)
@@ -166,6 +165,8 @@ def check_node(node, names, schema, prefix, where):
     """
     values = {}
     for name in names:
+        if is_secret_key(name):
+            continue  # a credential may be added anywhere, for interpolations (${trainer.db_password})
         try:
             value = node[name]
         except OmegaConfBaseException:
