@@ -3,7 +3,7 @@
 import pytest
 import yaml
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from kerastrack.config.checks import BOOLEANS, RANGES, check_config
 from kerastrack.errors import ConfigError
@@ -355,6 +355,43 @@ BAD = [
         ["~data"],
         "data cannot be removed: kerastrack reads it; choose one of its options instead (conf/data/). Received: ~data",
     ),
+    # The fixed groups' schema (config/schema.py): a key it lacks, a value of the wrong type.
+    (
+        ["++trainer.warmup=3"],
+        "trainer.warmup is not a key of trainer; it has epochs, batch_size, steps_per_execution, jit_compile, "
+        "validation_split, metrics, monitor, monitor_mode, verbose, shuffle, precision, state_every_s. "
+        "Received: trainer.warmup=3",
+    ),
+    (["++paths.logs=x"], "paths.logs is not a key of paths; it has output_dir. Received: paths.logs=x"),
+    (
+        ["++learning_rate=0.1"],
+        "learning_rate is not a top-level key; it has seed, deterministic, resume, threads, logical_cpus. "
+        "Received: learning_rate=0.1",
+    ),
+    (
+        ["+tracking.log_modle=false"],
+        "tracking.log_modle is not an argument of kerastrack.tracking.MlflowTracker; did you mean "
+        "tracking.log_model? Received: tracking.log_modle=False",
+    ),
+    (
+        ["tracking.log_model=maybe"],
+        "tracking.log_model must be true or false. Received: tracking.log_model=maybe",
+    ),
+    (["tracking.offline=1"], "tracking.offline must be true or false. Received: tracking.offline=1"),
+    (
+        ["trainer.monitor=[a,b]"],
+        "trainer.monitor must be the name of a value the run logs, e.g. val_loss. Received: trainer.monitor=['a', 'b']",
+    ),
+    (
+        ["trainer.state_every_s=nan"],
+        "trainer.state_every_s must be a number of seconds >= 0 (0: after every epoch). "
+        "Received: trainer.state_every_s=nan",
+    ),
+    (
+        ["tracking.store_wait=-1"],
+        "tracking.store_wait must be a number of seconds >= 0 (0: do not wait for a locked store). "
+        "Received: tracking.store_wait=-1",
+    ),
     # The optimizer lab's surfaces (experiment=surfaces).
     (
         ["experiment=surfaces", "data.steps_per_epoch=0"],
@@ -464,3 +501,17 @@ def test_an_integer_for_a_float_argument_is_taken_as_the_float(override, key, ma
     (run,) = runs()
     assert run.info.status == "FINISHED"
     assert run.data.params[key] == str(float(override.rsplit("=", 1)[1]))
+
+
+def test_the_schema_writes_back_what_it_converts_and_refuses_keys_a_yaml_adds(make_cfg):
+    cfg = make_cfg("trainer.state_every_s=1", "tracking.experiment_name=2024", "trainer.metrics=[1]")
+    check_config(cfg)  # "1" then fails as an unknown metric, when the run builds its metrics
+    assert cfg.trainer.state_every_s == 1.0 and isinstance(cfg.trainer.state_every_s, float)
+    assert cfg.tracking.experiment_name == "2024" and list(cfg.trainer.metrics) == ["1"]
+    # A key a preset or an option of one's own adds (no override says it) is refused too.
+    for node, key in (("trainer", "epoch"), (None, "sede")):
+        cfg = make_cfg()
+        with open_dict(cfg):
+            OmegaConf.update(cfg, f"{node}.{key}" if node else key, 3, force_add=True)
+        with pytest.raises(ConfigError, match=rf"{key} is not .*; did you mean \S+\? Received: .*{key}=3$"):
+            check_config(cfg)

@@ -3,7 +3,8 @@
 Keras validates few constructor arguments (a negative learning rate trains happily into
 NaN), and a bad value found an hour into a sweep wastes the hour. So values are checked
 here by argument name, in every group: an option added later with the same Keras
-argument names gets the same checks without code.
+argument names gets the same checks without code. The groups kerastrack reads itself (the
+top level, trainer, tracking) have a schema instead (``config.schema``).
 """
 
 import inspect
@@ -12,8 +13,11 @@ from numbers import Integral, Real
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from kerastrack.config.dir_check import DirCheck  # noqa: F401  (its old path, for configs that name it)
 from kerastrack.config.links import check_model_fits_data, explain_derived
+from kerastrack.config.monitors import MONITOR_MODES, check_monitors, monitor_mode  # noqa: F401  (old paths)
 from kerastrack.config.overrides import check_overrides
+from kerastrack.config.schema import SEED_MAX, check_schema
 from kerastrack.errors import ConfigError, shown
 from kerastrack.utils.hydra_job import group_choices
 
@@ -89,7 +93,6 @@ FLOATS = (
         "warmup_epochs",  # epochs, turned into steps
     }
 )
-SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
 BOOLEANS = {
     "nesterov",
     "amsgrad",
@@ -103,8 +106,6 @@ BOOLEANS = {
     "use_bias",
 }
 CHECKED_GROUPS = ("optimizer", "scheduler", "loss.fn", "model", "callbacks", "data")
-MONITOR_MODES = ("auto", "min", "max")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policy names
 
 
 def _is_number(value):
@@ -216,46 +217,9 @@ def _select(cfg, path):
     return node if isinstance(node, DictConfig) else OmegaConf.create({})
 
 
-def _check_trainer(cfg):
+def _check_combinations(cfg):
+    """trainer values that each pass the schema but do not go together."""
     t = cfg.trainer
-    for key, value, allowed, other in (
-        ("trainer.epochs", t.epochs, "an integer >= 1", ()),
-        ("trainer.batch_size", t.batch_size, "an integer >= 1 or full", ("full",)),
-        (
-            "trainer.steps_per_execution",
-            t.steps_per_execution,
-            "auto or an integer >= 1 (1: Keras' default)",
-            ("auto",),
-        ),
-        ("threads", cfg.get("threads"), "null (TensorFlow's default) or an integer >= 1", (None,)),
-        ("logical_cpus", cfg.get("logical_cpus"), "null (one CPU device) or an integer >= 1", (None,)),
-    ):
-        if value not in other and not (_is_integer(value) and value >= 1):
-            _fail(key, value, allowed)
-    every = t.get("state_every_s", 0)
-    if not _is_number(every) or every < 0:
-        _fail("trainer.state_every_s", every, "a number of seconds >= 0 (0: after every epoch)")
-    vs = t.validation_split
-    if vs is not None and (not _is_number(vs) or not 0 < vs < 1):
-        _fail("trainer.validation_split", vs, "null (the data set's validation split) or a number in (0, 1)")
-    if not _is_integer(t.verbose) or t.verbose not in (0, 1, 2):
-        _fail("trainer.verbose", t.verbose, "0, 1 or 2")
-    if t.monitor_mode not in MONITOR_MODES:
-        _fail("trainer.monitor_mode", t.monitor_mode, f"one of {', '.join(MONITOR_MODES)}")
-    if t.metrics is not None and (
-        not isinstance(t.metrics, ListConfig) or not all(isinstance(m, str) for m in t.metrics)
-    ):
-        _fail("trainer.metrics", t.metrics, "null or a list of Keras metric names, e.g. [accuracy]")
-    if not _is_integer(cfg.seed) or not 0 <= cfg.seed <= SEED_MAX:
-        _fail("seed", cfg.seed, f"an integer in [0, {SEED_MAX}]")
-    if not isinstance(t.shuffle, bool):
-        _fail("trainer.shuffle", t.shuffle, "true or false")
-    if not isinstance(cfg.deterministic, bool):
-        _fail("deterministic", cfg.deterministic, "true or false")
-    if t.precision not in PRECISIONS:
-        _fail("trainer.precision", t.precision, f"one of {', '.join(PRECISIONS)}")
-    if not (isinstance(t.jit_compile, bool) or t.jit_compile == "auto"):
-        _fail("trainer.jit_compile", t.jit_compile, "auto, true or false")
     if "_target_" in (cfg.get("distribute") or {}) and t.steps_per_execution not in ("auto", 1):
         # Keras 3.15's multi-step loop fails under tf.distribute ("You must feed a value for placeholder tensor").
         _fail(
@@ -270,15 +234,6 @@ def _check_trainer(cfg):
         )
 
 
-def _check_tracking(cfg):
-    t = _select(cfg, "tracking")
-    if "system_metrics" in t and not isinstance(t.system_metrics, bool):
-        _fail("tracking.system_metrics", t.system_metrics, "true or false")
-    interval = t.get("system_metrics_interval", 1.0)
-    if not (_is_number(interval) and math.isfinite(interval) and interval > 0):
-        _fail("tracking.system_metrics_interval", interval, "a number of seconds > 0, e.g. 1")
-
-
 def check_config(cfg):
     """Checks every value that can be checked without data. Raises ConfigError.
 
@@ -287,8 +242,8 @@ def check_config(cfg):
     """
     check_overrides(cfg)
     _check_missing(cfg)
-    _check_trainer(cfg)
-    _check_tracking(cfg)
+    check_schema(cfg)  # the top level, trainer and tracking: types and keys by OmegaConf
+    _check_combinations(cfg)
     for group in CHECKED_GROUPS:
         for key, name, value in _walk(_select(cfg, group), group):
             try:
@@ -354,32 +309,6 @@ def _check_arguments(cfg, group):
                 f"{group}.{name} is not an argument of {group}={_choice(cfg, group)}; it takes {known}. "
                 f"Received: {group}.{name}={node[name]}"
             )
-
-
-def check_monitors(cfg, logged):
-    """Checks that every monitored value is one the run logs.
-
-    Args:
-        cfg: The composed config.
-        logged: Names Keras will log each epoch, e.g. ``["loss", "accuracy", "val_loss"]``.
-    """
-    monitors = [("trainer.monitor", cfg.trainer.monitor)]
-    for name, cb in _select(cfg, "callbacks").items():
-        if isinstance(cb, DictConfig) and "monitor" in cb:
-            monitors.append((f"callbacks.{name}.monitor", cb.monitor))
-    for key, monitor in monitors:
-        if monitor not in logged:
-            raise ConfigError(
-                f"{key} is never logged by this run; it logs {', '.join(logged)}. Received: {key}={monitor}"
-            )
-
-
-def monitor_mode(monitor, mode="auto"):
-    """'max' or 'min': the direction in which the monitored value improves."""
-    if mode != "auto":
-        return mode
-    higher_is_better = ("acc", "auc", "precision", "recall", "f1")
-    return "max" if any(word in monitor for word in higher_is_better) else "min"
 
 
 def _choice(cfg, group):

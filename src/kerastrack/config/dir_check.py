@@ -1,5 +1,5 @@
-"""``DirCheck``: the Hydra callback (conf/train.yaml) that refuses an unwritable run or sweep dir
-in one line, before Hydra creates it."""
+"""``DirCheck``, the Hydra callback (``hydra.callbacks.dir_check`` in conf/train.yaml) that
+refuses a run or sweep dir that cannot be written."""
 
 from hydra.experimental.callback import Callback
 

@@ -3,7 +3,7 @@
 Hydra refuses ``trainer.epoch=3`` (no such key) and suggests ``+trainer.epoch=3``, which
 adds the key: nothing reads it, the run trains the default epochs and records the typo as
 a param. Keys handed to a Keras class or function are checked by it (or by
-``config._check_arguments``); the top level and the groups below are read by kerastrack
+``config.checks._check_arguments``); the top level and the groups below are read by kerastrack
 itself, so a key added there is refused here, with the close match difflib finds. A key
 removed there with ``~`` is one kerastrack needs (``~seed``), refused too.
 """
@@ -64,7 +64,8 @@ def _check_added(cfg, node, name, key, typed, forced):
     parent = OmegaConf.select(cfg, node) if node else cfg
     known = [str(k) for k in (parent.keys() if isinstance(parent, DictConfig) else ()) if str(k) not in (name, "hydra")]
     # ++ sets a key on purpose, and whether it was there before cannot be told from the composed
-    # config: only a near-miss of a known key (epoch, epochs) is taken for a typo.
+    # config: only a near-miss of a known key (epoch, epochs) is taken for a typo here; any other
+    # key of a group with a schema is refused by config.schema, naming the key but not the override.
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.8 if forced else 0.6)
     if forced and not close:
         return
