@@ -56,6 +56,17 @@ class RaiseAtEpoch(keras.callbacks.Callback):
             raise RuntimeError("the signal did not stop fit") if self.error == "SIGTERM" else self.error
 
 
+@pytest.fixture(autouse=True)
+def plain_script_signals():
+    """A plain script's handlers (Python's own), whatever an earlier test in this process left."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
 @pytest.fixture
 def tracker(store, request):
     """A Tracker's arguments for this test's experiment in the session's store."""
@@ -74,7 +85,7 @@ def test_a_plain_script_is_recorded_as_train_py_records_a_run(tracker, runs):
     (run,) = runs()
     client = runs.client
     assert run.info.status == "FINISHED" and callback.status == "FINISHED" and callback.run_id == run.info.run_id
-    assert run.info.run_name == "digits-sequential-categorical_crossentropy-adam"
+    assert run.info.run_name == f"digits-{model.name}-categorical_crossentropy-adam"  # Keras numbers a second model
     params = run.data.params
     assert {k: params[k] for k in ("optimizer._target_", "optimizer.learning_rate", "optimizer.beta_1")} == {
         "optimizer._target_": "keras.optimizers.Adam",
