@@ -23,21 +23,9 @@ from pathlib import Path
 from statistics import median
 from types import SimpleNamespace
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common import EpochClock, quiet_fd2  # first: it sets TF_CPP_MIN_LOG_LEVEL
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextlib.contextmanager
-def quiet_fd2():
-    """Points file descriptor 2 at /dev/null: C++ log lines bypass Python's sys.stderr."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG_LEVEL
@@ -57,23 +45,6 @@ with quiet_fd2():  # TensorFlow 2.21's absl start-up lines ignore TF_CPP_MIN_LOG
     from kerastrack.models.heads import resolve_head, resolve_metrics
     from kerastrack.tracking import MlflowTracker, library_versions
     from kerastrack.utils.runtime import AUTO_STEPS_PER_EXECUTION
-
-
-class EpochClock(keras.callbacks.Callback):
-    """Epoch times, start to next start (last: to the end of training), so that every
-    callback's on_epoch_end work counts, wherever it sits in the list."""
-
-    def on_train_begin(self, logs=None):
-        self.marks = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.marks.append(time.perf_counter())
-
-    def on_train_end(self, logs=None):
-        self.marks.append(time.perf_counter())
-
-    def epoch_times(self):
-        return [b - a for a, b in zip(self.marks, self.marks[1:])][1:]  # epoch 0 also traces graphs
 
 
 class TimedEpochLogger(EpochLogger):
