@@ -57,8 +57,10 @@ class RaiseAtEpoch(keras.callbacks.Callback):
 
 
 @pytest.fixture(autouse=True)
-def plain_script_signals():
-    """A plain script's handlers (Python's own), whatever an earlier test in this process left."""
+def plain_script():
+    """A plain script's start: Python's own signal handlers and Keras' fresh names (its first
+    model is ``sequential``), whatever an earlier test in this process left."""
+    keras.backend.clear_session()
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -85,7 +87,7 @@ def test_a_plain_script_is_recorded_as_train_py_records_a_run(tracker, runs):
     (run,) = runs()
     client = runs.client
     assert run.info.status == "FINISHED" and callback.status == "FINISHED" and callback.run_id == run.info.run_id
-    assert run.info.run_name == f"digits-{model.name}-categorical_crossentropy-adam"  # Keras numbers a second model
+    assert run.info.run_name == "digits-sequential-categorical_crossentropy-adam"
     params = run.data.params
     assert {k: params[k] for k in ("optimizer._target_", "optimizer.learning_rate", "optimizer.beta_1")} == {
         "optimizer._target_": "keras.optimizers.Adam",
@@ -254,3 +256,18 @@ def test_import_kerastrack_stays_light_and_tracker_is_imported_when_first_used()
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.split("\n")[0] == "[] True"
+
+
+def test_a_scripts_first_fit_goes_through_the_watch_when_kerastrack_is_imported_after_keras(tracker, runs, monkeypatch):
+    # `model.fit` is looked up before `kerastrack.Tracker()` runs: only a watch installed at
+    # `import kerastrack` sees the first call (its data, its raise).
+    import importlib
+
+    monkeypatch.setattr(keras.Model, "fit", keras.Model.fit.__wrapped__)  # as before any Tracker existed
+    importlib.reload(kerastrack)  # `import keras` came first, as in a plain script
+    x, y = digits(64)
+    with pytest.raises(RuntimeError):
+        mlp().fit(x, y, epochs=3, callbacks=[kerastrack.Tracker(**tracker), RaiseAtEpoch(1, RuntimeError())], verbose=0)
+    run = runs()[0]
+    assert run.info.status == "FAILED"  # at once, not at the next fit or at exit
+    assert [i.tags[0].value for i in runs.client.get_run(run.info.run_id).inputs.dataset_inputs] == ["training"]

@@ -2,10 +2,19 @@
 
 __version__ = "0.1.0"
 
+import sys as _sys
+
 from kerastrack.config import resolvers as _resolvers  # noqa: F401  (registers the kt.* resolvers)
 from kerastrack.utils import moved as _moved
 
 _moved.install()
+
+if "keras" in _sys.modules:
+    # A script's first `model.fit(..., callbacks=[kerastrack.Tracker()])` looks `fit` up before
+    # the Tracker exists: wrapped now, that call goes through the wrapper too (its data, its raise).
+    from kerastrack.callbacks import fit_call as _fit_call
+
+    _fit_call.install()
 
 
 def __getattr__(name):

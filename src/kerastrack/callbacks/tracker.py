@@ -104,6 +104,12 @@ class Tracker(fit_call.FitWatcher):
         for stale in list(_open):  # fit is not re-entrant: a run still open is one whose fit raised unseen
             stale._close(RuntimeError("fit ended without reaching its end (it raised)"))
         call = self._call
+        if call is None:
+            log.warning(
+                "kerastrack.Tracker: this fit did not go through kerastrack's watch of keras.Model.fit, so "
+                "its data is not recorded and a raise ends its run only at the next fit or at exit; "
+                "import kerastrack after keras (or make the Tracker before the fit call)"
+            )
         tags = {**compiled.model_tags(self.model), **self._more_tags(call)}
         name = self.run_name or compiled.run_name(tags, self.data_name)
         self._run = self.tracker.run(name, tags=mask_secrets(tags), output_dir=self._output_dir())
