@@ -76,7 +76,7 @@ class TimedTrainingState(TrainingState):
 
 def setup(seed, workdir):
     """The default config (digits, mlp, adam) composed as train.py does, and what fit needs."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "src" / "kerastrack" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"seed={seed}", "data=digits"])
     data = instantiate(cfg.data)  # kerastrack.data.sets.sklearn_set("digits", seed=seed)
     head = resolve_head(cfg.loss, data.task, data.num_classes)

@@ -66,7 +66,7 @@ def epoch_times():
 
 def compose_default(run_dir, *overrides):
     """The default config, output in ``run_dir``, runs in one store in the working directory."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "src" / "kerastrack" / "conf"), version_base="1.3"):
         cfg = compose(
             "train",
             overrides=[

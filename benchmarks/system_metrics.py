@@ -39,7 +39,7 @@ def one_run(tmp, epochs, on, i):
         "tracking.experiment_name=system_metrics",
         f"tracking.system_metrics={str(on).lower()}",
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "src" / "kerastrack" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     start = time.perf_counter()

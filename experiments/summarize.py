@@ -291,7 +291,7 @@ def interval_table(records, report, study, column, against=None):
 
 
 TUNED = "optimizer.learning_rate"
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "src" / "kerastrack" / "conf"
 
 
 def default_rate(optimizer):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "src" / "kerastrack" / "conf"
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; Playwright drives it (no browser download)
 
 

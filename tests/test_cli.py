@@ -1,14 +1,13 @@
 """`python train.py` as a user runs it: a real process, a real store in the working directory."""
 
 import os
-import shutil
 import subprocess
 import sys
 
 import mlflow
 import pytest
 
-from tests.helpers import ROOT, as_in_a_terminal, run_train, store_client
+from tests.helpers import CONF, ROOT, as_in_a_terminal, run_train, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -20,25 +19,32 @@ def git(cwd, *args):
 
 
 def test_train_records_into_the_launch_directory_store(tmp_path):
-    # A user's project (train.py + conf/) in a dirty git checkout, started from another
-    # directory, with Hydra changing into the run dir: the store must be the launch
-    # directory's mlflow.db, and the project's commit, dirt and the model on record.
+    # A user's project (its conf/, given with --config-dir) in a dirty git checkout, started
+    # from another directory, with Hydra changing into the run dir: the store must be the
+    # launch directory's mlflow.db, and the project's commit, dirt and the model on record.
     project, launch = tmp_path / "project", tmp_path / "launch"
-    shutil.copytree(ROOT / "conf", project / "conf")
-    shutil.copy(ROOT / "train.py", project)
+    (project / "conf" / "optimizer").mkdir(parents=True)
+    (project / "conf" / "optimizer" / "my_nesterov.yaml").write_text((CONF / "optimizer" / "nesterov.yaml").read_text())
     git(project, "init", "-q")
     git(project, "add", ".")
     git(project, "commit", "-qm", "init")
-    (project / "conf" / "train.yaml").write_text((project / "conf" / "train.yaml").read_text() + "\n# edited\n")
+    (project / "conf" / "optimizer" / "my_nesterov.yaml").write_text(
+        (project / "conf" / "optimizer" / "my_nesterov.yaml").read_text() + "\n# edited\n"
+    )
     launch.mkdir()
     result = run_train(
-        launch, "trainer.epochs=2", "optimizer=nesterov", "hydra.job.chdir=true", script=project / "train.py"
+        launch,
+        "--config-dir",
+        str(project / "conf"),
+        "trainer.epochs=2",
+        "optimizer=my_nesterov",
+        "hydra.job.chdir=true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (launch / "mlflow.db").is_file()
     client = store_client(launch)
     (run,) = client.search_runs([client.get_experiment_by_name("kerastrack").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["optimizer"] == "nesterov"
+    assert run.info.status == "FINISHED" and run.data.tags["optimizer"] == "my_nesterov"
     assert run.data.tags["git.dirty"] == "true" and len(run.data.tags["git.commit"]) == 40
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
     names = {a.path for a in client.list_artifacts(run.info.run_id)} | {

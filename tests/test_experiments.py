@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from kerastrack.config.checks import check_config
 from kerastrack.data.files import DEBIAN_FASHION_MNIST
 from kerastrack.pipeline import train
-from tests.helpers import CONF, options
+from tests.helpers import ROOT, options
 
 EXPERIMENTS = options("experiment")
 PARSER = OverridesParser.create()
@@ -58,11 +58,11 @@ def sweep_combinations(cfg):
 
 
 def test_every_study_in_the_studies_table_is_a_preset_with_its_page():
-    table = (CONF.parent / "experiments" / "README.md").read_text()
+    table = (ROOT / "experiments" / "README.md").read_text()
     studies = re.findall(r"^\| \[(\w+)\]\(\1/\) \|.*`python train.py -m experiment=(\w+)`", table, re.MULTILINE)
     assert studies and all(name == preset for name, preset in studies), studies
     assert sorted(name for name, _ in studies) == EXPERIMENTS
-    assert all((CONF.parent / "experiments" / name / "README.md").is_file() for name, _ in studies)
+    assert all((ROOT / "experiments" / name / "README.md").is_file() for name, _ in studies)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

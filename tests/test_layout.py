@@ -59,17 +59,19 @@ ROOT = SRC.parent
 
 # The layers, top first, as kerastrack's packages (a top-level module counts as a package of
 # its own): a module imports only from its own package and the layers below it. The package's
-# __init__ ("kerastrack") is the public API, at the top.
+# __init__ ("kerastrack") is the public API, at the top with the command line and the
+# Python API behind it; ``conf`` is the config groups' YAML, importing nothing.
 LAYERS = [
     ["hydra_plugins"],
-    ["kerastrack", "pipeline", "sweeps"],
+    ["kerastrack", "cli"],
+    ["pipeline", "sweeps"],
     ["report", "ui", "upload", "resume"],
     ["config"],
     ["callbacks", "data", "models", "optimizers"],
     ["losses", "figures"],
     ["tracking"],
     ["utils"],
-    ["errors"],
+    ["errors", "conf"],
 ]
 
 

@@ -22,12 +22,16 @@ def launch_dir():
 
 
 def code_dir():
-    """The directory of the code that ran: the primary config's (its git repository holds
-    the experiment's code), else the launch directory."""
+    """The directory of the experiment's code, whose git state the run records: the user's
+    config dir (``--config-dir``; its repository holds their models and data functions), else
+    a primary config in a folder, else the launch directory (where ``_target_`` finds their
+    modules; kerastrack's own configs live in the package)."""
     if HydraConfig.initialized():
-        for source in HydraConfig.get().runtime.config_sources:
-            if source.provider == "main" and source.schema == "file":
-                return Path(source.path)
+        sources = HydraConfig.get().runtime.config_sources
+        for provider in ("command-line", "main"):
+            for source in sources:
+                if source.provider == provider and source.schema == "file":
+                    return Path(source.path)
     return launch_dir()
 
 
