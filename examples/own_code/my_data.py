@@ -21,6 +21,5 @@ def moons(n=600, noise=0.2, seed=0):
     x, y = x.astype(np.float32), y.astype(np.int64)
     x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, random_state=seed, stratify=y)
     x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest)
-    return Dataset(
-        "moons", "multiclass", x_train, y_train, x_val, y_val, x_test, y_test, ["upper", "lower"], source="my_data.moons"
-    )
+    splits = dict(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
+    return Dataset(name="moons", task="multiclass", **splits, class_names=["upper", "lower"], source="my_data.moons")
