@@ -1,6 +1,7 @@
 """kerastrack.utils.signals, in-process: handlers installed for a span and put back after it."""
 
 import signal
+import sys
 import threading
 
 import pytest
@@ -74,3 +75,13 @@ def test_a_held_signal_reaches_the_handler_in_place_at_release(calls):
     assert calls == [signal.SIGINT]
     signal.raise_signal(signal.SIGTERM)
     assert calls == [signal.SIGINT, signal.SIGTERM], "after the span the handler is the one before it"
+
+
+@pytest.mark.parametrize(
+    "argv0, expected", [("/venv/bin/kerastrack", "kerastrack"), ("/repo/train.py", "python train.py")]
+)
+def test_the_lines_that_say_how_to_go_on_name_the_command_the_user_started(monkeypatch, argv0, expected):
+    from kerastrack.utils import signals
+
+    monkeypatch.setattr(sys, "argv", [argv0, "optimizer=adam"])
+    assert signals.command() == expected

@@ -9,6 +9,7 @@ from filelock import FileLock, Timeout
 from kerastrack.callbacks.recording import TrainingState
 from kerastrack.errors import ConfigError, RunHeld
 from kerastrack.resume.identity import STATE_DIR
+from kerastrack.utils import signals
 
 
 def in_use(output_dir):
@@ -30,7 +31,7 @@ def unfinished_state(output_dir, whose="a run"):
     state = Path(output_dir) / STATE_DIR
     return ConfigError(
         f"the output dir {output_dir} holds the saved training state of {whose}, which only resume= may continue: "
-        f"python train.py resume={output_dir}. To start a new run, use another output dir (hydra.run.dir=... or "
+        f"{signals.command()} resume={output_dir}. To start a new run, use another output dir (hydra.run.dir=... or "
         f"paths.output_dir=...) or delete {state}. Received: paths.output_dir={output_dir}"
     )
 

@@ -8,6 +8,7 @@ from kerastrack.callbacks.recording import TrainingState
 from kerastrack.errors import ConfigError
 from kerastrack.resume.identity import STATE_DIR
 from kerastrack.resume.state import check_on_record, load, read_dir
+from kerastrack.utils import signals
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _kept(tracker, output_dir):
         return "Everything is on record."
     if tracker.status is None and not tracker.run_id:
         return "Free some space, then run it again."
-    command = f"python train.py resume={output_dir}"
+    command = f"{signals.command()} resume={output_dir}"
     if not (state / "run.json").is_file():  # resume= finds the run by it
         return f"Nothing was saved in {state}, so resume= cannot continue the run: free some space, then run it again."
     try:

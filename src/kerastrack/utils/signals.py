@@ -8,13 +8,21 @@ kerastrack (and the libraries it imports) can be imported.
 """
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 NOTHING_RECORDED = "Interrupted before the run opened: no run was recorded."
+
+
+def command():
+    """How the user starts kerastrack, for the lines that say how to go on: ``kerastrack``
+    when the installed command runs, else the checkout's ``python train.py``."""
+    return "kerastrack" if os.path.basename(sys.argv[0]) == "kerastrack" else "python train.py"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -51,7 +59,7 @@ def interrupted_line(exc, resume_hint=True):
         return f"Interrupted while the run closed: {run} FINISHED with everything recorded."
     if status is None:
         return NOTHING_RECORDED
-    hint = f" Continue it with: python train.py resume={output_dir}" if resume_hint and output_dir else ""
+    hint = f" Continue it with: {command()} resume={output_dir}" if resume_hint and output_dir else ""
     return f"Interrupted: {run} is {status}, with every finished epoch.{hint}"
 
 
