@@ -63,7 +63,7 @@ ROOT = SRC.parent
 # Python API behind it; ``conf`` is the config groups' YAML, importing nothing.
 LAYERS = [
     ["hydra_plugins"],
-    ["kerastrack", "cli"],
+    ["kerastrack", "cli", "api"],
     ["pipeline", "sweeps"],
     ["report", "ui", "upload", "resume"],
     ["config"],

@@ -17,11 +17,26 @@ if "keras" in _sys.modules:
     _fit_call.install()
 
 
-def __getattr__(name):
-    """``kerastrack.Tracker`` (the Keras callback), imported when first used: it imports
-    Keras and MLflow, which ``import kerastrack`` alone must not pay for."""
-    if name == "Tracker":
-        from kerastrack.callbacks.tracker import Tracker
+# What a user imports; each loaded when first used: the callback imports Keras and MLflow,
+# the Python API Hydra and pandas, which ``import kerastrack`` alone must not pay for.
+_PUBLIC = {
+    "Tracker": "kerastrack.callbacks.tracker",
+    "train": "kerastrack.api",
+    "sweep": "kerastrack.api",
+    "compare": "kerastrack.api",
+    "runs": "kerastrack.api",
+    "Run": "kerastrack.api",
+    "Sweep": "kerastrack.api",
+    "ConfigError": "kerastrack.errors",
+}
+__all__ = sorted(_PUBLIC)
 
-        return Tracker
+
+def __getattr__(name):
+    """``kerastrack.Tracker`` (the Keras callback), ``kerastrack.train``, ``.sweep``,
+    ``.compare``, ``.runs`` (the Python API) and ``kerastrack.ConfigError``, imported on first use."""
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'kerastrack' has no attribute {name!r}")

@@ -25,9 +25,11 @@ try:
 
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
+    from kerastrack.config.hydra_errors import one_line
     from kerastrack.errors import ConfigError, DiskFull, DivergedError
     from kerastrack.sweeps.callback import report_interrupted
     from kerastrack.sweeps.job import job
@@ -68,8 +70,17 @@ def run():
     # `python train.py` and `python -m` find it; a console script's sys.path[0] is its bin/.
     if os.getcwd() not in sys.path:
         sys.path.insert(1, os.getcwd())
+    # Hydra's own refusals (an unknown option, a mistyped key) come out as one line too:
+    # HYDRA_FULL_ERROR=1 makes Hydra raise them here instead of printing them over several
+    # lines. Set by the user, it keeps its meaning: Hydra's full traceback.
+    asked_full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
+    except HydraException as exc:
+        if asked_full:
+            raise
+        sys.exit(f"Error: {mask_text(one_line(exc, sys.argv[1:]))}")
     except KeyboardInterrupt:  # before the run (composing the config) or between sweep jobs
         if not report_interrupted():
             print(NOTHING_RECORDED, file=sys.stderr)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PROBE_SAMPLES = 256  # training samples that probes measure on (gradient norms)
 
 
-def train(cfg):
+def train(cfg, opened=None):
     """Trains and evaluates one model as the config says, recording it with the tracker.
 
     Everything that can be checked is checked before a run is recorded; from the moment
@@ -43,6 +43,9 @@ def train(cfg):
 
     Args:
         cfg: The composed config (conf/train.yaml).
+        opened: Called once the run is open, with ``run_id``, ``tracking_uri`` (None
+            when nothing can read it back: tracking=none, offline) and ``output_dir``:
+            how the Python API learns which run its call recorded.
 
     Returns:
         The best value of ``trainer.monitor`` over the epochs (what a sweeper optimizes).
@@ -69,7 +72,7 @@ def train(cfg):
     output_dir = _output_dir(decided.config.paths.output_dir)
     progress = stopped.Progress(decided.config.trainer.epochs)
     with _harness(decided, tracker, output_dir, progress):
-        best = _train(decided, tracker, output_dir, progress)
+        best = _train(decided, tracker, output_dir, progress, opened)
     if not in_multirun():  # a sweep says where its runs went once, at its end
         log.info("Output dir (plots, config, log): %s", output_dir)
         if link := tracker.ui_link():
@@ -96,7 +99,7 @@ def _harness(decided, tracker, output_dir, progress):
         raise
 
 
-def _train(decided, tracker, output_dir, progress):
+def _train(decided, tracker, output_dir, progress, opened=None):
     """The recipe: build everything, open the run (a continued one reopened), fit from
     where the plan says, record the results."""
     cfg, choices = decided.config, decided.choices
@@ -145,6 +148,8 @@ def _train(decided, tracker, output_dir, progress):
     run = tracker.run(_run_name(choices), tags=_tags(choices, cfg), run_id=decided.run_id, output_dir=output_dir)
     try:
         with sigterm_as_interrupt(), run:
+            if opened is not None:
+                opened(run_id=tracker.run_id, tracking_uri=tracker.readable_uri, output_dir=output_dir)
             _log_missing_epochs(tracker, decided.saved, epoch_logger.on_record)
             tracker.at_first_start(_log_setup, tracker, cfg, data, splits)
             state.beside = save_run_info(output_dir, cfg, choices, tracker.run_id)

@@ -40,6 +40,9 @@ from kerastrack.utils.signals import install
 
 log = logging.getLogger(__name__)
 _ACTIVE = []  # the launching process's callback, while its sweep runs
+# The sweeps this process launched, each its parent's (run id, tracking URI, sweep dir), last
+# last: how kerastrack.sweep() in a notebook finds the parent its Hydra call opened.
+LAUNCHED = []
 
 
 def report_interrupted():
@@ -132,6 +135,7 @@ class MlflowSweepCallback(Callback):
         self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
         if self.parent is not None:
             atexit.register(self._close_if_open)
+            LAUNCHED.append((self.parent.run_id, self.parent.tracking_uri, self.sweep_dir))
 
     def _on_interrupt(self, signum, frame):
         """The launching process's Ctrl-C/SIGTERM: the first stops the sweep in order (see

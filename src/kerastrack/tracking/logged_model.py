@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 
+from kerastrack.errors import ConfigError
 from kerastrack.tracking.provenance import library_versions
 from kerastrack.tracking.workarounds import KerasFlavor
 
@@ -94,3 +95,30 @@ def link_metrics(client, run_id, model_id, keys):
     ]
     if linked:
         client.log_batch(run_id, metrics=linked)
+
+
+def load(tracking_uri, run_id):
+    """The Keras model that run ``run_id`` logged, loaded from the store's copy.
+
+    Raises:
+        ConfigError: The run logged no model (``tracking.log_model=false``, or it stopped
+            before its end).
+    """
+    import mlflow
+    from mlflow.artifacts import download_artifacts
+    from mlflow.entities import LoggedModelStatus
+
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    found = client.search_logged_models(
+        [run.info.experiment_id], max_results=1, filter_string=f"source_run_id = '{run_id}' AND name = '{NAME}'"
+    )
+    if not found or found[0].status != LoggedModelStatus.READY:
+        raise ConfigError(
+            f"Run {run_id} has no logged model: it ran with tracking.log_model=false or ended before "
+            f"its model was logged (status {run.info.status}). Received: run_id={run_id}"
+        )
+    local = download_artifacts(artifact_uri=found[0].artifact_location, tracking_uri=tracking_uri)
+    import mlflow.keras
+
+    return mlflow.keras.load_model(local)

@@ -103,6 +103,7 @@ class MlflowTracker(NullTracker):
         self.log_every_n_steps = log_every_n_steps
         self.run_id = None
         self.offline = offline
+        self.readable_uri = None if offline else self.tracking_uri
         self.system_metrics = system_metrics
         self.system_metrics_interval = system_metrics_interval
         self._monitor = None

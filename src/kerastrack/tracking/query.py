@@ -116,6 +116,34 @@ def fetch_parent(tracking_uri, parent, *, experiment=None):
     return _record(client, _parent_run(client, parent, experiment), history_keys=())
 
 
+def fetch_run(tracking_uri, run_id, *, history_keys=None):
+    """One run with its per-epoch history (see ``fetch_runs`` for ``history_keys``).
+
+    Raises:
+        ConfigError: No store at the URI, or no run with that id in it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = open_client(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"There is no run with id '{run_id}' in {tracking_uri}. Received: run_id={run_id}") from None
+    return _record(client, run, history_keys)
+
+
+def search_records(tracking_uri, *, experiment=None, filter_string=""):
+    """Every run of a store (or of one experiment) that matches ``filter_string``, sweep
+    parents included, oldest first, as RunRecords without history.
+
+    Raises:
+        ConfigError: No store at the URI, an unknown experiment, or a filter MLflow cannot parse.
+    """
+    client = open_client(tracking_uri)
+    ids = [_experiment(client, experiment).experiment_id] if experiment else _experiment_ids(client)
+    return [to_record(run) for run in _search(client, ids, filter_string)] if ids else []
+
+
 def open_client(tracking_uri):
     """An ``MlflowClient`` on a store that exists (mlflow imported here: ~0.5 s)."""
     import mlflow

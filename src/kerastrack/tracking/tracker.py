@@ -43,6 +43,8 @@ class NullTracker:
     # The run's final status once it ended (FINISHED, FAILED, KILLED); None before, and
     # when the store could not take it (the run then shows RUNNING there).
     status = None
+    # Where the run can be read back from now: None (nothing recorded, or only spooled).
+    readable_uri = None
 
     def check(self):
         """Raises if the store has failed under the run (a full disk): called every epoch,
