@@ -365,7 +365,7 @@ BAD = [
     (["++paths.logs=x"], "paths.logs is not a key of paths; it has output_dir. Received: paths.logs=x"),
     (
         ["++learning_rate=0.1"],
-        "learning_rate is not a top-level key; it has seed, deterministic, resume, threads, logical_cpus. "
+        "learning_rate is not a top-level key; it has seed, deterministic, resume, threads, logical_cpus, tags, notes. "
         "Received: learning_rate=0.1",
     ),
     (

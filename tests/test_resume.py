@@ -121,6 +121,8 @@ def test_what_cannot_be_resumed_is_refused_before_anything_runs(make_cfg, runs, 
         train(make_cfg(f"resume={run_id}", "trainer.epochs=5"))
     with pytest.raises(ConfigError, match=r"trainer.epochs=1 \(the run has 2\)"):
         train(make_cfg(f"resume={run_id}"))  # the test's shrunk default, 1 epoch
+    with pytest.raises(ConfigError, match=r"notes=retry \(the run has None\)"):  # labels are the run's own too
+        train(make_cfg(f"resume={run_id}", "trainer.epochs=2", "notes=retry"))
     assert runs.client.get_run(run_id).info.status == "KILLED"  # refusals change nothing
     train(make_cfg(f"resume={run_id}", "trainer.epochs=2", "trainer.verbose=1", "optimizer=adam"))  # neutral or equal
     with pytest.raises(ConfigError, match=f"run {run_id} is FINISHED"):

@@ -22,10 +22,11 @@ from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
 from kerastrack.models.heads import resolve_head, resolve_metrics
 from kerastrack.optimizers.schedules import in_steps, steps_per_epoch
 from kerastrack.resume import stopped
-from kerastrack.resume.identity import STATE_DIR, config_hash, save_run_info
+from kerastrack.resume.identity import LABEL_KEYS, STATE_DIR, config_hash, save_run_info
 from kerastrack.resume.lock import claim
 from kerastrack.resume.plan import check_target, gather, plan
 from kerastrack.tracking import flatten_config, git_state, library_versions
+from kerastrack.tracking.labels import label_tags
 from kerastrack.utils import runtime, secrets
 from kerastrack.utils.files import writable_dir
 from kerastrack.utils.hydra_job import code_dir, group_choices, in_multirun, task_overrides
@@ -270,9 +271,11 @@ def _run_name(choices):
 
 
 def _tags(choices, cfg):
-    """One tag per config-group choice (optimizer=adam, ...), the library versions, and the
-    config's hash (a re-launched sweep finds its finished jobs by it)."""
-    tags = {group: choice for group, choice in choices.items() if group not in ("paths", "trainer")}
+    """One tag per config-group choice (optimizer=adam, ...), the library versions, the
+    config's hash (a re-launched sweep finds its finished jobs by it), and the user's
+    ``tags`` and ``notes`` (checked: none overwrites one of these)."""
+    tags = label_tags(cfg.get("tags"), cfg.get("notes"))
+    tags.update({group: choice for group, choice in choices.items() if group not in ("paths", "trainer")})
     tags.update({f"version.{name}": v for name, v in library_versions().items()})
     tags["config.hash"] = config_hash(cfg)
     return tags
@@ -283,8 +286,12 @@ def _log_setup(tracker, cfg, data, splits):
     loaded and the ``splits`` used (MLflow dataset inputs), the command line's overrides and
     the code's git state."""
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
-    plain = OmegaConf.create(secrets.mask_secrets(OmegaConf.to_container(plain, resolve=True)))
-    tracker.log_params(flatten_config(plain))
+    masked = secrets.mask_secrets(OmegaConf.to_container(plain, resolve=True))
+    if masked.get("notes"):  # free text: masked as the description is (a password=... in it)
+        masked["notes"] = secrets.mask_text(masked["notes"])
+    plain = OmegaConf.create(masked)
+    # tags and notes label the run (its tags and description): they are not its parameters.
+    tracker.log_params(flatten_config({k: v for k, v in masked.items() if k not in LABEL_KEYS}))
     tracker.log_params(
         {
             "dataset.task": data.task,

@@ -19,6 +19,7 @@ from kerastrack.config.monitors import MONITOR_MODES, check_monitors, monitor_mo
 from kerastrack.config.overrides import check_overrides
 from kerastrack.config.schema import SEED_MAX, check_schema
 from kerastrack.errors import ConfigError, shown
+from kerastrack.tracking.labels import note_limit, tag_refusal
 from kerastrack.utils.hydra_job import group_choices
 
 
@@ -243,6 +244,7 @@ def check_config(cfg):
     check_overrides(cfg)
     _check_missing(cfg)
     check_schema(cfg)  # the top level, trainer and tracking: types and keys by OmegaConf
+    check_labels(cfg)
     _check_combinations(cfg)
     for group in CHECKED_GROUPS:
         for key, name, value in _walk(_select(cfg, group), group):
@@ -264,6 +266,65 @@ def check_config(cfg):
             f"the scheduler owns it. Use scheduler=constant with it, or drop {plateau[0]} from "
             f"callbacks. Received: scheduler={_choice(cfg, 'scheduler')}"
         )
+
+
+def check_labels(cfg, write_back=True):
+    """Checks ``tags`` (names MLflow takes as tags, none of kerastrack's own) and ``notes``
+    (a text). A number given as a name or a note is the text it reads as, as the schema
+    keeps a number for a name (``tags=[2024]``).
+
+    Args:
+        cfg: The composed config (a multirun's too: its parent run gets them).
+        write_back: Write the numbers back into ``cfg`` as strings, so that the run records them.
+
+    Raises:
+        ConfigError: The first value refused, with the key, the value and what works.
+    """
+    tags, notes = cfg.get("tags"), cfg.get("notes")
+    example = "tags=[baseline,lr-study] (none: tags=[])"
+    if tags is not None and not isinstance(tags, (list, ListConfig)):
+        raise ConfigError(
+            f"tags must be a list of tag names, e.g. {example}. "
+            f"Received: tags={shown(tags) if isinstance(tags, str) else _listed(tags)}"
+        )
+    groups = {*group_choices(cfg), *(k for k in cfg if isinstance(cfg.get(k), DictConfig))}
+    for i, name in enumerate(tags or ()):
+        if isinstance(name, (str, Real)) and not isinstance(name, bool):
+            reason = tag_refusal(str(name), groups)
+            reason = reason and f"{name}: {reason}"
+        else:  # Hydra read true, null, [a] or {a: 1}: quoted, a word is a name
+            reason = f"{_listed(name)} is not a name" + (
+                f" (quoted, it is one: 'tags=[\"{_listed(name)}\"]')" if name is None or isinstance(name, bool) else ""
+            )
+        if reason:
+            raise ConfigError(
+                f"tags must be a list of tag names, e.g. {example}; {reason}. Received: tags={_listed(tags)}"
+            )
+        if write_back and not isinstance(name, str):
+            tags[i] = str(name)
+    if notes is not None and (not isinstance(notes, (str, Real)) or isinstance(notes, bool)):
+        raise ConfigError(
+            f'notes must be a text (the run\'s description), e.g. notes="first try"; null: none. '
+            f"Received: notes={_listed(notes)}"
+        )
+    if notes is not None and len(str(notes)) > note_limit():
+        raise ConfigError(
+            f"notes must be at most {note_limit()} characters (MLflow cuts a longer description). "
+            f"Received: notes={str(notes)[:60]}... ({len(str(notes))} characters)"
+        )
+    if write_back and notes is not None and not isinstance(notes, str):
+        cfg.notes = str(notes)
+
+
+def _listed(value):
+    """A value as typed on the command line: [a, b], true, null."""
+    if isinstance(value, (ListConfig, DictConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, list):
+        return "[" + ", ".join(str(_listed(v)) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return str(value).lower() if value is not None else "null"
+    return value
 
 
 def _check_missing(cfg):

@@ -60,6 +60,8 @@ class TopLevelSchema:
     resume: Any = _key("a run id or an output dir")  # checked by resume.check_target
     threads: Optional[int] = _key("null (TensorFlow's default) or an integer >= 1", _optional(_at_least(1)))
     logical_cpus: Optional[int] = _key("null (one CPU device) or an integer >= 1", _optional(_at_least(1)))
+    tags: Any = _key("a list of tag names")  # checked by checks.check_labels (MLflow's rules for names)
+    notes: Any = _key("null or a text")  # checked by checks.check_labels
 
 
 @dataclass

@@ -19,15 +19,19 @@ NEUTRAL_KEYS = ("resume", "paths", "tracking", "threads", "trainer.verbose", "tr
 # The neutral keys a resumed run takes from the invocation that resumes it, not from its record:
 # the tracker is that invocation's (built from its ``tracking``), and so are its verbosity and threads.
 INVOCATION_KEYS = ("resume", "tracking", "threads", "trainer.verbose")
+# The run's labels (its tags and description): they do not change what it computes, so the
+# hash leaves them out (a sweep matches its finished jobs whatever their notes), but they are
+# the run's config: a resumed run keeps its own, and an override that changes them is refused.
+LABEL_KEYS = ("tags", "notes")
 
 
 def experiment_config(cfg):
-    """The resolved config without hydra and NEUTRAL_KEYS: what a run's results depend on."""
+    """The resolved config without hydra, NEUTRAL_KEYS and LABEL_KEYS: what a run's results depend on."""
     plain = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
     if "paths" in plain:  # values derived from the output dir (checkpoint paths) must not count
         plain.paths.output_dir = "<output_dir>"
     container = OmegaConf.to_container(plain, resolve=True)
-    for key in NEUTRAL_KEYS:
+    for key in (*NEUTRAL_KEYS, *LABEL_KEYS):
         *parents, last = key.split(".")
         node = container
         for part in parents:

@@ -33,8 +33,11 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kerastrack.config.checks import check_labels
+from kerastrack.errors import ConfigError
 from kerastrack.sweeps.job import LAUNCHER, LAUNCHER_PID, SKIPPED, STOP_MESSAGES, STOPPING, control_dir
 from kerastrack.sweeps.sweep_dir import check_sweepable, claim, continue_command, failure_line, skipped_line
+from kerastrack.tracking.labels import label_tags
 from kerastrack.utils.hydra_job import parse_overrides, sweep_dir
 from kerastrack.utils.signals import install
 
@@ -106,6 +109,10 @@ class MlflowSweepCallback(Callback):
                 f"Received: hydra.callbacks.mlflow_sweep.best_over={self.best_over}"
             )
         check_sweepable(config)
+        try:  # before the parent opens: its tags would fail in MLflow, after the sweep dir was claimed
+            check_labels(config, write_back=False)
+        except ConfigError as exc:
+            raise SystemExit(f"Error: {exc}") from None
         self.sweep_dir = sweep_dir(config.hydra)
         self._control = control_dir(config.hydra)
         # Before anything is written or recorded: only the same sweep continues in a sweep dir.
@@ -132,7 +139,8 @@ class MlflowSweepCallback(Callback):
         install(dict.fromkeys((signal.SIGINT, signal.SIGTERM), self._on_interrupt))
         # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
         # what finished and resume what was cut short (kerastrack.resume.plan.plan).
-        self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides)
+        labels = label_tags(config.get("tags"), config.get("notes"))  # the jobs' runs get the tags too
+        self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides, labels)
         if self.parent is not None:
             atexit.register(self._close_if_open)
             LAUNCHED.append((self.parent.run_id, self.parent.tracking_uri, self.sweep_dir))

@@ -140,16 +140,18 @@ class MlflowTracker(NullTracker):
         if not self.offline and run_id is None:
             self._set_experiment()
 
-    def open_sweep(self, directory, keys, overrides):
+    def open_sweep(self, directory, keys, overrides, labels=None):
         """Creates the store and experiment once, before any job starts (MLflow creates
         SQLite tables without a lock), and opens or continues the sweep's parent run;
         offline, the parent is spooled in the sweep dir, and nothing contacts the server."""
         if self.offline:
-            parent = OfflineParent(mask_uri(self.tracking_uri), self.experiment_name, directory, keys, overrides)
+            parent = OfflineParent(
+                mask_uri(self.tracking_uri), self.experiment_name, directory, keys, overrides, labels
+            )
             log.info("tracking.offline=true: the sweep's parent run is recorded in %s only", parent.spool.directory)
             return parent
         experiment = self._set_experiment()
-        parent = ParentRun(self._client(), experiment.experiment_id, directory, keys, overrides)
+        parent = ParentRun(self._client(), experiment.experiment_id, directory, keys, overrides, labels)
         if parent.continued:
             log.info("continuing the sweep of %s (parent run %s)", directory, parent.run_id)
         log.info("MLflow parent run %s (%s)", parent.run_id, mask_uri(self.tracking_uri))

@@ -2,6 +2,7 @@
 of the sweep's parent), or a KILLED or FAILED one reopened in its own experiment, its
 error tags traded for the resume tags."""
 
+from kerastrack.tracking.labels import without_parent_note
 from kerastrack.tracking.lookups import open_experiment
 from kerastrack.tracking.parent import child_tags, find_parent
 from kerastrack.tracking.query import delete_twins, resumed_tags, with_open_id
@@ -45,7 +46,7 @@ def start_run(client, tracking_uri, store_wait, experiment_name, run_name, tags,
         active = mlflow.start_run(
             run_name=run_name if named else swept or run_name,
             parent_run_id=parent.info.run_id,
-            tags=with_open_id({**(tags or {}), **sweep_tags}),
+            tags=with_open_id(without_parent_note({**(tags or {}), **sweep_tags}, parent.data.tags)),
         )
     delete_twins(client(), active)  # a timed-out, retried create made one run more
     return active, experiment_name

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from kerastrack.tracking.labels import without_parent_note
 from kerastrack.tracking.outbox import now_ms
 from kerastrack.tracking.query import delete_twins, to_record, with_open_id
 from kerastrack.tracking.spool import SPOOL_DIRNAME, Spool
@@ -56,11 +57,12 @@ def child_tags(parent_tags):
     return tags, ",".join(f"{k}={v}" for k, v in values.items()) or None
 
 
-def _parent_tags(directory, keys, overrides):
-    """A new parent's name and tags."""
+def _parent_tags(directory, keys, overrides, labels=None):
+    """A new parent's name and tags (``labels``: the sweep's tags and notes)."""
     where = Path(directory)
     name = f"sweep {', '.join(keys) or 'of 1'} ({where.parent.name} {where.name})"
     return name, {
+        **(labels or {}),
         "sweep.role": "parent",
         "sweep.keys": json.dumps(keys),
         "sweep.dir": directory,
@@ -82,9 +84,10 @@ class ParentRun:
         directory: The sweep dir (absolute).
         keys: The swept keys.
         overrides: The command line's overrides, as typed.
+        labels: A new parent's tags from the sweep's ``tags`` and ``notes`` (a continued one keeps its own).
     """
 
-    def __init__(self, client, experiment_id, directory, keys, overrides):
+    def __init__(self, client, experiment_id, directory, keys, overrides, labels=None):
         self.client = client
         self.experiment_id = experiment_id
         self.tracking_uri = client.tracking_uri
@@ -102,7 +105,7 @@ class ParentRun:
                 self.run_id, "sweep.relaunches", str(int(earlier.data.tags.get("sweep.relaunches", "0")) + 1)
             )
         else:
-            name, tags = _parent_tags(directory, keys, overrides)
+            name, tags = _parent_tags(directory, keys, overrides, labels)
             run = client.create_run(experiment_id, run_name=name, tags=with_open_id(tags))
             delete_twins(client, run)  # a timed-out, retried create made one parent more
             self.run_id = run.info.run_id
@@ -172,8 +175,10 @@ def offline_child(spool, tags):
     parent = offline_parent()
     if parent is None:
         return None, tags, {}
-    sweep_tags, swept = child_tags(parent.meta()["tags"])
-    return swept, {**(tags or {}), **sweep_tags}, {"parent_spool": os.path.relpath(parent.directory, spool.directory)}
+    parent_tags = parent.meta()["tags"]
+    sweep_tags, swept = child_tags(parent_tags)
+    tags = without_parent_note({**(tags or {}), **sweep_tags}, parent_tags)
+    return swept, tags, {"parent_spool": os.path.relpath(parent.directory, spool.directory)}
 
 
 def find_offline_child(config_hash):
@@ -197,19 +202,20 @@ class OfflineParent:
         directory: The sweep dir (absolute).
         keys: The swept keys.
         overrides: The command line's overrides, as typed.
+        labels: A new parent's tags from the sweep's ``tags`` and ``notes``.
     """
 
     tracking_uri = None  # nothing to read back: the sweep's report needs the server
     run_id = None
 
-    def __init__(self, tracking_uri, experiment_name, directory, keys, overrides):
+    def __init__(self, tracking_uri, experiment_name, directory, keys, overrides, labels=None):
         self.spool = Spool(Path(directory) / SPOOL_DIRNAME)
         self.continued = self.spool.exists()
         if self.continued:  # a re-launch into the same sweep dir (the same sweep: see sweep_dir.py)
             relaunches = int(self.spool.record().tags.get("sweep.relaunches", "0")) + 1
             self.spool.append({"op": "tags", "tags": {"sweep.relaunches": str(relaunches)}})
         else:
-            name, tags = _parent_tags(directory, keys, overrides)
+            name, tags = _parent_tags(directory, keys, overrides, labels)
             self.spool.write_meta(
                 tracking_uri=tracking_uri,
                 experiment_name=experiment_name,

@@ -65,8 +65,15 @@ class NullTracker:
             yield self
         self.status = "FINISHED"
 
-    def open_sweep(self, directory, keys, overrides):
-        """The sweep's parent run (a ``parent.ParentRun``), opened or continued; None here."""
+    def open_sweep(self, directory, keys, overrides, labels=None):
+        """The sweep's parent run (a ``parent.ParentRun``), opened or continued; None here.
+
+        Args:
+            directory: The sweep dir (absolute).
+            keys: The swept keys.
+            overrides: The command line's overrides, as typed.
+            labels: A new parent's tags from the sweep's ``tags`` and ``notes`` (``labels.label_tags``).
+        """
         return None
 
     def ui_link(self):
