@@ -27,6 +27,7 @@ def _debug_cfg(make_cfg, tmp_path, store, experiment, *overrides):
         f"hydra.run.dir={tmp_path / 'run'}",
         f"tracking.tracking_uri={store}",
         f"tracking.experiment_name='{experiment}'",
+        "tracking.log_model=false",
         *overrides,
         shrink=False,
     )
