@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 from kerastrack.callbacks.probes import Probe
 from kerastrack.callbacks.recording import BatchLogger, EpochLogger, TrainingState
 from kerastrack.callbacks.summary import Summary
+from kerastrack.callbacks.tensorboard import log_tensorboard
+from kerastrack.config import debug
 from kerastrack.config.checks import check_config, check_monitors, monitor_mode
 from kerastrack.data import feed
 from kerastrack.errors import ConfigError, DiskFull, DivergedError, disk_full
@@ -64,6 +66,7 @@ def train(cfg, opened=None):
     check_config(cfg)  # the invocation's config, once: a continued run's own was checked when it started
     check_target(cfg.get("resume"))
     choices = group_choices(cfg)
+    _say_debug(cfg, choices)
     # First: a tracking server that is down is reported before any time goes into data.
     tracker = _instantiate(cfg.tracking, "tracking", choices)
     decided = plan(cfg, choices, task_overrides(), gather(cfg, tracker))
@@ -179,6 +182,7 @@ def _train(decided, tracker, output_dir, progress, opened=None):
                 state.keep_last()
                 raise
             progress.trained = True
+            log_tensorboard(tracker, callbacks)
             summary = Summary(tracker, epoch_logger.on_record, epoch_logger.epochs)
             best = summary.log_best(trainer.monitor, monitor_mode(trainer.monitor, trainer.monitor_mode))
             if (epoch := epoch_logger.diverged_epoch) is not None:
@@ -193,6 +197,14 @@ def _train(decided, tracker, output_dir, progress, opened=None):
         if tracker.status == "FINISHED":  # a FINISHED run is not resumed: its state is dead weight
             state.discard()
     return best
+
+
+def _say_debug(cfg, choices):
+    """A debugging preset (debug=fast, conf/debug/) says what it changed, and may show the config."""
+    if line := debug.start_line(cfg, choices):
+        log.info("%s", line)
+    if tree := debug.config_tree(cfg):
+        log.info("config:\n%s", tree)
 
 
 def _strategy(cfg, choices):

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import psutil
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -140,6 +141,9 @@ class MlflowSweepCallback(Callback):
         # A re-launch into the same sweep dir continues that sweep's parent: its jobs skip
         # what finished and resume what was cut short (kerastrack.resume.plan.plan).
         labels = label_tags(config.get("tags"), config.get("notes"))  # the jobs' runs get the tags too
+        # The tracking node may name the sweep's dir through Hydra's config (debug=fast's store,
+        # ${kt.invocation_dir:}), which Hydra sets only in each job.
+        HydraConfig.instance().set_config(config)
         self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides, labels)
         if self.parent is not None:
             atexit.register(self._close_if_open)

@@ -274,11 +274,8 @@ def _send(client, run_id, spool, ops, counts):
         elif kind == "tags":
             tags.update(op["tags"])
         elif kind == "artifact":
-            path = spool.directory / op["path"]
-            if path.is_dir():
-                client.log_artifacts(run_id, str(path), op.get("artifact_path"))
-            else:
-                client.log_artifact(run_id, str(path), op.get("artifact_path"))
+            # A directory as the live run logs it (mlflow.log_artifact): under its own name.
+            client.log_artifact(run_id, str(spool.directory / op["path"]), op.get("artifact_path"))
             _count(counts, "artifacts")
         elif kind == "inputs":  # described when the run logged them (see datasets.py)
             datasets.log_inputs(client, run_id, op["datasets"])
