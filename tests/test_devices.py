@@ -1,10 +1,14 @@
 """Devices and numerics: mixed precision, XLA, and MirroredStrategy on logical CPUs."""
 
+import logging
+
 import keras
 import pytest
+from tensorflow.python.framework.config import is_op_determinism_enabled
 
 from kerastrack.errors import ConfigError
 from kerastrack.pipeline import train
+from kerastrack.utils import runtime
 from tests.helpers import history, run_train, store_client
 
 
@@ -65,7 +69,10 @@ def test_one_device_without_distribute(make_cfg, runs):
             ["trainer.jit_compile=yes"],
             "trainer.jit_compile must be auto, true or false. Received: trainer.jit_compile=yes",
         ),
-        (["trainer.jit_compile=true"], "trainer.jit_compile=true needs deterministic=false"),
+        (
+            ["trainer.jit_compile=true", "distribute=mirrored"],
+            "trainer.jit_compile=true needs deterministic=false on GPU or under distribute",
+        ),
         (["logical_cpus=0"], "logical_cpus must be null (one CPU device) or an integer >= 1. Received: logical_cpus=0"),
         (
             ["logical_cpus=3"],
@@ -113,3 +120,66 @@ def test_many_steps_per_call_give_the_same_numbers_epoch_for_epoch(steps_per_exe
     assert set(many.data.metrics) == set(one.data.metrics)
     for key in set(one.data.metrics) - {"epoch_time_s"}:
         assert [v for _, v in history(runs.client, many, key)] == [v for _, v in history(runs.client, one, key)], key
+
+
+# An MLP of >= runtime.XLA_MIN_PARAMS parameters on digits (64 -> 1024 -> 10: 77,834): auto
+# trains it with XLA on CPU; dropout and a schedule, as in the test above.
+BIG_MLP = ("model.hidden_units=[1024]", "model.dropout=0.3", "scheduler=cosine")
+
+
+@pytest.mark.parametrize(
+    "overrides, xla",
+    [
+        ((), False),  # the default digits MLP (9,610 parameters): slower under XLA
+        (BIG_MLP, True),
+        (("model=cnn",), False),  # XLA's CPU convolutions are slow
+        ((*BIG_MLP, "trainer.jit_compile=false"), False),
+        (("trainer.jit_compile=true",), True),  # once refused with deterministic=true
+    ],
+    ids=["default", "big-mlp", "cnn", "big-mlp-off", "true"],
+)
+def test_auto_compiles_with_xla_on_cpu_the_models_it_speeds_up_without_op_determinism(
+    overrides, xla, make_cfg, runs, built_models
+):
+    train(make_cfg(*overrides))
+    (run,) = runs()
+    assert run.info.status == "FINISHED"
+    assert built_models[0].jit_compile is xla and run.data.params["trainer.jit_compile.used"] == str(xla)
+    # deterministic=true: op determinism, which Keras turns XLA off under, only without XLA.
+    assert is_op_determinism_enabled() is not xla
+
+
+def test_a_model_xla_cannot_compile_trains_without_it_after_one_info_line(caplog):
+    import tensorflow as tf
+
+    class Eager(keras.layers.Layer):  # what XLA has no kernel for: a Python function in the graph
+        def call(self, x):
+            return tf.ensure_shape(tf.numpy_function(lambda a: a, [x], x.dtype, stateful=False), x.shape)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    inputs = keras.Input((512,))
+    model = keras.Model(inputs, keras.layers.Dense(128)(Eager()(inputs)))
+    with caplog.at_level(logging.INFO, logger="kerastrack"):
+        assert runtime.jit_compile("auto", model, runtime.XLA_MODELS[0], deterministic=True) is False
+    assert is_op_determinism_enabled()
+    (line,) = [r for r in caplog.records if r.name.startswith("kerastrack")]
+    assert line.levelname == "INFO" and "training without XLA" in line.getMessage()
+
+
+@pytest.mark.slow
+def test_two_processes_training_with_xla_give_bit_identical_epochs(tmp_path):
+    # XLA runs train without op determinism: each process must still repeat the numbers.
+    overrides = (*BIG_MLP, "data.limit=200", "trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0")
+    for name in ("first", "second"):
+        result = run_train(tmp_path, *overrides, f"tracking.run_name={name}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = store_client(tmp_path)
+    second, first = client.search_runs(
+        [client.get_experiment_by_name("kerastrack").experiment_id], order_by=["attributes.start_time DESC"]
+    )
+    assert first.data.params["trainer.jit_compile.used"] == second.data.params["trainer.jit_compile.used"] == "True"
+    assert set(first.data.metrics) == set(second.data.metrics)
+    for key in set(first.data.metrics) - {"epoch_time_s"}:
+        assert history(client, first, key) == history(client, second, key), key

@@ -74,9 +74,17 @@ def test_a_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(overr
     assert (tmp_path / "killed" / "state" / "run.json").is_file()
 
 
-@pytest.mark.parametrize("deterministic, saved_after", [("true", 0), ("false", 3)])
+@pytest.mark.parametrize(
+    "deterministic, saved_after, model",
+    [
+        ("true", 0, "model=mlp"),
+        ("false", 3, "model=mlp"),
+        ("true", 0, "model.hidden_units=[1024]"),  # auto: XLA on CPU, without op determinism
+    ],
+    ids=["deterministic", "not-deterministic", "xla"],
+)
 def test_the_state_is_saved_at_intervals_and_a_run_killed_hard_repeats_the_epochs_since_bit_for_bit(
-    deterministic, saved_after, make_cfg, runs, tmp_path, monkeypatch
+    deterministic, saved_after, model, make_cfg, runs, tmp_path, monkeypatch
 ):
     # An hour between saves: only the first epoch's state is kept, unless TensorFlow's ops
     # are not deterministic (repeated epochs could then differ from the recorded ones). A
@@ -84,11 +92,12 @@ def test_the_state_is_saved_at_intervals_and_a_run_killed_hard_repeats_the_epoch
     from kerastrack.callbacks.recording import TrainingState
 
     monkeypatch.setattr(TrainingState, "keep_last", lambda self: None)
-    overrides = ("trainer.epochs=5", "trainer.state_every_s=3600", f"deterministic={deterministic}")
+    overrides = ("trainer.epochs=5", "trainer.state_every_s=3600", f"deterministic={deterministic}", model)
     run_id = killed_at(make_cfg, tmp_path, 3, *overrides)
     saved = read_state(tmp_path / "killed" / "state" / "training_state.npz", "")
     assert saved.meta["epoch"] - 1 == saved_after
     assert steps(runs.client, run_id, "loss") == [0, 1, 2, 3]
+    assert runs.client.get_run(run_id).data.params["trainer.jit_compile.used"] == str("1024" in model)
     if deterministic == "false":
         return
     monkeypatch.undo()

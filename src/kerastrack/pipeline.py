@@ -162,10 +162,13 @@ def _train(decided, tracker, output_dir, progress, opened=None):
                 optimizer=optimizer,
                 loss=loss,
                 metrics=metrics,
-                jit_compile=trainer.jit_compile,
+                jit_compile=runtime.jit_compile(
+                    trainer.jit_compile, model, cfg.model.get("_target_"), cfg.deterministic
+                ),
                 steps_per_execution=runtime.steps_per_execution(trainer.steps_per_execution),
             )
-            tracker.at_first_start(tracker.log_params, {"model.num_params": model.count_params()})
+            used = {"model.num_params": model.count_params(), "trainer.jit_compile.used": model.jit_compile}
+            tracker.at_first_start(tracker.log_params, used)
             training = feed.TrainingFeed(*fit_split, batch_size, trainer.shuffle, cfg.seed)
             try:
                 model.fit(

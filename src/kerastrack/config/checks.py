@@ -228,11 +228,24 @@ def _check_combinations(cfg):
             t.steps_per_execution,
             "auto or 1 under distribute (Keras cannot run more steps per call under tf.distribute)",
         )
-    if t.jit_compile is True and cfg.deterministic:  # Keras would warn and quietly train without XLA
+    if t.jit_compile is True and cfg.deterministic and _xla_unproven(cfg):
+        # Keras turns XLA off under op determinism; only XLA on one CPU device was found to
+        # repeat its numbers without it (runtime.jit_compile), so elsewhere XLA is refused.
         raise ConfigError(
-            "trainer.jit_compile=true needs deterministic=false: Keras turns XLA off under TensorFlow's "
-            "op determinism. Received: trainer.jit_compile=true, deterministic=true"
+            "trainer.jit_compile=true needs deterministic=false on GPU or under distribute: Keras turns XLA "
+            "off under TensorFlow's op determinism (on one CPU device, XLA runs are reproducible without it). "
+            "Received: trainer.jit_compile=true, deterministic=true"
         )
+
+
+def _xla_unproven(cfg):
+    """Whether the run would use XLA where it is not known to be reproducible: on a GPU, or
+    under a tf.distribute strategy."""
+    if "_target_" in (cfg.get("distribute") or {}):
+        return True
+    import tensorflow as tf  # only here: the other checks need no TensorFlow
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def check_config(cfg):

@@ -13,6 +13,12 @@ from kerastrack.errors import ConfigError
 
 log = logging.getLogger(__name__)
 AUTO_STEPS_PER_EXECUTION = 32  # see benchmarks/speed.py
+# trainer.jit_compile=auto on CPU: XLA for these model builders from this many parameters,
+# where it was measured faster per epoch (docs/performance.md: the studies' MLP, 101,770
+# parameters, ~1.4x; the default digits MLP, 9,610, slower). Not the CNN: XLA's CPU
+# convolutions do not use oneDNN (docs/devices.md).
+XLA_MODELS = ("kerastrack.models.builders.mlp",)
+XLA_MIN_PARAMS = 50_000
 
 
 def configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
@@ -33,6 +39,45 @@ def configure_tensorflow(seed, deterministic, threads=None, logical_cpus=None):
         # TensorFlow has no public way back (tf.config.experimental only enables it), and it
         # is process-wide: a run after a deterministic one in the same process would stay so.
         tf_config.disable_op_determinism()
+
+
+def jit_compile(value, model, target, deterministic):
+    """trainer.jit_compile as Keras' compile takes it, with TensorFlow's op determinism set
+    to match (call it after ``configure_tensorflow``, before ``compile``).
+
+    ``auto`` on CPU is XLA for the model kinds it speeds up (XLA_MODELS, XLA_MIN_PARAMS),
+    else none; on GPU or under tf.distribute it stays Keras' own ``auto``. An XLA run trains
+    without op determinism: Keras turns XLA off under it, and XLA on CPU gives the same
+    numbers run to run and process to process without it (tests/test_xla.py), so
+    ``deterministic=true`` keeps its promise there; the seed is set as for any run.
+
+    Args:
+        value: trainer.jit_compile: ``auto``, True or False.
+        model: The built, not yet compiled, Keras model.
+        target: The model config's ``_target_`` (its builder), or None.
+        deterministic: The run's ``deterministic``.
+    """
+    if value == "auto" and not tf.config.list_physical_devices("GPU") and not tf.distribute.has_strategy():
+        value = target in XLA_MODELS and model.count_params() >= XLA_MIN_PARAMS and _xla_compiles(model)
+    if value is True:
+        tf_config.disable_op_determinism()
+    elif deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return value
+
+
+def _xla_compiles(model):
+    """Whether XLA compiles the model's forward pass (lowered, not run: no state changes);
+    if not, one info line says the run trains without it."""
+    try:
+        if not all(layer.supports_jit for layer in model._flatten_layers()):  # Keras' own test, model_supports_jit
+            raise ValueError("a layer does not support XLA (supports_jit=False)")
+        sample = [tf.TensorSpec((1, *x.shape[1:]), x.dtype) for x in model.inputs]
+        tf.function(model, jit_compile=True).experimental_get_compiler_ir(*sample)(stage="hlo")
+    except Exception as exc:  # noqa: BLE001  whatever XLA or the layer raises: train without it
+        log.info("trainer.jit_compile=auto: training without XLA, which cannot compile this model (%s)", exc)
+        return False
+    return True
 
 
 def _split_cpu(n):
