@@ -207,7 +207,14 @@ def _plan_named(target, current, choices, overrides, facts):
 def _continued(kept, run_id, current, facts, received):
     """The plan that continues the run from what it ``kept``."""
     check_on_record(kept, run_id, facts.earlier.steps, facts.run_dir.state, received)
-    return Plan("continue", _settle(kept.config, current), kept.choices, run_id, kept.saved, facts.earlier.steps)
+    config = _settle(kept.config, current)
+    record = facts.earlier.run
+    if config.trainer.get("jit_compile") == "auto" and record is not None:
+        # The run goes on with the XLA choice it started with, so that its repeated epochs are the
+        # recorded ones: what `auto` picks changed (a run begun before it chose XLA on CPU has no
+        # trainer.jit_compile.used param, and trained without XLA).
+        OmegaConf.update(config, "trainer.jit_compile", record.params.get("trainer.jit_compile.used") == "True")
+    return Plan("continue", config, kept.choices, run_id, kept.saved, facts.earlier.steps)
 
 
 def _settle(recorded, current):

@@ -48,7 +48,7 @@ def jit_compile(value, model, target, deterministic):
     ``auto`` on CPU is XLA for the model kinds it speeds up (XLA_MODELS, XLA_MIN_PARAMS),
     else none; on GPU or under tf.distribute it stays Keras' own ``auto``. An XLA run trains
     without op determinism: Keras turns XLA off under it, and XLA on CPU gives the same
-    numbers run to run and process to process without it (tests/test_xla.py), so
+    numbers run to run and process to process without it (tests/test_devices.py), so
     ``deterministic=true`` keeps its promise there; the seed is set as for any run.
 
     Args:
