@@ -74,8 +74,8 @@ def _run(args):
     source = evaluation.find_source(uri, args.source)
     config = source.config or {}
     name = option or source.run.tags.get("data") or "?"
-    evaluation.check_recordable(source, name, args.new_run)
     node = datasets.data_config(source.config, option, keys)
+    evaluation.check_recordable(source, name, args.new_run)
     data = datasets.build(node, name)
     with startup.loading_tensorflow():
         # What the model's config names by kerastrack's registered names (its losses, layers).

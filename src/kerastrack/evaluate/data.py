@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kerastrack.errors import ConfigError
-from kerastrack.models.heads import resolve_head
 
 
 def options():
@@ -129,6 +128,9 @@ def check_fits(model, data, loss_config, name, run_id):
     Raises:
         ConfigError: Another input shape, task or number of classes than the model's.
     """
+    # Here, not above: kerastrack.models imports Keras (seconds), which a refusal before the model does without.
+    from kerastrack.models.heads import resolve_head
+
     expected = tuple(model.input_shape[1:])
     if tuple(data.input_shape) != expected:
         raise ConfigError(
