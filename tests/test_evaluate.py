@@ -11,43 +11,10 @@ import sys
 import mlflow
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 
 from kerastrack.errors import ConfigError
 from kerastrack.evaluate.cli import main
-from tests.helpers import CONF, history
-
-
-def train_into(uri, out, *overrides):
-    """Trains one tiny run into the store ``uri``, in this process; returns its run id."""
-    from kerastrack.pipeline import train
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "trainer.epochs=1",
-                "trainer.verbose=0",
-                "data.limit=200",
-                "callbacks=none",
-                f"paths.output_dir={out}",
-                f"tracking.tracking_uri={uri}",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    try:
-        train(cfg)
-    finally:
-        HydraConfig.instance().cfg = None
-    client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        f"params.`paths.output_dir` = '{out}'",
-    )
-    return run.info.run_id
+from tests.helpers import history, train_in_process
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +27,8 @@ def trained(tmp_path_factory):
     open_store(uri)
     return {
         "uri": uri,
-        "run": train_into(uri, tmp / "with_model", "tracking.log_model=true"),
-        "no_model": train_into(uri, tmp / "no_model", "tracking.log_model=false"),
+        "run": train_in_process(uri, tmp / "with_model", "tracking.log_model=true"),
+        "no_model": train_in_process(uri, tmp / "no_model", "tracking.log_model=false"),
     }
 
 

@@ -113,11 +113,14 @@ def _run(args, stdin):
 
 
 def _dirs(selection):
-    """Run id -> the output dir to remove with it, or None (none recorded, gone, or still in use)."""
+    """Run id -> the output dir to remove with it, or None: none recorded, gone, or one that a run
+    that stays writes to (it, or a dir inside it: a resumed run's, a running job's in a sweep dir)."""
+    in_use = [Path(d).resolve() for d in selection.dirs_in_use]
     doomed = {}
     for record in selection.delete:
         path = cleanup.output_dir(record)
-        doomed[record.run_id] = Path(path) if path and path not in selection.dirs_in_use and _removable(path) else None
+        keep = not path or any(u.is_relative_to(Path(path).resolve()) for u in in_use) or not _removable(path)
+        doomed[record.run_id] = None if keep else Path(path)
     return doomed
 
 
@@ -129,6 +132,8 @@ def _removable(path):
 
 
 def _remove(path):
+    if not path.exists():  # inside a dir removed before it (a job's, in its sweep's dir)
+        return False
     try:
         shutil.rmtree(path)
     except OSError as exc:
