@@ -14,6 +14,7 @@ import pytest
 
 from kerastrack.errors import ConfigError
 from kerastrack.evaluate.cli import main
+from kerastrack.tracking.query import fetch_runs
 from tests.helpers import history, train_in_process
 
 
@@ -70,12 +71,22 @@ def test_an_evaluation_goes_into_the_run_once_and_another_into_a_new_linked_run(
     assert history(client, new, "test_loss") == [(0, new.data.metrics["test_loss"])]
     assert client.get_run(run_id).data.metrics == run.data.metrics  # the source run as it was
 
+    # A registered version of it, likewise; and the report's per-epoch curves leave evaluations out.
+    client.create_registered_model("digits-net")
+    client.create_model_version("digits-net", model_uri, run_id=run_id, model_id=model_uri.removeprefix("models:/"))
+    assert main(["models:/digits-net/1", "--new-run", "--tracking-uri", uri]) == 0
+    linked = [r for r in all_runs(uri) if r.data.tags.get("evaluate.source_run") == run_id]
+    assert len(linked) == 2 and {r.data.tags["evaluate.model"] for r in linked} == {model_uri}
+    (record,) = [r for r in fetch_runs(uri, experiment="kerastrack") if r.run_id == run_id]
+    assert "loss" in record.history and not [k for k in record.history if k.startswith("eval/")]
+
 
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
         (["0123456789abcdef"], "Error: there is no run 0123456789abcdef in the store"),
         (["models:/m-nope"], "Error: there is no model models:/m-nope in the store"),
+        (["models:/nope/1"], "Error: there is no model models:/nope/1 in the store"),
         (["{no_model}"], "Error: run {no_model} ('digits-mlp-categorical_crossentropy-adam') has no logged model"),
         (["{run}", "data=iris"], "Error: data=iris does not fit the model of run {run}: its samples have shape (4,)"),
         (["{run}", "data=nope"], "Error: there is no data option 'nope'; choose one of breast_cancer,"),

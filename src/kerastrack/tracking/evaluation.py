@@ -108,15 +108,25 @@ def _logged_model(client, uri):
 
     name, _, version = uri[len(MODELS) :].partition("/")
     try:
-        if version:  # a registered model's version
-            model_id = client.get_model_version(name, version).model_id
+        model_id = _registered_model_id(client.get_model_version(name, version)) if version else name
+        if model_id:
             return client.get_logged_model(model_id)
-        return client.get_logged_model(name)
     except MlflowException:
-        raise ConfigError(
-            f"there is no model {uri} in the store {client.tracking_uri}: give a run id, models:/<model_id> "
-            f"(a run's logged model) or models:/<name>/<version> (a registered one). Received: run={uri}"
-        ) from None
+        pass
+    raise ConfigError(
+        f"there is no model {uri} in the store {client.tracking_uri}: give a run id, models:/<model_id> "
+        f"(a run's logged model) or models:/<name>/<version> (a registered one of a run's). Received: run={uri}"
+    )
+
+
+def _registered_model_id(version):
+    """The logged model a registered version was made from: its ``model_id``, which MLflow 3.17 fills
+    only when the registry finds the model through the process's global tracking URI, else the id
+    in its ``models:/<model_id>`` source; None for a version registered from other files."""
+    if version.model_id:
+        return version.model_id
+    source = version.source or ""
+    return source[len(MODELS) :] if source.startswith(f"{MODELS}m-") else None
 
 
 def _config(client, run):
