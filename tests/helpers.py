@@ -143,6 +143,42 @@ class UiProcess:
             self.kill()
 
 
+def train_in_process(uri, out, *overrides):
+    """Trains one tiny run (200 digits, one epoch) into the store ``uri`` in this process, its
+    files in ``out``; returns its run id."""
+    import mlflow
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from kerastrack.pipeline import train
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "trainer.epochs=1",
+                "trainer.verbose=0",
+                "data.limit=200",
+                "callbacks=none",
+                f"paths.output_dir={out}",
+                f"tracking.tracking_uri={uri}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    try:
+        train(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"params.`paths.output_dir` = '{out}'",
+    )
+    return run.info.run_id
+
+
 # -- what a store holds --
 
 

@@ -65,7 +65,7 @@ LAYERS = [
     ["hydra_plugins"],
     ["kerastrack", "cli", "api"],
     ["pipeline", "sweeps"],
-    ["report", "ui", "upload", "resume"],
+    ["report", "ui", "upload", "resume", "evaluate", "clean"],
     ["config"],
     ["callbacks", "data", "models", "optimizers"],
     ["losses", "figures"],

@@ -18,8 +18,9 @@ LATEST = "latest"
 PARENT_FILTER = "tags.`sweep.role` = 'parent'"
 # Per-epoch keys a report needs besides the runs' own metrics (which are found per run).
 BASE_HISTORY_KEYS = ("loss", "val_loss", "learning_rate")
-# Summary and batch metrics: one value per run, or per step rather than per epoch.
-SKIPPED_PREFIXES = ("best_", "test_", "batch_")
+# Summary and batch metrics: one value per run, or per step rather than per epoch; a finished
+# run's evaluations (python -m kerastrack.evaluate).
+SKIPPED_PREFIXES = ("best_", "test_", "batch_", "eval/")
 _PAGE = 1000
 OPEN_ID_TAG = "kerastrack.open_id"
 
