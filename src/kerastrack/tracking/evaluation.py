@@ -12,9 +12,8 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
 from kerastrack.tracking.logged_model import NAME
@@ -139,7 +138,7 @@ def _config(client, run):
             path = client.download_artifacts(run.info.run_id, "config/config.yaml", tmp)
         except (MlflowException, OSError):
             return None
-        return yaml.safe_load(Path(path).read_text())
+        return OmegaConf.to_container(OmegaConf.load(path))
 
 
 def load_model(tracking_uri, source):
