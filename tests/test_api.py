@@ -149,3 +149,14 @@ def test_sweep_compare_and_runs_read_back_what_the_sweep_recorded(notebook, tmp_
     adam = kerastrack.runs("tags.optimizer = 'adam'")
     assert len(adam) == 2 and all(not math.isnan(v) for v in adam["metrics.best_val_loss"])
     assert set(adam["params.optimizer._target_"]) == {"keras.optimizers.Adam"}
+
+
+def test_the_line_that_continues_a_sweep_names_the_command_that_started_it():
+    from kerastrack.sweeps.sweep_dir import continue_command
+
+    assert continue_command(["/venv/bin/kerastrack", "-m", "seed=0,1"], "multirun/x") == (
+        "kerastrack -m seed=0,1 hydra.sweep.dir=multirun/x"
+    )
+    assert continue_command(["train.py", "-m", "seed=0,1"], "multirun/x") == (
+        "python train.py -m seed=0,1 hydra.sweep.dir=multirun/x"
+    )

@@ -8,6 +8,7 @@ anything is written or recorded: its jobs would share the numbered job dirs (``0
 """
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def check_sweepable(config):
 def continue_command(argv, directory):
     """The command line that continues a sweep: the same one, into the same sweep dir."""
     args = [a for a in argv[1:] if not a.startswith(("hydra.sweep.dir=", "+hydra.sweep.dir="))]
-    return shlex.join(["python", argv[0], *args, f"hydra.sweep.dir={directory}"])
+    # The installed command (and the Python API, which runs as it) is started by its name.
+    start = ["kerastrack"] if os.path.basename(argv[0]) == "kerastrack" else ["python", argv[0]]
+    return shlex.join([*start, *args, f"hydra.sweep.dir={directory}"])
 
 
 def failure_line(n_failed, n_jobs, n_diverged, n_without_run, offline, directory):
