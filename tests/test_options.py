@@ -21,7 +21,7 @@ ROWS = [
     ("digits", "cnn", "categorical_crossentropy", "adam", "piecewise", "default"),
     ("iris", "linear", "categorical_hinge", "adamw", "exponential", "[default,update_size]"),
     ("breast_cancer", "linear", "hinge", "amsgrad", "constant", "[default,reduce_lr_on_plateau]"),
-    ("diabetes", "mlp", "huber", "gd", "polynomial", "[default,weight_stats]"),
+    ("diabetes", "mlp", "huber", "gd", "polynomial", "[default,weight_stats,tensorboard]"),
     ("diabetes", "linear", "mae", "momentum", "step", "none"),
     ("csv", "mlp", "mse", "nadam", "cosine_warmup", "early_stopping"),
     ("wine", "mlp", "multiclass_svm", "nesterov", "plateau", "model_checkpoint"),

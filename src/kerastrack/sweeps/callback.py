@@ -143,8 +143,14 @@ class MlflowSweepCallback(Callback):
         labels = label_tags(config.get("tags"), config.get("notes"))  # the jobs' runs get the tags too
         # The tracking node may name the sweep's dir through Hydra's config (debug=fast's store,
         # ${kt.invocation_dir:}), which Hydra sets only in each job.
+        # Only for the span: the launching process's jobs (and what runs after the sweep in a
+        # notebook) must not read the sweep's config as theirs (it has no hydra.job.num).
+        hydra_config = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(config)
-        self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides, labels)
+        try:
+            self.parent = instantiate(config.tracking).open_sweep(self.sweep_dir, keys, overrides, labels)
+        finally:
+            HydraConfig.instance().cfg = hydra_config
         if self.parent is not None:
             atexit.register(self._close_if_open)
             LAUNCHED.append((self.parent.run_id, self.parent.tracking_uri, self.sweep_dir))
