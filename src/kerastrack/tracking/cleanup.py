@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from kerastrack.errors import ConfigError
-from kerastrack.tracking.query import PARENT_FILTER, _search, open_client, to_record
+from kerastrack.tracking.query import _search, open_client, recent_runs, to_record
 
 STATUSES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 PARENT_TAG = "mlflow.parentRunId"
@@ -79,15 +79,9 @@ def _sweep(client, run_id):
     except MlflowException:
         run = None
     if run is None or run.data.tags.get("sweep.role") != "parent" or run.info.lifecycle_stage == "deleted":
-        latest = client.search_runs(
-            [e.experiment_id for e in client.search_experiments()],
-            PARENT_FILTER,
-            max_results=5,
-            order_by=["attributes.start_time DESC"],
-        )
-        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in latest) or "none"
         raise ConfigError(
-            f"there is no sweep {run_id} (a sweep's parent run id) in the store; the latest sweeps are: {names}. "
+            f"there is no sweep {run_id} (a sweep's parent run id) in the store; the latest sweeps are: "
+            f"{recent_runs(client)}. "
             f"Received: sweep={run_id}"
         )
     return run

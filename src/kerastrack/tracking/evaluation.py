@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
 from kerastrack.tracking.logged_model import NAME
-from kerastrack.tracking.query import open_client, to_record
+from kerastrack.tracking.query import open_client, recent_runs, to_record
 
 MODELS = "models:/"
 SOURCE_TAG = "evaluate.source_run"
@@ -89,14 +89,9 @@ def _run(client, run_id, source):
     except MlflowException:
         run = None
     if run is None or run.info.lifecycle_stage == "deleted":
-        latest = client.search_runs(
-            [e.experiment_id for e in client.search_experiments()],
-            max_results=5,
-            order_by=["attributes.start_time DESC"],
-        )
-        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in latest) or "none"
         raise ConfigError(
-            f"there is no run {run_id} in the store {client.tracking_uri}; the latest runs are: {names}. "
+            f"there is no run {run_id} in the store {client.tracking_uri}; the latest runs are: "
+            f"{recent_runs(client, filter_string='')}. "
             f"Received: run={source}"
         )
     return run

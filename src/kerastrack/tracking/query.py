@@ -190,7 +190,7 @@ def _parent_run(client, parent, experiment):
         run = client.get_run(parent)
     except MlflowException:
         raise ConfigError(
-            f"There is no run with id '{parent}'. The latest sweeps are: {_recent_parents(client)}. "
+            f"There is no run with id '{parent}'. The latest sweeps are: {recent_runs(client)}. "
             f"Received: parent={parent}"
         ) from None
     _check_is_parent(client, run)
@@ -216,9 +216,11 @@ def _check_is_parent(client, run):
     )
 
 
-def _recent_parents(client, limit=5):
+def recent_runs(client, filter_string=PARENT_FILTER, limit=5):
+    """The latest runs matching ``filter_string`` (sweep parents by default), as an error
+    message lists them: ``id (name), ...``, or "none"."""
     runs = client.search_runs(
-        _experiment_ids(client), PARENT_FILTER, order_by=["attributes.start_time DESC"], max_results=limit
+        _experiment_ids(client), filter_string, order_by=["attributes.start_time DESC"], max_results=limit
     )
     return ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs) or "none"
 
