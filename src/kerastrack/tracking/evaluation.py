@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from kerastrack.errors import ConfigError
+from kerastrack.tracking import logged_model
 from kerastrack.tracking.logged_model import NAME
 from kerastrack.tracking.query import open_client, recent_runs, to_record
 
@@ -138,16 +139,7 @@ def _config(client, run):
 
 def load_model(tracking_uri, source):
     """The Keras model of ``source`` (MLflow's keras flavor), compiled as it was trained."""
-    # MLflow's progress bar, a line per refresh on a terminal, for files read from a local store.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow.artifacts
-    import mlflow.keras
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=source.artifact_location, dst_path=tmp, tracking_uri=tracking_uri
-        )
-        return mlflow.keras.load_model(path)
+    return logged_model.load_files(tracking_uri, source.artifact_location)
 
 
 def recorded_keys(data_name):

@@ -14,6 +14,7 @@ which is not this model's number), and it loads the model back to check the inpu
 import contextlib
 import io
 import os
+import tempfile
 
 from kerastrack.errors import ConfigError
 from kerastrack.tracking.provenance import library_versions
@@ -105,7 +106,6 @@ def load(tracking_uri, run_id):
             before its end).
     """
     import mlflow
-    from mlflow.artifacts import download_artifacts
     from mlflow.entities import LoggedModelStatus
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -118,7 +118,19 @@ def load(tracking_uri, run_id):
             f"Run {run_id} has no logged model: it ran with tracking.log_model=false or ended before "
             f"its model was logged (status {run.info.status}). Received: run_id={run_id}"
         )
-    local = download_artifacts(artifact_uri=found[0].artifact_location, tracking_uri=tracking_uri)
+    return load_files(tracking_uri, found[0].artifact_location)
+
+
+def load_files(tracking_uri, artifact_location):
+    """The Keras model (MLflow's keras flavor) saved at a logged model's ``artifact_location``,
+    compiled as it was trained; its files are read through a temporary folder."""
+    # MLflow's progress bar, a line per refresh on a terminal, for files read from a local store.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow.artifacts
     import mlflow.keras
 
-    return mlflow.keras.load_model(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_location, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return mlflow.keras.load_model(path)
